@@ -1,0 +1,22 @@
+"""Next Token Perception Score (NTPS) as scikit-learn estimators.
+
+Data flow: text -> hidden states (``embedding``) -> moments (``moments``)
+-> subspaces (``subspaces``) -> score (``scoring``, ``estimators``).
+"""
+
+from .estimators import NTPSScorer, NTPSSubspaceProbe
+from .moments import MomentAccumulator, Moments, compute_moments, pooled_features
+from .scoring import ntps_curve, ntps_score
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "MomentAccumulator",
+    "Moments",
+    "NTPSScorer",
+    "NTPSSubspaceProbe",
+    "compute_moments",
+    "ntps_curve",
+    "ntps_score",
+    "pooled_features",
+]

@@ -1,0 +1,292 @@
+"""The estimators: thin wrappers that validate, call the stages, store ``_`` attributes."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_consistent_length
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from .moments import compute_moments, pooled_features
+from .scoring import (
+    VARIANTS,
+    autoregressive_subspace,
+    encode_labels,
+    ntps_curve,
+    perception_moments,
+    resolve_n_components,
+)
+from .subspaces import nested_basis, top_generalized_eigenvectors
+
+
+class _NTPSBase(BaseEstimator):
+    """Fit the autoregressive subspace and the NTPS curve of the training texts."""
+
+    def _fit_ntps(self, X, y):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}.")
+        moments = compute_moments(X)
+        check_consistent_length(moments, y)
+        check_classification_targets(y)
+        d = moments.n_features
+        k = resolve_n_components(self.n_components, d)
+        classes, yi = encode_labels(y)
+        eigenvalues, V = autoregressive_subspace(moments, rtol=self.rtol)
+        Sxx, Sxy = perception_moments(moments.pooled, yi, len(classes))
+        curve = ntps_curve(Sxx, Sxy, V, variant=self.variant, rtol=self.rtol)
+        _, U = top_generalized_eigenvectors(Sxy, Sxx, min(k, len(classes)), rtol=self.rtol)
+
+        self.n_features_in_ = d
+        self.n_components_ = k
+        self.classes_ = classes
+        self.ar_eigenvalues_ = eigenvalues
+        # Orthonormal rows spanning the top-k subspace, like PCA's components_;
+        # fewer than k rows when C0 has rank < k.
+        self.components_ = nested_basis(V[:, :k])[0].T
+        self.perception_components_ = U.T
+        self.ntps_curve_ = curve
+        self.ntps_ = float(curve[k - 1])
+        return moments
+
+    def _pooled(self, X):
+        check_is_fitted(self)
+        pooled = pooled_features(X)
+        if pooled.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {pooled.shape[1]} features, but {type(self).__name__} is fitted "
+                f"with {self.n_features_in_} features."
+            )
+        return pooled
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Inputs are sequences of per-text (n_tokens, n_features) arrays, a 3-D
+        # array, or Moments: never a plain 2-D feature matrix.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.target_tags.required = True
+        return tags
+
+
+class NTPSScorer(_NTPSBase):
+    """Next Token Perception Score of a layer's hidden states for a labelled task.
+
+    ``fit`` learns the top-k autoregressive subspace (the span of the optimal
+    rank-k linear next-token predictor's encoder) from the training texts and
+    scores them; ``score`` keeps that subspace and measures how much of the
+    perception subspace of new labelled texts it holds. Higher is better, so
+    the scorer plugs into ``cross_val_score`` and ``GridSearchCV`` (over
+    layers or models in a Pipeline with ``HFEmbeddingTransformer``).
+
+    Parameters
+    ----------
+    n_components : int or float, default=0.25
+        Dimension k of the autoregressive subspace: an int, or a float in
+        (0, 1] taken as a fraction of n_features (rounded up). A quarter keeps
+        NTPS away from its trivial value 1 at k = n_features while leaving room
+        for the ``min(k, n_classes)`` perception directions.
+    variant : {"paper", "whitened"}, default="paper"
+        ``"paper"``: ``||P_V U||^2 / ||U||^2`` as in Cheng et al. (2025).
+        ``"whitened"``: scale-free; the share of a least-squares probe's
+        explained label signal that a probe on the k autoregressive features
+        keeps.
+    rtol : float, default=None
+        Covariance eigenvalues below ``rtol * max`` count as zero; None uses
+        ``n_features * eps``.
+
+    Attributes
+    ----------
+    ntps_ : float
+        NTPS of the training texts at ``n_components_``.
+    ntps_curve_ : ndarray of shape (n_features_in_,)
+        NTPS of the training texts for every k; ``ntps_curve_[k - 1]`` is NTPS(k).
+    components_ : ndarray of shape (n_components_, n_features_in_)
+        Orthonormal basis (rows) of the top-k autoregressive subspace.
+    ar_eigenvalues_ : ndarray of shape (rank(C0),)
+        Generalized eigenvalues of ``(C1 C1^T, C0)``, decreasing.
+    perception_components_ : ndarray of shape (min(k, n_classes), n_features_in_)
+        Perception directions ``U`` (rows), normalised so ``u^T Sxx u = 1``.
+    classes_ : ndarray of shape (n_classes,)
+    n_components_ : int
+        The resolved k.
+    n_features_in_ : int
+
+    See Also
+    --------
+    ntps_score : the same score as a function.
+    NTPSSubspaceProbe : a classifier on the autoregressive subspace.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps import NTPSScorer
+    >>> rng = np.random.default_rng(0)
+    >>> X = [rng.normal(size=(rng.integers(2, 9), 16)) for _ in range(80)]
+    >>> y = np.arange(80) % 2
+    >>> scorer = NTPSScorer(n_components=4).fit(X[:60], y[:60])
+    >>> scorer.components_.shape
+    (4, 16)
+    >>> 0 <= scorer.score(X[60:], y[60:]) <= 1
+    True
+    """
+
+    def __init__(self, *, n_components=0.25, variant="paper", rtol=None):
+        self.n_components = n_components
+        self.variant = variant
+        self.rtol = rtol
+
+    def fit(self, X, y):
+        """Learn the autoregressive subspace and score the training texts.
+
+        Parameters
+        ----------
+        X : sequence of ndarray of shape (n_tokens_i, n_features), or Moments
+            Token hidden states per text (padding removed), a 3-D array of
+            equal-length texts, or ``HFEmbeddingTransformer(output="tokens")``
+            output. One-token texts count for the perception side only.
+        y : array-like of shape (n_texts,)
+            Class labels, at least two classes.
+
+        Returns
+        -------
+        self : NTPSScorer
+        """
+        self._fit_ntps(X, y)
+        return self
+
+    def score(self, X, y):
+        """NTPS of ``(X, y)`` against the fitted autoregressive subspace.
+
+        Parameters
+        ----------
+        X : sequence of ndarray of shape (n_tokens_i, n_features), or Moments
+        y : array-like of shape (n_texts,)
+
+        Returns
+        -------
+        float
+            NTPS in [0, 1] at the fitted k.
+        """
+        pooled = self._pooled(X)
+        check_consistent_length(pooled, y)
+        check_classification_targets(y)
+        classes, yi = encode_labels(y)
+        Sxx, Sxy = perception_moments(pooled, yi, len(classes))
+        k = self.components_.shape[0]
+        curve = ntps_curve(Sxx, Sxy, self.components_.T, variant=self.variant, rtol=self.rtol)
+        return float(curve[k - 1])
+
+
+def _estimator_has(method):
+    def check(self):
+        est = getattr(self, "estimator_", self.estimator)
+        return est is None or hasattr(est, method)
+
+    return check
+
+
+class NTPSSubspaceProbe(ClassifierMixin, TransformerMixin, _NTPSBase):
+    """Linear probe on the top-k autoregressive subspace of a layer.
+
+    ``transform`` projects each text's pooled hidden state onto the
+    orthonormal basis of the subspace; ``predict`` classifies those k
+    coordinates with ``estimator``. Comparing its accuracy with a probe on all
+    features shows what the next-token subspace keeps of the task.
+
+    Parameters
+    ----------
+    n_components : int or float, default=0.25
+        Dimension k of the autoregressive subspace (int, or fraction of
+        n_features in (0, 1]).
+    estimator : classifier, default=None
+        Fitted on the projected features; None means
+        ``make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))``
+        (hidden states have a few huge coordinates, which slow lbfgs down).
+    variant : {"paper", "whitened"}, default="paper"
+        Which NTPS ``ntps_`` and ``ntps_curve_`` report.
+    rtol : float, default=None
+        Covariance eigenvalues below ``rtol * max`` count as zero.
+
+    Attributes
+    ----------
+    estimator_ : classifier
+        The fitted clone of ``estimator``.
+    classes_ : ndarray of shape (n_classes,)
+    ntps_, ntps_curve_, components_, ar_eigenvalues_, perception_components_,
+    n_components_, n_features_in_
+        As in :class:`NTPSScorer`, for the training texts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps import NTPSSubspaceProbe
+    >>> rng = np.random.default_rng(0)
+    >>> X = [rng.normal(size=(rng.integers(2, 9), 16)) for _ in range(80)]
+    >>> y = np.arange(80) % 2
+    >>> probe = NTPSSubspaceProbe(n_components=4).fit(X, y)
+    >>> probe.transform(X[:3]).shape
+    (3, 4)
+    >>> probe.predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(self, *, n_components=0.25, estimator=None, variant="paper", rtol=None):
+        self.n_components = n_components
+        self.estimator = estimator
+        self.variant = variant
+        self.rtol = rtol
+
+    def fit(self, X, y):
+        """Learn the subspace, then fit ``estimator`` on the projected features.
+
+        Parameters
+        ----------
+        X : sequence of ndarray of shape (n_tokens_i, n_features), or Moments
+        y : array-like of shape (n_texts,)
+
+        Returns
+        -------
+        self : NTPSSubspaceProbe
+        """
+        moments = self._fit_ntps(X, y)
+        base = self.estimator
+        if base is None:
+            base = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        self.estimator_ = clone(base).fit(moments.pooled @ self.components_.T, y)
+        return self
+
+    def transform(self, X):
+        """Coordinates of each text's pooled state in the autoregressive subspace.
+
+        Parameters
+        ----------
+        X : sequence of ndarray of shape (n_tokens_i, n_features), or Moments
+
+        Returns
+        -------
+        ndarray of shape (n_texts, n_components_)
+        """
+        pooled = self._pooled(X)
+        return pooled @ self.components_.T
+
+    def predict(self, X):
+        """Predicted class of each text."""
+        Z = self.transform(X)
+        return self.estimator_.predict(Z)
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities of each text (if ``estimator`` has them)."""
+        Z = self.transform(X)
+        return self.estimator_.predict_proba(Z)
+
+    @available_if(_estimator_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function of ``estimator`` on the projected features."""
+        Z = self.transform(X)
+        return self.estimator_.decision_function(Z)

@@ -1,0 +1,152 @@
+"""Stage 3 of the data flow: moments -> subspaces.
+
+Both sides of NTPS are generalized eigenproblems ``A v = lambda B v`` with
+``A = G G^T`` positive semi-definite and ``B`` a (often singular) covariance.
+They are solved on the range of ``B``: eigendecompose ``B``, keep eigenvalues
+above ``rtol * max``, whiten, then take the left singular vectors of the
+whitened ``G`` (the eigenvectors of the whitened ``A``, more accurately).
+Largest eigenvalues come first; the authors' dense code took the smallest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+
+
+@dataclass(frozen=True, eq=False)
+class Whitening:
+    """Eigenbasis of a PSD matrix ``B`` restricted to its numerical range.
+
+    ``basis`` (d, m) has orthonormal columns, ``eigenvalues`` (m,) are > 0,
+    so ``B ~= basis @ diag(eigenvalues) @ basis.T``.
+    """
+
+    basis: np.ndarray
+    eigenvalues: np.ndarray
+
+    @property
+    def whitener(self) -> np.ndarray:
+        """``W`` (d, m) with ``W.T @ B @ W = I``."""
+        return self.basis / np.sqrt(self.eigenvalues)
+
+    @property
+    def rank(self) -> int:
+        return self.eigenvalues.shape[0]
+
+
+def whiten(B: np.ndarray, *, rtol: float | None = None) -> Whitening:
+    """Eigendecompose the PSD matrix ``B`` on its range.
+
+    Parameters
+    ----------
+    B : ndarray of shape (d, d)
+        Symmetric positive semi-definite matrix.
+    rtol : float, default=None
+        Eigenvalues at most ``rtol * max(eigenvalues)`` are treated as zero.
+        ``None`` uses ``d * eps``, the cut-off of :func:`scipy.linalg.pinvh`.
+    """
+    d = B.shape[0]
+    if rtol is None:
+        rtol = d * np.finfo(np.float64).eps
+    w, Q = linalg.eigh(B)
+    top = w.max(initial=0.0)
+    keep = w > rtol * top if top > 0 else np.zeros_like(w, dtype=bool)
+    # eigh returns ascending order; the range is kept largest first.
+    keep_idx = np.flatnonzero(keep)[::-1]
+    return Whitening(basis=Q[:, keep_idx], eigenvalues=w[keep_idx])
+
+
+def top_generalized_eigenvectors(G, B, n_components=None, *, rtol=None):
+    """Leading generalized eigenvectors of ``(G G^T, B)``, solved on range(B).
+
+    Parameters
+    ----------
+    G : ndarray of shape (d, p)
+        Factor of the left-hand matrix ``A = G G^T``.
+    B : ndarray of shape (d, d)
+        Symmetric PSD right-hand matrix, possibly singular.
+    n_components : int, default=None
+        How many to return (at most ``rank(B)``); None returns all of them.
+    rtol : float, default=None
+        Relative cut-off of ``B``'s range, see :func:`whiten`.
+
+    Returns
+    -------
+    eigenvalues : ndarray of shape (k,)
+        In decreasing order.
+    vectors : ndarray of shape (d, k)
+        Normalised so that ``vectors.T @ B @ vectors = I``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> G = np.array([[2.0], [0.0]]); B = np.eye(2)
+    >>> vals, vecs = top_generalized_eigenvectors(G, B, 1)
+    >>> vals, np.abs(vecs).ravel()
+    (array([4.]), array([1., 0.]))
+    """
+    wh = whiten(B, rtol=rtol)
+    W = wh.whitener
+    k = wh.rank if n_components is None else min(n_components, wh.rank)
+    # Left singular vectors of W^T G are the eigenvectors of W^T A W; a full
+    # basis is needed when k exceeds the rank of G.
+    Z, s, _ = linalg.svd(W.T @ G, full_matrices=True)
+    s2 = np.zeros(wh.rank)
+    s2[: s.shape[0]] = s**2
+    vectors = _fix_signs(W @ Z[:, :k])
+    return s2[:k], vectors
+
+
+def nested_basis(V: np.ndarray, *, rtol: float = 1e-8, block: int = 64):
+    """Orthonormal basis of the nested spans ``span(V[:, :k])``, k = 1, 2, ...
+
+    Block Gram-Schmidt, projecting twice ("twice is enough"), that drops a
+    column whose new part is below ``rtol`` times its norm. Unlike a plain QR,
+    a dependent column leaves no arbitrary direction behind, so rank-deficient
+    ``V`` (more columns than the space they live in, say) is handled exactly.
+
+    Returns
+    -------
+    basis : ndarray of shape (d, r)
+        Orthonormal columns; ``basis[:, :dims[k-1]]`` spans ``V[:, :k]``.
+    dims : ndarray of int, shape (K,)
+        Dimension of ``span(V[:, :k])`` for each k = 1 .. K.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> basis, dims = nested_basis(np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]]))
+    >>> dims
+    array([1, 1, 2])
+    """
+    d, K = V.shape
+    basis = np.empty((d, min(d, K)))
+    dims = np.empty(K, dtype=np.intp)
+    norms = np.linalg.norm(V, axis=0)
+    r = 0
+    for lo in range(0, K, block):
+        Vb = V[:, lo : lo + block].copy()
+        for _ in range(2):
+            Vb -= basis[:, :r] @ (basis[:, :r].T @ Vb)
+        r_block = r
+        for j in range(Vb.shape[1]):
+            v = Vb[:, j]
+            for _ in range(2):
+                v = v - basis[:, r_block:r] @ (basis[:, r_block:r].T @ v)
+            nv = np.linalg.norm(v)
+            if r < d and nv > rtol * norms[lo + j]:
+                basis[:, r] = v / nv
+                r += 1
+            dims[lo + j] = r
+    return basis[:, :r], dims
+
+
+def _fix_signs(vectors: np.ndarray) -> np.ndarray:
+    """Flip each column so its largest-magnitude entry is positive (reproducible output)."""
+    idx = np.argmax(np.abs(vectors), axis=0)
+    signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
+    signs[signs == 0] = 1.0
+    return vectors * signs

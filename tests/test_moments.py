@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+
+from sklearn_ntps import moments as moments_module
+from sklearn_ntps.moments import (
+    MomentAccumulator,
+    Moments,
+    check_token_states,
+    compute_moments,
+    pooled_features,
+)
+
+from conftest import make_texts
+
+
+def brute_force_moments(X):
+    """The spec's definitions, one token at a time."""
+    d = X[0].shape[1]
+    c0, c1, pooled, pairs = np.zeros((d, d)), np.zeros((d, d)), [], 0
+    for H in X:
+        pooled.append(H.mean(axis=0))
+        for t in range(H.shape[0] - 1):
+            c = H[: t + 1].sum(axis=0)
+            c0 += np.outer(c, c)
+            c1 += np.outer(c, H[t + 1])
+            pairs += 1
+    return np.array(pooled), c0, c1, pairs
+
+
+def test_moments_match_per_token_loops():
+    X, _ = make_texts(n_texts=60, n_features=7, min_len=1, max_len=15, seed=3)
+    pooled, c0, c1, pairs = brute_force_moments(X)
+    m = compute_moments(X)
+    assert m.n_pairs == pairs
+    np.testing.assert_allclose(m.pooled, pooled, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(m.c0, c0, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(m.c1, c1, rtol=1e-10, atol=1e-8)
+    C0, C1 = m.autoregressive_covariances()
+    np.testing.assert_allclose(C0, c0 / 60, rtol=1e-10, atol=1e-8)
+
+
+def test_chunking_does_not_change_moments(monkeypatch):
+    X, _ = make_texts(n_texts=50, n_features=5, seed=1)
+    whole = compute_moments(X)
+    monkeypatch.setattr(moments_module, "_CHUNK_TOKENS", 7)
+    chunked = compute_moments(X)
+    np.testing.assert_allclose(chunked.c0, whole.c0, rtol=1e-12)
+    np.testing.assert_allclose(chunked.c1, whole.c1, rtol=1e-12)
+    np.testing.assert_array_equal(chunked.pooled, whole.pooled)
+
+
+def test_shards_add_up_to_the_whole():
+    X, _ = make_texts(n_texts=40, n_features=6, seed=2)
+    whole = compute_moments(X)
+    merged = compute_moments(X[:13]) + compute_moments(X[13:29]) + compute_moments(X[29:])
+    np.testing.assert_allclose(merged.c0, whole.c0, rtol=1e-12)
+    np.testing.assert_allclose(merged.c1, whole.c1, rtol=1e-12)
+    np.testing.assert_allclose(merged.pooled, whole.pooled)
+    assert merged.n_pairs == whole.n_pairs and len(merged) == len(whole)
+
+    acc_a, acc_b = MomentAccumulator(), MomentAccumulator()
+    acc_a.update(np.concatenate(X[:20]), [len(x) for x in X[:20]])
+    acc_b.update(np.concatenate(X[20:]), [len(x) for x in X[20:]])
+    m = acc_a.merge(acc_b).moments()
+    np.testing.assert_allclose(m.c0, whole.c0, rtol=1e-12)
+    np.testing.assert_allclose(m.pooled, whole.pooled)
+
+
+def test_all_layers_at_once_equal_each_layer_alone():
+    rng = np.random.default_rng(0)
+    lengths = [3, 1, 6, 2]
+    states = rng.normal(size=(3, sum(lengths), 4)).astype(np.float32)
+    acc = MomentAccumulator()
+    acc.update(states, lengths)
+    for layer in range(3):
+        per_text = np.split(states[layer], np.cumsum(lengths)[:-1])
+        alone = compute_moments(per_text)
+        got = acc.moments(layer)
+        assert got.c0.dtype == np.float64
+        np.testing.assert_allclose(got.c0, alone.c0, rtol=1e-12)
+        np.testing.assert_allclose(got.c1, alone.c1, rtol=1e-12)
+        np.testing.assert_allclose(got.pooled, alone.pooled, rtol=1e-12)
+
+
+def test_memory_does_not_grow_with_tokens():
+    rng = np.random.default_rng(0)
+    d, n_layers = 6, 2
+    acc = MomentAccumulator()
+    for _ in range(5):
+        acc.update(rng.normal(size=(n_layers, 500, d)), [250, 250])
+    held = acc._c0.nbytes + acc._c1.nbytes + sum(p.nbytes for p in acc._pooled)
+    assert held == 8 * (2 * n_layers * d * d + n_layers * acc.n_texts * d)
+
+
+def test_last_token_pooling():
+    X = [np.arange(6.0).reshape(3, 2), np.array([[7.0, 8.0]])]
+    np.testing.assert_array_equal(pooled_features(X, pooling="last"), [[4, 5], [7, 8]])
+    np.testing.assert_array_equal(compute_moments(X, pooling="last").pooled, [[4, 5], [7, 8]])
+    np.testing.assert_array_equal(pooled_features(X), [[2, 3], [7, 8]])
+
+
+def test_one_token_texts_add_no_pairs():
+    m = compute_moments([np.ones((1, 3)), np.ones((1, 3))])
+    assert m.n_pairs == 0 and not m.c0.any() and len(m) == 2
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        ([], "empty"),
+        ([np.ones((2, 3)), np.ones((0, 3))], "Text 1 has 0 tokens"),
+        ([np.ones((2, 3)), np.ones((2, 4))], "Inconsistent n_features: text 1 has 4"),
+        ([np.ones((2, 3)), np.array([[1.0, np.nan, 0.0]])], "Text 1 contains NaN"),
+        ([np.array([[np.inf, 0.0]])], "Text 0 contains NaN or infinity"),
+        (np.ones((4, 3)), "shape \\(4, 3\\)"),
+        ("some text", "sequence of 2-D arrays"),
+        ([np.ones(3)], "Text 0 has shape \\(3,\\)"),
+        ([[["a", "b"]]], "Text 0 is not a numeric array"),
+        ([np.ones((2, 0))], "0 features"),
+    ],
+)
+def test_bad_states_raise_clear_errors(X, match):
+    with pytest.raises(ValueError, match=match):
+        check_token_states(X)
+
+
+def test_states_are_not_mutated():
+    X, _ = make_texts(n_texts=10, n_features=3)
+    before = [x.copy() for x in X]
+    compute_moments(X)
+    pooled_features(X)
+    for a, b in zip(X, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_update_rejects_inconsistent_lengths():
+    with pytest.raises(ValueError, match="sum to the number of tokens"):
+        MomentAccumulator().update(np.ones((5, 2)), [2, 2])
+    with pytest.raises(ValueError, match="pooling"):
+        MomentAccumulator(pooling="max")
+
+
+def test_merging_incompatible_moments_fails():
+    a = compute_moments([np.ones((2, 3))])
+    b = compute_moments([np.ones((2, 4))])
+    with pytest.raises(ValueError, match="3 and 4 features"):
+        a + b
+    assert isinstance(a, Moments)
