@@ -4,6 +4,7 @@ Data flow: text -> hidden states (``embedding``) -> moments (``moments``)
 -> subspaces (``subspaces``) -> score (``scoring``, ``estimators``).
 """
 
+from .embedding import HFEmbeddingTransformer
 from .estimators import NTPSScorer, NTPSSubspaceProbe
 from .moments import MomentAccumulator, Moments, compute_moments, pooled_features
 from .scoring import ntps_curve, ntps_score
@@ -11,6 +12,7 @@ from .scoring import ntps_curve, ntps_score
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "HFEmbeddingTransformer",
     "MomentAccumulator",
     "Moments",
     "NTPSScorer",

@@ -16,12 +16,12 @@ from .moments import compute_moments, pooled_features
 from .scoring import (
     VARIANTS,
     autoregressive_subspace,
+    curve_from_subspaces,
     encode_labels,
-    ntps_curve,
-    perception_moments,
+    perception_side,
     resolve_n_components,
 )
-from .subspaces import nested_basis, top_generalized_eigenvectors
+from .subspaces import nested_basis
 
 
 class _NTPSBase(BaseEstimator):
@@ -37,9 +37,8 @@ class _NTPSBase(BaseEstimator):
         k = resolve_n_components(self.n_components, d)
         classes, yi = encode_labels(y)
         eigenvalues, V = autoregressive_subspace(moments, rtol=self.rtol)
-        Sxx, Sxy = perception_moments(moments.pooled, yi, len(classes))
-        curve = ntps_curve(Sxx, Sxy, V, variant=self.variant, rtol=self.rtol)
-        _, U = top_generalized_eigenvectors(Sxy, Sxx, min(k, len(classes)), rtol=self.rtol)
+        perception = perception_side(moments.pooled, yi, len(classes), rtol=self.rtol)
+        curve = curve_from_subspaces(perception, V, variant=self.variant)
 
         self.n_features_in_ = d
         self.n_components_ = k
@@ -48,7 +47,7 @@ class _NTPSBase(BaseEstimator):
         # Orthonormal rows spanning the top-k subspace, like PCA's components_;
         # fewer than k rows when C0 has rank < k.
         self.components_ = nested_basis(V[:, :k])[0].T
-        self.perception_components_ = U.T
+        self.perception_components_ = perception.U[:, : min(k, len(classes))].T
         self.ntps_curve_ = curve
         self.ntps_ = float(curve[k - 1])
         return moments
@@ -176,9 +175,9 @@ class NTPSScorer(_NTPSBase):
         check_consistent_length(pooled, y)
         check_classification_targets(y)
         classes, yi = encode_labels(y)
-        Sxx, Sxy = perception_moments(pooled, yi, len(classes))
+        perception = perception_side(pooled, yi, len(classes), rtol=self.rtol)
         k = self.components_.shape[0]
-        curve = ntps_curve(Sxx, Sxy, self.components_.T, variant=self.variant, rtol=self.rtol)
+        curve = curve_from_subspaces(perception, self.components_.T, variant=self.variant)
         return float(curve[k - 1])
 
 

@@ -101,8 +101,11 @@ class MomentAccumulator:
 
     Parameters
     ----------
-    pooling : {"mean", "last"}, default="mean"
-        How a text's token states are reduced to its pooled feature.
+    pooling : {"mean", "last"} or tuple of them, default="mean"
+        How a text's token states are reduced to its pooled feature; with a
+        tuple, every listed pooling is kept (the first is the default).
+    autoregressive : bool, default=True
+        Accumulate ``C0`` and ``C1``; False keeps the pooled features only.
 
     Examples
     --------
@@ -117,22 +120,25 @@ class MomentAccumulator:
            [21., 22.]])
     """
 
-    def __init__(self, *, pooling: str = "mean"):
-        if pooling not in POOLINGS:
+    def __init__(self, *, pooling="mean", autoregressive: bool = True):
+        self.poolings = (pooling,) if isinstance(pooling, str) else tuple(pooling)
+        bad = [p for p in self.poolings if p not in POOLINGS]
+        if bad or not self.poolings:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
-        self.pooling = pooling
-        self._pooled: list[np.ndarray] = []
+        self.autoregressive = autoregressive
+        self._pooled: dict[str, list[np.ndarray]] = {p: [] for p in self.poolings}
         self._c0: np.ndarray | None = None
         self._c1: np.ndarray | None = None
+        self._shape: tuple[int, int] | None = None  # (n_layers, n_features)
         self.n_pairs = 0
 
     @property
     def n_texts(self) -> int:
-        return sum(p.shape[1] for p in self._pooled)
+        return sum(p.shape[1] for p in self._pooled[self.poolings[0]])
 
     @property
     def n_layers(self) -> int:
-        return 0 if self._c0 is None else self._c0.shape[0]
+        return 0 if self._shape is None else self._shape[0]
 
     def update(self, states, lengths) -> None:
         """Add a batch of texts.
@@ -145,64 +151,91 @@ class MomentAccumulator:
             Number of tokens of each text; they sum to ``n_tokens``. Every
             length must be at least 1.
         """
-        states = np.asarray(states, dtype=np.float64)
+        states = np.asarray(states)
         if states.ndim == 2:
             states = states[np.newaxis]
         lengths = np.asarray(lengths, dtype=np.intp)
         n_layers, n_tokens, d = states.shape
         if lengths.sum() != n_tokens or (lengths < 1).any():
             raise ValueError("lengths must be >= 1 and sum to the number of tokens.")
-        if self._c0 is None:
+        self._check_shape((n_layers, d))
+        if self.autoregressive and self._c0 is None:
             self._c0 = np.zeros((n_layers, d, d))
             self._c1 = np.zeros((n_layers, d, d))
-        elif self._c0.shape[:2] != (n_layers, d):
-            raise ValueError(
-                f"Batch has {n_layers} layers of {d} features, "
-                f"expected {self._c0.shape[0]} of {self._c0.shape[1]}."
-            )
         ends = np.cumsum(lengths)
-        starts = ends - lengths
-        self._pooled.append(_pool(states, lengths, self.pooling))
-        # One cumsum over the packed batch; subtracting the running total at
-        # each text's start turns it into per-text prefix sums c_t.
-        contexts = np.cumsum(states, axis=1)
-        offset = np.zeros((n_layers, len(lengths), d))
-        offset[:, 1:] = contexts[:, starts[1:] - 1]
-        contexts -= np.repeat(offset, lengths, axis=1)
-        # The last token of a text has no next token: zeroing its context
-        # drops that pair, so both products run on views, without gathering.
-        contexts[:, ends - 1] = 0.0
+        # Position p of every text at least p + 1 long: a loop over positions
+        # (not texts) builds all prefix sums with vectorised row additions.
+        steps = [ends[lengths > p] - lengths[lengths > p] + p for p in range(1, lengths.max())]
+        pooled = {p: np.empty((n_layers, len(lengths), d)) for p in self.poolings}
+        # One layer at a time keeps the float64 copies in cache: the passes over
+        # the states cost little next to the two matrix products.
         for layer in range(n_layers):
-            ctx = contexts[layer]
-            # ctx.T @ ctx on one 2-D buffer lets NumPy call the symmetric syrk.
-            self._c0[layer] += ctx.T @ ctx
-            self._c1[layer] += ctx[:-1].T @ states[layer, 1:]
-        self.n_pairs += n_tokens - len(lengths)
+            h = states[layer].astype(np.float64)
+            contexts = None
+            if self.autoregressive:
+                contexts = h.copy()
+                for idx in steps:
+                    contexts[idx] += contexts[idx - 1]
+            for p in self.poolings:
+                pooled[p][layer] = _pool(h, lengths, p, contexts)
+            if self.autoregressive:
+                # The last token of a text has no next token: zeroing its
+                # context drops that pair, so both products run on views.
+                contexts[ends - 1] = 0.0
+                self._c0[layer] += contexts.T @ contexts
+                self._c1[layer] += contexts[:-1].T @ h[1:]
+        for p in self.poolings:
+            self._pooled[p].append(pooled[p])
+        if self.autoregressive:
+            self.n_pairs += n_tokens - len(lengths)
+
+    def _check_shape(self, shape):
+        if self._shape is None:
+            self._shape = shape
+        elif self._shape != shape:
+            raise ValueError(
+                f"Batch has {shape[0]} layers of {shape[1]} features, "
+                f"expected {self._shape[0]} of {self._shape[1]}."
+            )
 
     def merge(self, other: MomentAccumulator) -> MomentAccumulator:
         """Add the texts of ``other`` (a shard) after those of ``self``; return self."""
-        if other._c0 is None:
+        if other._shape is None:
             return self
-        if self._c0 is None:
-            self._c0, self._c1 = other._c0.copy(), other._c1.copy()
-        else:
-            if self._c0.shape != other._c0.shape:
-                raise ValueError("Cannot merge accumulators of different shapes.")
+        if other.poolings != self.poolings or other.autoregressive != self.autoregressive:
+            raise ValueError("Cannot merge accumulators with different settings.")
+        self._check_shape(other._shape)
+        if other._c0 is not None:
+            if self._c0 is None:
+                self._c0, self._c1 = np.zeros_like(other._c0), np.zeros_like(other._c1)
             self._c0 += other._c0
             self._c1 += other._c1
-        self._pooled.extend(other._pooled)
+        for p in self.poolings:
+            self._pooled[p].extend(other._pooled[p])
         self.n_pairs += other.n_pairs
         return self
 
-    def moments(self, layer: int = 0) -> Moments:
-        """The accumulated :class:`Moments` of one layer."""
-        if self._c0 is None:
+    def pooled(self, pooling: str | None = None) -> np.ndarray:
+        """Pooled features of every layer, shape (n_layers, n_texts, n_features)."""
+        if self._shape is None:
             raise ValueError("No texts were accumulated.")
-        pooled = np.concatenate([p[layer] for p in self._pooled], axis=0)
-        return Moments(
-            pooled=pooled, c0=self._c0[layer].copy(), c1=self._c1[layer].copy(),
-            n_pairs=self.n_pairs,
-        )
+        return np.concatenate(self._pooled[pooling or self.poolings[0]], axis=1)
+
+    def moments(self, layer: int = 0, pooling: str | None = None) -> Moments:
+        """The accumulated :class:`Moments` of one layer."""
+        if not self.autoregressive:
+            raise ValueError("This accumulator keeps pooled features only (autoregressive=False).")
+        pooled = self.pooled(pooling)[layer]
+        c0 = self._c0[layer].copy() if self._c0 is not None else np.zeros((pooled.shape[1],) * 2)
+        c1 = self._c1[layer].copy() if self._c1 is not None else np.zeros_like(c0)
+        return Moments(pooled=pooled, c0=c0, c1=c1, n_pairs=self.n_pairs)
+
+    def statistics(self) -> dict:
+        """Every layer's arrays, for storage: ``pooled_<pooling>``, ``c0``, ``c1``, ``n_pairs``."""
+        out = {f"pooled_{p}": self.pooled(p) for p in self.poolings}
+        if self.autoregressive:
+            out.update(c0=self._c0, c1=self._c1, n_pairs=self.n_pairs)
+        return out
 
 
 def check_token_states(X) -> list[np.ndarray]:
@@ -307,9 +340,15 @@ def pooled_features(X, *, pooling: str = "mean") -> np.ndarray:
     return _pool(np.concatenate(states), np.array([s.shape[0] for s in states]), pooling)
 
 
-def _pool(states, lengths, pooling):
-    """The pooling rule, for packed states of shape (..., n_tokens, n_features)."""
+def _pool(states, lengths, pooling, contexts=None):
+    """The pooling rule, for packed states of shape (..., n_tokens, n_features).
+
+    ``contexts``, the per-text prefix sums when already computed, give the
+    mean for free: a text's last prefix sum is the sum of its tokens.
+    """
     ends = np.cumsum(lengths)
     if pooling == "last":
         return states[..., ends - 1, :]
-    return np.add.reduceat(states, ends - lengths, axis=-2) / lengths[:, None]
+    sums = contexts[..., ends - 1, :] if contexts is not None else np.add.reduceat(
+        states, ends - lengths, axis=-2)
+    return sums / lengths[:, None]

@@ -9,13 +9,14 @@ an orthonormal basis of ``Sxx^{1/2} V``. See ``docs/mathematics.md``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
 from sklearn.utils import check_consistent_length
 
 from .moments import Moments, compute_moments
-from .subspaces import nested_basis, top_generalized_eigenvectors, whiten
+from .subspaces import Whitening, nested_basis, top_generalized_eigenvectors, whiten
 
 VARIANTS = ("paper", "whitened")
 
@@ -40,12 +41,31 @@ def resolve_n_components(n_components, n_features: int) -> int:
     return max(1, int(np.ceil(frac * n_features - 1e-9)))
 
 
-def perception_moments(pooled: np.ndarray, y_indices: np.ndarray, n_classes: int):
-    """Uncentred ``Sxx = X^T X / n`` and ``Sxy = X^T onehot(y) / n``."""
+@dataclass(frozen=True, eq=False)
+class PerceptionSide:
+    """What the labels make of the pooled features, computed once per data set.
+
+    ``whitening`` decomposes ``Sxx = X^T X / n`` on its range; ``Sxy`` is
+    ``X^T onehot(y) / n``; ``U`` (d, min(C, rank)) holds the perception
+    directions, largest generalized eigenvalue of ``(Sxy Sxy^T, Sxx)`` first.
+    """
+
+    whitening: Whitening
+    Sxy: np.ndarray
+    U: np.ndarray
+
+
+def perception_side(pooled, y_indices, n_classes, *, rtol=None) -> PerceptionSide:
+    """Uncentred moments of pooled features and labels, and their directions."""
     n = pooled.shape[0]
     onehot = np.zeros((n, n_classes))
     onehot[np.arange(n), y_indices] = 1.0
-    return pooled.T @ pooled / n, pooled.T @ onehot / n
+    Sxx, Sxy = pooled.T @ pooled / n, pooled.T @ onehot / n
+    wh = whiten(Sxx, rtol=rtol)
+    if wh.rank == 0:
+        raise ValueError("The pooled features are all zero: NTPS is undefined.")
+    _, U = top_generalized_eigenvectors(Sxy, wh, n_classes)
+    return PerceptionSide(wh, Sxy, U)
 
 
 def autoregressive_subspace(moments: Moments, *, rtol=None):
@@ -62,52 +82,35 @@ def autoregressive_subspace(moments: Moments, *, rtol=None):
     return top_generalized_eigenvectors(C1, C0, rtol=rtol)
 
 
-def ntps_curve(Sxx, Sxy, V, *, variant: str = "paper", rtol=None) -> np.ndarray:
-    """NTPS for every k = 1 .. n_features at once.
+def curve_from_subspaces(perception: PerceptionSide, V, *, variant="paper") -> np.ndarray:
+    """NTPS for every k = 1 .. d, given both sides.
 
-    Parameters
-    ----------
-    Sxx : ndarray of shape (d, d)
-        Uncentred second moment of the pooled features.
-    Sxy : ndarray of shape (d, n_classes)
-        Cross moment of pooled features and one-hot labels.
-    V : ndarray of shape (d, K)
-        Autoregressive directions, most predictive first. For k > K the
-        subspace stays ``span(V)`` (it already covers the range of ``C0``).
-    variant : {"paper", "whitened"}
-    rtol : float, default=None
-        Relative cut-off of ``Sxx``'s range, see :func:`~sklearn_ntps.subspaces.whiten`.
-
-    Returns
-    -------
-    curve : ndarray of shape (d,)
-        ``curve[k - 1]`` is NTPS(k), in [0, 1].
+    ``V`` (d, K) holds the autoregressive directions, most predictive first;
+    for k > K the subspace stays ``span(V)`` (it already covers range(C0)).
+    ``curve[k - 1]`` is NTPS(k), in [0, 1].
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
     d, K = V.shape
     ks_v = np.minimum(np.arange(1, d + 1), K)
     if variant == "paper":
-        _, U = top_generalized_eigenvectors(Sxy, Sxx, Sxy.shape[1], rtol=rtol)
-        if U.shape[1] == 0:
-            raise ValueError("The pooled features are all zero: NTPS is undefined.")
+        U = perception.U
         basis, dims = nested_basis(V)
+        # U's first min(k, C) columns against V's first k: a 2-D prefix sum.
         cols = np.minimum(np.arange(1, d + 1), U.shape[1]) - 1
         captured = np.cumsum(np.cumsum((basis.T @ U) ** 2, axis=0), axis=1)
         captured = np.vstack([np.zeros((1, U.shape[1])), captured])
         num = captured[dims[ks_v - 1], cols]
         den = np.cumsum((U**2).sum(axis=0))[cols]
     else:
-        wh = whiten(Sxx, rtol=rtol)
-        if wh.rank == 0:
-            raise ValueError("The pooled features are all zero: NTPS is undefined.")
-        M = wh.whitener.T @ Sxy
-        basis, dims = nested_basis((wh.basis * np.sqrt(wh.eigenvalues)).T @ V)
-        captured = np.r_[0.0, np.cumsum(((basis.T @ M) ** 2).sum(axis=1))]
-        num = captured[dims[ks_v - 1]]
+        wh = perception.whitening
+        M = wh.whitener.T @ perception.Sxy
         den = (M**2).sum()
         if den == 0:
             raise ValueError("The pooled features carry no label signal (Sxy = 0).")
+        basis, dims = nested_basis((wh.basis * np.sqrt(wh.eigenvalues)).T @ V)
+        captured = np.r_[0.0, np.cumsum(((basis.T @ M) ** 2).sum(axis=1))]
+        num = captured[dims[ks_v - 1]]
     return np.clip(num / den, 0.0, 1.0)
 
 
@@ -119,6 +122,40 @@ def encode_labels(y) -> tuple[np.ndarray, np.ndarray]:
             f"y has a single class ({classes[0]!r}); NTPS needs at least two classes."
         )
     return classes, indices.ravel()
+
+
+def ntps_curve(X, y, *, variant="paper", rtol=None) -> np.ndarray:
+    """NTPS of labelled texts for every subspace dimension k = 1 .. n_features.
+
+    Parameters
+    ----------
+    X : sequence of ndarray of shape (n_tokens_i, n_features), or Moments
+        Token hidden states of each text, padding removed.
+    y : array-like of shape (n_texts,)
+        Class labels, at least two classes.
+    variant : {"paper", "whitened"}, default="paper"
+    rtol : float, default=None
+        Covariance eigenvalues below ``rtol * max`` count as zero.
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+        ``curve[k - 1]`` is ``ntps_score(X, y, n_components=k)``.
+
+    Examples
+    --------
+    >>> from sklearn_ntps import ntps_curve
+    >>> from sklearn_ntps.datasets import make_token_states
+    >>> X, y = make_token_states("predictable")
+    >>> ntps_curve(X, y, variant="whitened").round(2)
+    array([0.43, 0.82, 0.99, 0.99, 0.99, 1.  , 1.  , 1.  ])
+    """
+    moments = compute_moments(X)
+    check_consistent_length(moments, y)
+    classes, yi = encode_labels(y)
+    _, V = autoregressive_subspace(moments, rtol=rtol)
+    perception = perception_side(moments.pooled, yi, len(classes), rtol=rtol)
+    return curve_from_subspaces(perception, V, variant=variant)
 
 
 def ntps_score(X, y, *, n_components=0.25, variant="paper", rtol=None) -> float:
@@ -164,9 +201,5 @@ def ntps_score(X, y, *, n_components=0.25, variant="paper", rtol=None) -> float:
     1.0
     """
     moments = compute_moments(X)
-    check_consistent_length(moments, y)
     k = resolve_n_components(n_components, moments.n_features)
-    classes, yi = encode_labels(y)
-    _, V = autoregressive_subspace(moments, rtol=rtol)
-    Sxx, Sxy = perception_moments(moments.pooled, yi, len(classes))
-    return float(ntps_curve(Sxx, Sxy, V, variant=variant, rtol=rtol)[k - 1])
+    return float(ntps_curve(moments, y, variant=variant, rtol=rtol)[k - 1])

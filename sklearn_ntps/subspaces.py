@@ -51,7 +51,7 @@ def whiten(B: np.ndarray, *, rtol: float | None = None) -> Whitening:
     d = B.shape[0]
     if rtol is None:
         rtol = d * np.finfo(np.float64).eps
-    w, Q = linalg.eigh(B)
+    w, Q = linalg.eigh(B, driver="evd")
     top = w.max(initial=0.0)
     keep = w > rtol * top if top > 0 else np.zeros_like(w, dtype=bool)
     # eigh returns ascending order; the range is kept largest first.
@@ -66,8 +66,9 @@ def top_generalized_eigenvectors(G, B, n_components=None, *, rtol=None):
     ----------
     G : ndarray of shape (d, p)
         Factor of the left-hand matrix ``A = G G^T``.
-    B : ndarray of shape (d, d)
-        Symmetric PSD right-hand matrix, possibly singular.
+    B : ndarray of shape (d, d) or Whitening
+        Symmetric PSD right-hand matrix, possibly singular, or its
+        :func:`whiten` decomposition when the caller already has it.
     n_components : int, default=None
         How many to return (at most ``rank(B)``); None returns all of them.
     rtol : float, default=None
@@ -88,16 +89,17 @@ def top_generalized_eigenvectors(G, B, n_components=None, *, rtol=None):
     >>> vals, np.abs(vecs).ravel()
     (array([4.]), array([1., 0.]))
     """
-    wh = whiten(B, rtol=rtol)
+    wh = B if isinstance(B, Whitening) else whiten(B, rtol=rtol)
     W = wh.whitener
     k = wh.rank if n_components is None else min(n_components, wh.rank)
-    # Left singular vectors of W^T G are the eigenvectors of W^T A W; a full
-    # basis is needed when k exceeds the rank of G.
-    Z, s, _ = linalg.svd(W.T @ G, full_matrices=True)
+    # Left singular vectors of W^T G are the eigenvectors of W^T A W. Past
+    # the rank of G they are any basis of the rest: only then is the full
+    # (costlier) set needed.
+    WG = W.T @ G
+    Z, s, _ = linalg.svd(WG, full_matrices=k > min(WG.shape))
     s2 = np.zeros(wh.rank)
     s2[: s.shape[0]] = s**2
-    vectors = _fix_signs(W @ Z[:, :k])
-    return s2[:k], vectors
+    return s2[:k], _fix_signs(W @ Z[:, :k])
 
 
 def nested_basis(V: np.ndarray, *, rtol: float = 1e-8, block: int = 64):

@@ -26,3 +26,50 @@ def make_block_texts(signal, *, n_texts=300, a=4, b=4, n_classes=3, seed=0, mirr
 @pytest.fixture
 def texts():
     return make_texts()
+
+
+TINY_WORDS = ["<unk>", "<s>", "</s>"] + (
+    "the a bank card money transfer my i want to how do you is not yet arrived why was "
+    "declined please help with account top up cash fee spam free win prize call now text "
+    "reply stop hello what when where who movie good bad plot film great boring"
+).split()
+
+
+def make_tiny_llama(path, *, hidden_size=16, n_layers=2, seed=0):
+    """Save a random Llama and a word-level tokenizer without a pad token."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(TINY_WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+    config = transformers.LlamaConfig(
+        hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=n_layers,
+        num_attention_heads=2, num_key_value_heads=2, vocab_size=len(TINY_WORDS),
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(seed)
+    transformers.LlamaModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    pytest.importorskip("transformers")
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture
+def ntps_cache(monkeypatch, tmp_path):
+    """A private on-disk cache and empty in-process caches for one test."""
+    from sklearn_ntps import embedding, models
+
+    monkeypatch.setenv("SKLEARN_NTPS_CACHE", str(tmp_path / "ntps-cache"))
+    embedding._memory.clear()
+    yield tmp_path / "ntps-cache"
+    embedding._memory.clear()
+    models.clear_cache()

