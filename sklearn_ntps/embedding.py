@@ -9,13 +9,8 @@ model once per distinct set of texts.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import os
-import tempfile
 import warnings
-import zipfile
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +18,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from . import cache
 from .models import cache_dir, load_model
 from .moments import POOLINGS, MomentAccumulator, Moments
 
 OUTPUTS = ("pooled", "tokens")
-_CACHE_VERSION = 1  # bump when the stored statistics change meaning
-# Recent extractions kept in memory, within a byte budget: all-layer moments
-# of a large model weigh gigabytes, so the disk cache does the heavy lifting.
-_MEMORY_BYTES = 1 << 30
 _STATS_BUFFER_BYTES = 128 << 20  # float32 token states waiting for the moment products
-_memory: OrderedDict = OrderedDict()
 
 
 class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
@@ -89,9 +80,13 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> from sklearn_ntps import HFEmbeddingTransformer
-    >>> emb = HFEmbeddingTransformer(model_name_or_path="all-MiniLM-L6-v2", cache=False)
-    >>> emb.fit_transform(["A short text.", "Another one."]).shape  # doctest: +SKIP
+    >>> emb = HFEmbeddingTransformer(model_name_or_path="all-MiniLM-L6-v2", layer=3,
+    ...                              cache=False, progress=False)
+    >>> emb.fit_transform(["A short text.", "Another, longer one."]).shape
     (2, 384)
+    >>> moments = emb.set_params(output="tokens").transform(["A short text.", "Another one."])
+    >>> len(moments), moments.c0.shape
+    (2, (384, 384))
     """
 
     def __init__(
@@ -152,14 +147,37 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         ndarray of shape (n_texts, n_features_out_) or Moments
         """
         check_is_fitted(self)
-        texts = check_texts(X)
-        stats = self._extract(texts, with_moments=self.output == "tokens")
-        pooled = stats[f"pooled_{self.pooling}"][self.layer_]
+        stats = self._extract(check_texts(X), with_moments=self.output == "tokens")
+        return self._layer_output(stats, self.layer_)
+
+    def transform_layers(self, X):
+        """Features of the texts at every layer, from one extraction.
+
+        Like calling :meth:`transform` with ``layer`` = 0, 1, ... in turn,
+        without holding all the layers' copies at once.
+
+        Parameters
+        ----------
+        X : sequence of str
+
+        Yields
+        ------
+        layer : int
+        features : ndarray of shape (n_texts, n_features_out_) or Moments
+        """
+        check_is_fitted(self)
+        stats = self._extract(check_texts(X), with_moments=self.output == "tokens")
+        for layer in range(self.n_layers_):
+            yield layer, self._layer_output(stats, layer)
+
+    def _layer_output(self, stats, layer):
+        # np.array copies a memory-mapped cache slice into a plain array.
+        pooled = np.array(stats[f"pooled_{self.pooling}"][layer])
         if self.output == "pooled":
-            return pooled.copy()
+            return pooled
         return Moments(
-            pooled=pooled.copy(), c0=stats["c0"][self.layer_].copy(),
-            c1=stats["c1"][self.layer_].copy(), n_pairs=int(stats["n_pairs"]),
+            pooled=pooled, c0=np.array(stats["c0"][layer]), c1=np.array(stats["c1"][layer]),
+            n_pairs=int(stats["n_pairs"]),
         )
 
     def get_feature_names_out(self, input_features=None):
@@ -188,19 +206,15 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
     def _extract(self, texts, *, with_moments):
         """All layers' statistics of ``texts``: from memory, disk, or the model."""
         loaded = self._load()
-        key = _cache_key(loaded, self.max_length, texts)
+        name = cache.key(loaded.resolved.fingerprint,
+                         (str(loaded.model.dtype), self.max_length), texts)
         folder = self._cache_folder()
-        found = _memory.get(key)
-        if found is None and folder is not None:
-            found = _read(folder / f"{key}.npz")
-        if found is None or (with_moments and found["c0"] is None):
-            found = extract_statistics(
+        found = cache.lookup(folder, name)
+        if found is None or (with_moments and found.get("c0") is None):
+            found = cache.store(folder, name, extract_statistics(
                 loaded, texts, batch_size=self.batch_size, max_length=self.max_length,
                 with_moments=with_moments, progress=self.progress,
-            )
-            if folder is not None:
-                _write(folder / f"{key}.npz", found)
-        _remember(key, found)
+            ))
         return found
 
     def _cache_folder(self):
@@ -215,62 +229,6 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         tags.requires_fit = True
         tags.non_deterministic = False
         return tags
-
-
-def _cache_key(loaded, max_length, texts):
-    h = hashlib.sha256()
-    settings = (loaded.resolved.fingerprint, str(loaded.model.dtype), max_length, _CACHE_VERSION)
-    h.update(repr(settings).encode())
-    for text in texts:
-        h.update(text.encode("utf-8", "surrogatepass"))
-        h.update(b"\x00")
-    return h.hexdigest()[:32]
-
-
-def _remember(key, stats):
-    _memory[key] = stats
-    _memory.move_to_end(key)
-    while len(_memory) > 1 and sum(_nbytes(v) for v in _memory.values()) > _MEMORY_BYTES:
-        _memory.popitem(last=False)
-
-
-def _nbytes(stats):
-    return sum(v.nbytes for v in stats.values() if isinstance(v, np.ndarray))
-
-
-def _write(path, stats):
-    """Write atomically: a crash leaves the old file or none, never half of one."""
-    arrays = {k: np.asarray(v) for k, v in stats.items() if v is not None}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    except OSError as exc:
-        warnings.warn(f"Could not write the embedding cache in {path.parent}: {exc}", stacklevel=4)
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _read(path):
-    try:
-        with np.load(path) as z:
-            stats = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        warnings.warn(f"Ignoring an unreadable cache file {path}: {exc}", stacklevel=4)
-        return None
-    for key in ("c0", "c1", "n_pairs"):
-        stats.setdefault(key, None)
-    if stats["n_pairs"] is not None:
-        stats["n_pairs"] = int(stats["n_pairs"])
-    stats["n_truncated"] = int(stats["n_truncated"])
-    return stats
 
 
 def check_texts(X) -> list[str]:
@@ -306,8 +264,8 @@ def extract_statistics(loaded, texts, *, batch_size=16, max_length=512, with_mom
     -------
     dict
         ``pooled_mean`` and ``pooled_last`` of shape (n_layers, n_texts, d);
-        ``c0``, ``c1`` of shape (n_layers, d, d) and ``n_pairs`` (None when
-        ``with_moments`` is False); ``n_truncated``.
+        with ``with_moments``, ``c0``, ``c1`` of shape (n_layers, d, d) and
+        ``n_pairs``; ``n_truncated``.
     """
     import torch
 
@@ -348,9 +306,6 @@ def extract_statistics(loaded, texts, *, batch_size=16, max_length=512, with_mom
     stats = acc.statistics()
     for p in POOLINGS:
         stats[f"pooled_{p}"] = stats[f"pooled_{p}"][:, inverse]
-    stats.setdefault("c0", None)
-    stats.setdefault("c1", None)
-    stats.setdefault("n_pairs", None)
     stats["n_truncated"] = n_truncated
     return stats
 

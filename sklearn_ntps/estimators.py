@@ -38,7 +38,8 @@ class _NTPSBase(BaseEstimator):
         classes, yi = encode_labels(y)
         eigenvalues, V = autoregressive_subspace(moments, rtol=self.rtol)
         perception = perception_side(moments.pooled, yi, len(classes), rtol=self.rtol)
-        curve = curve_from_subspaces(perception, V, variant=self.variant)
+        basis, dims = nested_basis(V)
+        curve = curve_from_subspaces(perception, V, variant=self.variant, nested=(basis, dims))
 
         self.n_features_in_ = d
         self.n_components_ = k
@@ -46,7 +47,7 @@ class _NTPSBase(BaseEstimator):
         self.ar_eigenvalues_ = eigenvalues
         # Orthonormal rows spanning the top-k subspace, like PCA's components_;
         # fewer than k rows when C0 has rank < k.
-        self.components_ = nested_basis(V[:, :k])[0].T
+        self.components_ = basis[:, : dims[k - 1]].T
         self.perception_components_ = perception.U[:, : min(k, len(classes))].T
         self.ntps_curve_ = curve
         self.ntps_ = float(curve[k - 1])
@@ -177,7 +178,9 @@ class NTPSScorer(_NTPSBase):
         classes, yi = encode_labels(y)
         perception = perception_side(pooled, yi, len(classes), rtol=self.rtol)
         k = self.components_.shape[0]
-        curve = curve_from_subspaces(perception, self.components_.T, variant=self.variant)
+        basis = self.components_.T
+        curve = curve_from_subspaces(perception, basis, variant=self.variant,
+                                     nested=(basis, np.arange(1, k + 1)))
         return float(curve[k - 1])
 
 

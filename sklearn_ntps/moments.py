@@ -110,6 +110,7 @@ class MomentAccumulator:
     Examples
     --------
     >>> import numpy as np
+    >>> from sklearn_ntps import MomentAccumulator
     >>> acc = MomentAccumulator()
     >>> states = np.arange(24, dtype=np.float32).reshape(2, 6, 2)  # 2 layers, 6 tokens
     >>> acc.update(states, lengths=[4, 2])

@@ -82,12 +82,14 @@ def autoregressive_subspace(moments: Moments, *, rtol=None):
     return top_generalized_eigenvectors(C1, C0, rtol=rtol)
 
 
-def curve_from_subspaces(perception: PerceptionSide, V, *, variant="paper") -> np.ndarray:
+def curve_from_subspaces(perception: PerceptionSide, V, *, variant="paper",
+                         nested=None) -> np.ndarray:
     """NTPS for every k = 1 .. d, given both sides.
 
     ``V`` (d, K) holds the autoregressive directions, most predictive first;
     for k > K the subspace stays ``span(V)`` (it already covers range(C0)).
-    ``curve[k - 1]`` is NTPS(k), in [0, 1].
+    ``nested``, ``nested_basis(V)`` when the caller has it, spares computing
+    it again. ``curve[k - 1]`` is NTPS(k), in [0, 1].
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
@@ -95,7 +97,7 @@ def curve_from_subspaces(perception: PerceptionSide, V, *, variant="paper") -> n
     ks_v = np.minimum(np.arange(1, d + 1), K)
     if variant == "paper":
         U = perception.U
-        basis, dims = nested_basis(V)
+        basis, dims = nested if nested is not None else nested_basis(V)
         # U's first min(k, C) columns against V's first k: a 2-D prefix sum.
         cols = np.minimum(np.arange(1, d + 1), U.shape[1]) - 1
         captured = np.cumsum(np.cumsum((basis.T @ U) ** 2, axis=0), axis=1)

@@ -63,13 +63,27 @@ def tiny_llama(tmp_path_factory):
     return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """Keep every cache of the test session (de-quantised models too) out of the user's home."""
+    import os
+
+    before = os.environ.get("SKLEARN_NTPS_CACHE")
+    os.environ["SKLEARN_NTPS_CACHE"] = str(tmp_path_factory.mktemp("ntps-cache"))
+    yield
+    if before is None:
+        os.environ.pop("SKLEARN_NTPS_CACHE", None)
+    else:
+        os.environ["SKLEARN_NTPS_CACHE"] = before
+
+
 @pytest.fixture
 def ntps_cache(monkeypatch, tmp_path):
-    """A private on-disk cache and empty in-process caches for one test."""
-    from sklearn_ntps import embedding, models
+    """A private embedding cache and an empty in-memory one for one test."""
+    from sklearn_ntps import cache, embedding
 
-    monkeypatch.setenv("SKLEARN_NTPS_CACHE", str(tmp_path / "ntps-cache"))
-    embedding._memory.clear()
-    yield tmp_path / "ntps-cache"
-    embedding._memory.clear()
-    models.clear_cache()
+    folder = tmp_path / "ntps-cache"
+    monkeypatch.setattr(embedding, "cache_dir", lambda: folder)
+    cache.clear_memory()
+    yield folder
+    cache.clear_memory()

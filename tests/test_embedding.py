@@ -1,4 +1,5 @@
 import functools
+import shutil
 import pickle
 import warnings
 
@@ -11,7 +12,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score  # noqa
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
 from sklearn_ntps import HFEmbeddingTransformer, NTPSScorer, ntps_score  # noqa: E402
-from sklearn_ntps import embedding  # noqa: E402
+from sklearn_ntps import cache, embedding  # noqa: E402
 from sklearn_ntps.models import load_model  # noqa: E402
 
 TEXTS = [
@@ -106,10 +107,8 @@ def test_grid_search_over_layers_runs_the_model_once_per_fold(tiny_llama, ntps_c
     GridSearchCV(pipe, {"hfembeddingtransformer__layer": [1]}, cv=cv).fit(texts, labels)
     one_layer = len(calls)
     calls.clear()
-    ntps_cache_dir = ntps_cache / "embeddings"
-    for f in ntps_cache_dir.glob("*.npz"):
-        f.unlink()
-    embedding._memory.clear()
+    shutil.rmtree(ntps_cache / "embeddings")
+    cache.clear_memory()
     grid = GridSearchCV(
         pipe, {"hfembeddingtransformer__layer": [0, 1, 2], "hfembeddingtransformer__pooling": ["mean", "last"]},
         cv=cv,
@@ -126,9 +125,9 @@ def test_cross_val_score_in_a_pipeline(tiny_llama, ntps_cache):
 
 def test_disk_cache_survives_a_new_process_and_interrupted_writes(tiny_llama, ntps_cache, monkeypatch):
     first = emb(tiny_llama).fit_transform(TEXTS)
-    files = list((ntps_cache / "embeddings").glob("*.npz"))
-    assert len(files) == 1
-    embedding._memory.clear()
+    entries = list((ntps_cache / "embeddings").iterdir())
+    assert len(entries) == 1 and (entries[0] / "meta.json").is_file()
+    cache.clear_memory()
     calls = count_forwards(monkeypatch, tiny_llama)
     np.testing.assert_array_equal(emb(tiny_llama).fit_transform(TEXTS), first)
     assert calls == []
@@ -139,21 +138,28 @@ def test_disk_cache_survives_a_new_process_and_interrupted_writes(tiny_llama, nt
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    embedding._memory.clear()
-    monkeypatch.setattr(np, "savez", interrupted)
+    cache.clear_memory()
+    monkeypatch.setattr(np, "save", interrupted)
     with pytest.raises(KeyboardInterrupt):
         emb(tiny_llama).fit_transform(TEXTS[:3])
-    assert sorted(p.name for p in (ntps_cache / "embeddings").iterdir()) == sorted(f.name for f in files)
+    assert list((ntps_cache / "embeddings").iterdir()) == entries
 
 
-def test_corrupt_cache_file_is_ignored(tiny_llama, ntps_cache):
+def test_corrupt_cache_entry_is_ignored(tiny_llama, ntps_cache):
     first = emb(tiny_llama).fit_transform(TEXTS)
-    (path,) = (ntps_cache / "embeddings").glob("*.npz")
-    path.write_bytes(b"not a zip file")
-    embedding._memory.clear()
-    with pytest.warns(UserWarning, match="unreadable cache file"):
+    (entry,) = (ntps_cache / "embeddings").iterdir()
+    (entry / "meta.json").write_text("{not json")
+    cache.clear_memory()
+    with pytest.warns(UserWarning, match="unreadable cache entry"):
         again = emb(tiny_llama).fit_transform(TEXTS)
     np.testing.assert_allclose(again, first)
+
+
+def test_cache_in_memory_only_and_off(tiny_llama, ntps_cache, monkeypatch):
+    calls = count_forwards(monkeypatch, tiny_llama)
+    emb(tiny_llama, cache=False).fit_transform(TEXTS)
+    emb(tiny_llama, cache=False).fit_transform(TEXTS)
+    assert len(calls) == 1 and not ntps_cache.exists()
 
 
 def test_truncation_is_counted(tiny_llama, ntps_cache):
@@ -250,3 +256,70 @@ def test_encoder_model_with_other_hidden_size(ntps_cache):
     assert out.shape == (8, 384)
     moments = fitted.set_params(output="tokens").transform(TEXTS)
     assert moments.c0.shape == (384, 384)
+
+
+# --- the real bundled model (small inputs) ------------------------------------------------------
+
+SENTENCES = [
+    "My card payment was declined at the shop.",
+    "How long does a transfer to another bank take?",
+    "I want to top up my account with cash.",
+    "Why is there an extra fee on my statement?",
+    "The exchange rate looks wrong for my last payment.",
+    "Can I get a physical card sent to a new address?",
+    "The film was a delight from start to finish.",
+    "A boring plot and wooden acting ruined it.",
+    "Win a free holiday, text WIN to 80086 now!",
+    "Are we still meeting for lunch tomorrow?",
+    "Who wrote the novel that the movie is based on?",
+    "Where is the nearest cash machine?",
+]
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from sklearn_ntps.models import resolve_model
+
+    try:
+        resolve_model("SmolLM2-135M")
+    except (ValueError, FileNotFoundError) as exc:
+        pytest.skip(str(exc))
+    return "SmolLM2-135M"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", [0, 15, 30])
+def test_smollm2_features_equal_transformers(smollm2, ntps_cache, layer):
+    texts = SENTENCES[:6]
+    states = direct_states(smollm2, texts, layer)
+    got = emb(smollm2, layer=layer, batch_size=4).fit_transform(texts)
+    expected = np.array([s.mean(axis=0) for s in states])
+    # Padded batches change float32 summation order: the noise scales with
+    # the layer's largest activation, not with each feature.
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    moments = emb(smollm2, layer=layer, output="tokens", batch_size=4).fit_transform(texts)
+    labels = [0, 1, 0, 1, 1, 0]
+    for variant in ("paper", "whitened"):
+        assert ntps_score(moments, labels, n_components=8, variant=variant) == pytest.approx(
+            ntps_score(states, labels, n_components=8, variant=variant), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_smollm2_grid_search_over_every_layer_runs_the_model_once_per_split(
+        smollm2, ntps_cache, monkeypatch):
+    calls = count_forwards(monkeypatch, smollm2)
+    texts = SENTENCES
+    labels = [0, 1, 0, 1, 1, 0] * 2
+    cv = KFold(3, shuffle=True, random_state=0)
+    pipe = make_pipeline(emb(smollm2, output="tokens", batch_size=16), NTPSScorer(n_components=4))
+    GridSearchCV(pipe, {"hfembeddingtransformer__layer": [-1]}, cv=cv, refit=False).fit(texts, labels)
+    one_layer = len(calls)
+    # Same folds from an empty cache, every layer: no more forward passes.
+    calls.clear()
+    cache.clear_memory()
+    shutil.rmtree(ntps_cache / "embeddings")
+    grid = GridSearchCV(pipe, {"hfembeddingtransformer__layer": list(range(31))}, cv=cv,
+                        refit=False).fit(texts, labels)
+    assert len(calls) == one_layer == 6  # 3 folds x (train, test), one batch each
+    scores = grid.cv_results_["mean_test_score"]
+    assert scores.shape == (31,) and np.all((scores >= 0) & (scores <= 1))

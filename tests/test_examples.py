@@ -3,7 +3,14 @@
 import runpy
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def example(name):
+    return runpy.run_path(str(EXAMPLES / name))
 
 
 def test_synthetic_example(capsys):
@@ -11,3 +18,46 @@ def test_synthetic_example(capsys):
     rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:]}
     assert float(rows["predictable"][1]) > 0.9 > 0.1 > float(rows["unpredictable"][1])
     assert float(rows["unpredictable"][2]) > 0.9  # a probe on all features still finds the class
+
+
+def test_pipeline_cross_val(tiny_llama, ntps_cache, capsys):
+    scores = example("pipeline_cross_val.py")["main"](model=tiny_llama, n_texts=60, n_components=4)
+    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
+    assert "3 folds" in capsys.readouterr().out
+
+
+def test_grid_search_layers(tiny_llama, ntps_cache, capsys):
+    grid = example("grid_search_layers.py")["main"](model=tiny_llama, n_texts=308, n_components=4)
+    assert len(grid.cv_results_["mean_test_score"]) == 3
+    assert "best layers" in capsys.readouterr().out
+
+
+def test_grid_search_models(tiny_llama, ntps_cache, tmp_path, capsys):
+    from conftest import make_tiny_llama
+
+    other = make_tiny_llama(tmp_path / "other", hidden_size=8, seed=1)
+    grid = example("grid_search_models.py")["main"](models=(tiny_llama, other), n_texts=60,
+                                                    n_components=0.5)
+    assert len(grid.cv_results_["mean_test_score"]) == 2
+    assert capsys.readouterr().out.count("probe accuracy") == 2
+
+
+def test_ntps_vs_probe(tiny_llama, ntps_cache, capsys):
+    report = example("ntps_vs_probe.py")["main"](model=tiny_llama, n_train=154, n_test=77,
+                                                 n_components=4)
+    assert len(report.rows) == 3
+    assert "Spearman" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_grid_search_models_on_the_real_models(ntps_cache, capsys):
+    from sklearn_ntps.models import resolve_model
+
+    try:
+        resolve_model("SmolLM2-135M")
+        resolve_model("all-MiniLM-L6-v2")
+    except (ValueError, FileNotFoundError) as exc:
+        pytest.skip(str(exc))
+    grid = example("grid_search_models.py")["main"](n_texts=40)
+    scores = grid.cv_results_["mean_test_score"]
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))

@@ -1,0 +1,48 @@
+"""Write docs/api.md from the docstrings: ``python docs/gen_api.py``.
+
+The test suite regenerates the page and fails when it differs from the file,
+so the reference never drifts from the code.
+"""
+
+import inspect
+from pathlib import Path
+
+import sklearn_ntps
+from sklearn_ntps import datasets, report
+
+SECTIONS = {
+    "Estimators": [sklearn_ntps.HFEmbeddingTransformer, sklearn_ntps.NTPSScorer,
+                   sklearn_ntps.NTPSSubspaceProbe],
+    "Functions": [sklearn_ntps.ntps_score, sklearn_ntps.ntps_curve, sklearn_ntps.compute_moments,
+                  sklearn_ntps.pooled_features],
+    "Statistics": [sklearn_ntps.Moments, sklearn_ntps.MomentAccumulator],
+    "Data sets": [datasets.load_banking77, datasets.load_clinc150, datasets.load_sms_spam,
+                  datasets.load_trec, datasets.load_rotten_tomatoes, datasets.load_dataset,
+                  datasets.make_token_states],
+    "Report": [report.layer_report, report.save_report],
+}
+PATH = Path(__file__).with_name("api.md")
+
+
+def render() -> str:
+    out = ["# API reference", "",
+           "Generated from the docstrings by `docs/gen_api.py`; the examples run as tests.", ""]
+    for section, objects in SECTIONS.items():
+        out += [f"## {section}", ""]
+        for obj in objects:
+            module = obj.__module__.replace("._", ".").split(".")
+            where = "sklearn_ntps" if obj.__name__ in sklearn_ntps.__all__ else ".".join(module[:2])
+            out += [f"### `{where}.{obj.__name__}`", "", "```python",
+                    f"{obj.__name__}{inspect.signature(obj)}", "```", "", inspect.getdoc(obj), ""]
+            if inspect.isclass(obj):
+                for name, member in vars(obj).items():
+                    if inspect.isfunction(member) and not name.startswith("_") and member.__doc__:
+                        summary = inspect.getdoc(member).split("\n\n")[0].replace("\n", " ")
+                        out.append(f"- `{name}{inspect.signature(member)}`: {summary}")
+                out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    PATH.write_text(render())
+    print(f"wrote {PATH}")

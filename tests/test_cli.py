@@ -1,0 +1,89 @@
+"""The console command end to end, on a tiny random model."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+
+from sklearn_ntps import cli  # noqa: E402
+
+
+def run(*args):
+    return cli.main(list(args))
+
+
+def test_report_end_to_end(tiny_llama, ntps_cache, tmp_path, capsys):
+    out = tmp_path / "report"
+    status = run("report", "--model", tiny_llama, "--dataset", "sms_spam", "--n-train", "60",
+                 "--n-test", "40", "--n-components", "4", "--output-dir", str(out), "--no-progress")
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "Spearman over layers" in printed and "probe acc" in printed
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    assert [int(r["layer"]) for r in rows] == [0, 1, 2]
+    data = json.loads((out / "report.json").read_text())
+    assert data["n_train"] == 60 and data["n_test"] == 40 and data["dataset"] == "sms_spam"
+    assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_two_models_in_one_report(tiny_llama, ntps_cache, tmp_path, capsys):
+    from conftest import make_tiny_llama
+
+    other = make_tiny_llama(tmp_path / "other", hidden_size=8, n_layers=1, seed=1)
+    out = tmp_path / "report"
+    status = run("report", "--model", tiny_llama, "--model", other, "--dataset", "banking77",
+                 "--n-train", "154", "--n-test", "77", "--n-components", "4",
+                 "--output-dir", str(out), "--no-progress", "--no-plot")
+    assert status == 0
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    assert [r["model"] for r in rows] == [tiny_llama] * 3 + [other] * 2
+    assert not (out / "report.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "imdb"], "banking77"),
+        (["--model", "no-such-model"], "SmolLM2-135M"),
+    ],
+)
+def test_bad_names_list_the_valid_ones(tmp_path, capsys, args, message):
+    status = run("report", "--output-dir", str(tmp_path / "out"), *args)
+    assert status == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unwritable_output_fails_before_the_model_runs(tmp_path, capsys, monkeypatch):
+    from sklearn_ntps import report
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not run")
+
+    monkeypatch.setattr(report, "layer_report", no_model)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert run("report", "--output-dir", str(blocker / "out")) == 2
+    assert "Cannot write the report" in capsys.readouterr().err
+
+
+def test_interrupt_writes_nothing(tiny_llama, tmp_path, capsys, monkeypatch):
+    from sklearn_ntps import report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "layer_report", interrupted)
+    out = tmp_path / "out"
+    assert run("report", "--model", tiny_llama, "--output-dir", str(out)) == 130
+    assert list(out.iterdir()) == []
+    assert "no report file was written" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "sklearn_ntps.cli", "report", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "--model" in result.stdout and "--full" in result.stdout
