@@ -96,8 +96,9 @@ class MomentAccumulator:
 
     Feed it batches of packed token states: the valid tokens of a batch of
     texts concatenated text after text, with the length of each text. All
-    layers of a batch are processed at once: one cumulative sum for the
-    contexts, then one matrix product per moment over all valid tokens.
+    layers of a batch are processed in one call: the prefix sums of every
+    text at once (a loop over positions, never over texts), then one matrix
+    product per moment over all valid tokens.
 
     Parameters
     ----------
@@ -185,6 +186,13 @@ class MomentAccumulator:
                 contexts[ends - 1] = 0.0
                 self._c0[layer] += contexts.T @ contexts
                 self._c1[layer] += contexts[:-1].T @ h[1:]
+        # A non-finite state spreads into every sum it touches: stop at once.
+        finite = all(np.isfinite(v).all() for v in pooled.values())
+        if not (finite and (self._c0 is None or np.isfinite(self._c0).all())):
+            raise ValueError(
+                "Hidden states contain NaN or infinity (a float16 overflow? try "
+                "torch_dtype='float32'); nothing from this batch can be trusted."
+            )
         for p in self.poolings:
             self._pooled[p].append(pooled[p])
         if self.autoregressive:
@@ -226,10 +234,8 @@ class MomentAccumulator:
         """The accumulated :class:`Moments` of one layer."""
         if not self.autoregressive:
             raise ValueError("This accumulator keeps pooled features only (autoregressive=False).")
-        pooled = self.pooled(pooling)[layer]
-        c0 = self._c0[layer].copy() if self._c0 is not None else np.zeros((pooled.shape[1],) * 2)
-        c1 = self._c1[layer].copy() if self._c1 is not None else np.zeros_like(c0)
-        return Moments(pooled=pooled, c0=c0, c1=c1, n_pairs=self.n_pairs)
+        return Moments(pooled=self.pooled(pooling)[layer], c0=self._c0[layer].copy(),
+                       c1=self._c1[layer].copy(), n_pairs=self.n_pairs)
 
     def statistics(self) -> dict:
         """Every layer's arrays, for storage: ``pooled_<pooling>``, ``c0``, ``c1``, ``n_pairs``."""

@@ -146,3 +146,10 @@ def test_merging_incompatible_moments_fails():
     with pytest.raises(ValueError, match="3 and 4 features"):
         a + b
     assert isinstance(a, Moments)
+
+
+def test_non_finite_states_stop_the_accumulator():
+    states = np.ones((2, 5, 3))
+    states[1, 1, 0] = np.inf  # a middle token: only the moments see it
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        MomentAccumulator(pooling="last").update(states, [3, 2])
