@@ -276,7 +276,7 @@ def extract_statistics(loaded, texts, *, batch_size=16, max_length=512, with_mom
     if n_truncated:
         warnings.warn(
             f"{n_truncated} of {len(texts)} texts were truncated to max_length={limit} tokens.",
-            UserWarning, stacklevel=3,
+            UserWarning, stacklevel=4,  # the caller of transform
         )
     lengths = np.array([len(ids) for ids in encoded])
     # Longest first: similar lengths share a batch (little padding), and the

@@ -169,9 +169,25 @@ class MomentAccumulator:
         # (not texts) builds all prefix sums with vectorised row additions.
         steps = [ends[lengths > p] - lengths[lengths > p] + p for p in range(1, lengths.max())]
         pooled = {p: np.empty((n_layers, len(lengths), d)) for p in self.poolings}
+        # Non-finite states are caught below, once, instead of warning per layer.
+        with np.errstate(invalid="ignore", over="ignore"):
+            self._accumulate(states, lengths, ends, steps, pooled)
+        # A non-finite state spreads into every sum it touches: stop at once.
+        finite = all(np.isfinite(v).all() for v in pooled.values())
+        if not (finite and (self._c0 is None or np.isfinite(self._c0).all())):
+            raise ValueError(
+                "Hidden states contain NaN or infinity (a float16 overflow? try "
+                "torch_dtype='float32'); nothing from this batch can be trusted."
+            )
+        for p in self.poolings:
+            self._pooled[p].append(pooled[p])
+        if self.autoregressive:
+            self.n_pairs += n_tokens - len(lengths)
+
+    def _accumulate(self, states, lengths, ends, steps, pooled):
         # One layer at a time keeps the float64 copies in cache: the passes over
         # the states cost little next to the two matrix products.
-        for layer in range(n_layers):
+        for layer in range(states.shape[0]):
             h = states[layer].astype(np.float64)
             contexts = None
             if self.autoregressive:
@@ -186,17 +202,6 @@ class MomentAccumulator:
                 contexts[ends - 1] = 0.0
                 self._c0[layer] += contexts.T @ contexts
                 self._c1[layer] += contexts[:-1].T @ h[1:]
-        # A non-finite state spreads into every sum it touches: stop at once.
-        finite = all(np.isfinite(v).all() for v in pooled.values())
-        if not (finite and (self._c0 is None or np.isfinite(self._c0).all())):
-            raise ValueError(
-                "Hidden states contain NaN or infinity (a float16 overflow? try "
-                "torch_dtype='float32'); nothing from this batch can be trusted."
-            )
-        for p in self.poolings:
-            self._pooled[p].append(pooled[p])
-        if self.autoregressive:
-            self.n_pairs += n_tokens - len(lengths)
 
     def _check_shape(self, shape):
         if self._shape is None:
