@@ -319,3 +319,16 @@ def test_smollm2_grid_search_over_every_layer_runs_the_model_once_per_split(
     assert len(calls) == one_layer == 6  # 3 folds x (train, test), one batch each
     scores = grid.cv_results_["mean_test_score"]
     assert scores.shape == (31,) and np.all((scores >= 0) & (scores <= 1))
+
+
+@pytest.mark.parametrize("check", [
+    "check_estimator_cloneable", "check_estimator_tags_renamed", "check_valid_tag_types",
+    "check_estimator_repr", "check_no_attributes_set_in_init", "check_get_params_invariance",
+    "check_set_params", "check_do_not_raise_errors_in_init_or_set_params",
+    "check_parameters_default_constructible", "check_mixin_order",
+])
+def test_sklearn_api_checks(check):
+    # The data-driven checks feed numeric arrays; these need no data.
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check)("HFEmbeddingTransformer", HFEmbeddingTransformer())
