@@ -89,7 +89,8 @@ def curve_from_subspaces(perception: PerceptionSide, V, *, variant="paper",
     ``V`` (d, K) holds the autoregressive directions, most predictive first;
     for k > K the subspace stays ``span(V)`` (it already covers range(C0)).
     ``nested``, ``nested_basis(V)`` when the caller has it, spares computing
-    it again. ``curve[k - 1]`` is NTPS(k), in [0, 1].
+    it again for the paper variant (the whitened one needs the basis of
+    ``Sxx^{1/2} V`` instead). ``curve[k - 1]`` is NTPS(k), in [0, 1].
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
