@@ -8,18 +8,22 @@ import inspect
 from pathlib import Path
 
 import sklearn_ntps
-from sklearn_ntps import datasets, report
+from sklearn_ntps import datasets, peers, report, study
 
 SECTIONS = {
     "Estimators": [sklearn_ntps.HFEmbeddingTransformer, sklearn_ntps.NTPSScorer,
                    sklearn_ntps.NTPSSubspaceProbe],
+    "Peer scores": [sklearn_ntps.LogMEScorer, sklearn_ntps.HScoreScorer,
+                    sklearn_ntps.TransRateScorer, sklearn_ntps.RankMeScorer, peers.logme,
+                    peers.hscore, peers.transrate, peers.rankme],
     "Functions": [sklearn_ntps.ntps_score, sklearn_ntps.ntps_curve, sklearn_ntps.compute_moments,
                   sklearn_ntps.pooled_features],
     "Statistics": [sklearn_ntps.Moments, sklearn_ntps.MomentAccumulator],
     "Data sets": [datasets.load_banking77, datasets.load_clinc150, datasets.load_sms_spam,
                   datasets.load_trec, datasets.load_rotten_tomatoes, datasets.load_dataset,
                   datasets.make_token_states],
-    "Report": [report.layer_report, report.save_report],
+    "Report and study": [report.run_report, report.save_report, report.default_scorers,
+                         study.summarize, study.recommend],
 }
 PATH = Path(__file__).with_name("api.md")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from sklearn_ntps import HFEmbeddingTransformer
 from sklearn_ntps.datasets import load_dataset
 from sklearn_ntps.report import _csv, default_probe
 from sklearn_ntps.scoring import encode_labels, fit_ntps, make_options, resolve_n_components
-from sklearn_ntps.study import PROBE, replicate_metrics
+from sklearn_ntps.study import PROBE, perturb_moments, replicate_metrics
 
 MODELS = ["SmolLM2-135M", "all-MiniLM-L6-v2"]
 DATASETS = ["banking77", "clinc150", "sms_spam", "trec", "rotten_tomatoes"]
@@ -89,21 +88,10 @@ def stability():
     worst = dict.fromkeys(base, 0.0)
     rng = np.random.default_rng(0)
     for _ in range(5):
-        noisy = ntps_columns(perturb(moments, 1e-6, rng), data.target)
+        noisy = ntps_columns(perturb_moments(moments, 1e-6, rng), data.target)
         for key in base:
             worst[key] = max(worst[key], abs(noisy[key] - base[key]) / max(base[key], 1e-12))
     return worst
-
-
-def perturb(m, eps, rng):
-    """The noise of tests/test_scoring.py: relative to each coordinate of the moments."""
-    s = np.sqrt(np.diag(m.c0))
-    z = rng.normal(size=m.c0.shape)
-    return replace(
-        m, c0=m.c0 + eps * (z + z.T) / np.sqrt(2) * np.outer(s, s),
-        c1=m.c1 * (1 + eps * rng.normal(size=m.c1.shape)),
-        pooled=m.pooled + eps * rng.normal(size=m.pooled.shape) * np.sqrt((m.pooled**2).mean(0)),
-    )
 
 
 def rule_a(rows, eligible, datasets):

@@ -7,16 +7,21 @@ Data flow: text -> hidden states (``embedding``) -> moments (``moments``)
 from .embedding import HFEmbeddingTransformer
 from .estimators import NTPSScorer, NTPSSubspaceProbe
 from .moments import MomentAccumulator, Moments, compute_moments, pooled_features
+from .peer_estimators import HScoreScorer, LogMEScorer, RankMeScorer, TransRateScorer
 from .scoring import ntps_curve, ntps_score
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "HFEmbeddingTransformer",
+    "HScoreScorer",
+    "LogMEScorer",
     "MomentAccumulator",
     "Moments",
     "NTPSScorer",
     "NTPSSubspaceProbe",
+    "RankMeScorer",
+    "TransRateScorer",
     "compute_moments",
     "ntps_curve",
     "ntps_score",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 2  # bump when the stored statistics change meaning
+VERSION = 3  # bump when the stored statistics change meaning
 # Entries computed in this process stay in RAM until written; memory-mapped
 # ones cost nothing, so the budget bounds the first kind only.
 MEMORY_BYTES = 1 << 30

@@ -21,25 +21,34 @@ def _parser():
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser(
         "report",
-        help="NTPS and a held-out linear probe for every layer; writes CSV, JSON and PNG.",
-        description="For every layer of each model: NTPS (both variants) on the training "
-        "split and the test accuracy of a logistic-regression probe; prints the table and "
-        "the Spearman correlations, and writes report.csv, report.json and report.png.",
+        help="Every score and a held-out linear probe for every layer; writes CSV, JSON and PNG.",
+        description="For every layer of each model on each data set: NTPS and the peer scores "
+        "(LogME, H-score, TransRate, RankMe) on the training split, and the test accuracy of a "
+        "logistic-regression probe. Prints, for every score, its Spearman correlation with the "
+        "probe across layers and the regret of the layer it picks (beside the 'last layer' and "
+        "'2/3 depth' rules), with bootstrap intervals, and writes report.csv, replicates.csv, "
+        "summary.csv, report.json and report.png.",
     )
     rep.add_argument("--model", action="append", metavar="NAME_OR_PATH",
                      help="a bundled name (SmolLM2-135M, all-MiniLM-L6-v2), a model folder, a "
                      ".gguf file or a cached hub id; repeat to compare models "
                      "(default: SmolLM2-135M)")
-    rep.add_argument("--dataset", default="banking77",
-                     help="banking77 (default), clinc150, sms_spam, trec or rotten_tomatoes")
+    rep.add_argument("--dataset", action="append",
+                     help="banking77 (default), clinc150, sms_spam, trec or rotten_tomatoes; "
+                     "repeat to compare data sets")
     rep.add_argument("--n-train", type=int, default=DEFAULT_TRAIN,
                      help=f"training texts, a stratified subsample (default {DEFAULT_TRAIN})")
     rep.add_argument("--n-test", type=int, default=DEFAULT_TEST,
                      help=f"test texts, a stratified subsample (default {DEFAULT_TEST})")
     rep.add_argument("--full", action="store_true", help="use every text of both splits")
-    rep.add_argument("--n-components", type=_components, default=0.25,
-                     help="NTPS subspace dimension k: an int, or a fraction of the hidden size "
-                     "(default 0.25)")
+    rep.add_argument("--n-components", type=_components, default=None,
+                     help="NTPS subspace dimension k of every NTPS column: an int, or a fraction "
+                     "of the hidden size (default: NTPSScorer's)")
+    rep.add_argument("--n-bootstrap", type=int, default=0,
+                     help="bootstrap replicates for the 95%% intervals, resampling training and "
+                     "test texts (default 0: no intervals; 20 is the validity study's)")
+    rep.add_argument("--n-blocks", type=int, default=20,
+                     help="blocks the training texts are resampled in (default 20)")
     rep.add_argument("--output-dir", default="ntps-report", help="where the files go")
     rep.add_argument("--batch-size", type=int, default=16)
     rep.add_argument("--max-length", type=int, default=512)
@@ -72,24 +81,36 @@ def _report(args):
     # Heavy imports after argument parsing, so --help is instant.
     from .datasets import load_dataset
     from .models import resolve_model
-    from .report import check_writable, layer_report, save_report
+    from .report import check_writable, default_scorers, run_report, save_report
 
     models = args.model or ["SmolLM2-135M"]
+    names = list(dict.fromkeys(args.dataset or ["banking77"]))
     # Every check that can fail does so before the first forward pass.
+    if args.n_bootstrap < 0 or args.n_blocks < 2:
+        raise ValueError("--n-bootstrap must be >= 0 and --n-blocks >= 2.")
+    if not args.no_plot:
+        _require_matplotlib()
     folder = check_writable(args.output_dir)
     for model in models:
         resolve_model(model)
     sizes = {"train": None, "test": None} if args.full else {
         "train": args.n_train, "test": args.n_test}
-    splits = {
-        split: load_dataset(args.dataset, split=split, n_samples=n, random_state=args.random_state)
-        for split, n in sizes.items()
-    }
+    datasets = {}
+    for name in names:
+        splits = {split: load_dataset(name, split=split, n_samples=n,
+                                      random_state=args.random_state)
+                  for split, n in sizes.items()}
+        datasets[name] = (splits["train"].data, splits["train"].target,
+                          splits["test"].data, splits["test"].target)
+    scorers = default_scorers()
+    if args.n_components is not None:
+        for scorer in scorers.values():
+            if "n_components" in scorer.get_params():
+                scorer.set_params(n_components=args.n_components)
     start = time.perf_counter()
-    report = layer_report(
-        models, splits["train"].data, splits["train"].target,
-        splits["test"].data, splits["test"].target,
-        dataset=args.dataset, n_components=args.n_components,
+    report = run_report(
+        models, datasets, scorers=scorers, n_bootstrap=args.n_bootstrap,
+        n_blocks=args.n_blocks, random_state=args.random_state,
         embedding_params={"batch_size": args.batch_size, "max_length": args.max_length,
                           "device": args.device},
         progress=not args.no_progress,
@@ -98,6 +119,14 @@ def _report(args):
     paths = save_report(report, folder, plot=not args.no_plot)
     print(f"Wrote {', '.join(str(p) for p in paths)} in {time.perf_counter() - start:.0f} s.")
     return 0
+
+
+def _require_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError("The plot needs matplotlib: pip install 'sklearn-ntps[plot]', or pass "
+                          "--no-plot.") from None
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import cache
 from .models import cache_dir, load_model
-from .moments import POOLINGS, MomentAccumulator, Moments
+from .moments import POOLINGS, MomentAccumulator, moments_from_statistics
 
 OUTPUTS = ("pooled", "tokens")
 _STATS_BUFFER_BYTES = 128 << 20  # float32 token states waiting for the moment products
@@ -171,14 +171,10 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
             yield layer, self._layer_output(stats, layer)
 
     def _layer_output(self, stats, layer):
-        # np.array copies a memory-mapped cache slice into a plain array.
-        pooled = np.array(stats[f"pooled_{self.pooling}"][layer])
         if self.output == "pooled":
-            return pooled
-        return Moments(
-            pooled=pooled, c0=np.array(stats["c0"][layer]), c1=np.array(stats["c1"][layer]),
-            n_pairs=int(stats["n_pairs"]),
-        )
+            # np.array copies a memory-mapped cache slice into a plain array.
+            return np.array(stats[f"pooled_{self.pooling}"][layer])
+        return moments_from_statistics(stats, layer, self.pooling)
 
     def get_feature_names_out(self, input_features=None):
         """Names ``hidden0 .. hidden{d-1}`` of the pooled output."""
@@ -282,7 +278,9 @@ def extract_statistics(loaded, texts, *, batch_size=16, max_length=512, with_mom
     # Longest first: similar lengths share a batch (little padding), and the
     # largest batch comes first, so running out of memory shows at once.
     order = np.argsort(-lengths, kind="stable") if sort_by_length else np.arange(len(texts))
-    acc = MomentAccumulator(pooling=POOLINGS, autoregressive=with_moments)
+    # States arrive upcast to float32: their precision is the model's dtype's.
+    acc = MomentAccumulator(pooling=POOLINGS, autoregressive=with_moments,
+                            precision=float(torch.finfo(model.dtype).eps) / 2)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     takes_positions = "position_ids" in inspect.signature(model.forward).parameters
     pending = _Pending(acc, _STATS_BUFFER_BYTES)

@@ -1,13 +1,21 @@
-"""The estimators: thin wrappers that validate, call the stages, store ``_`` attributes."""
+"""The NTPS estimators: thin wrappers that validate, call the stages, store ``_`` attributes.
+
+:class:`ScorerMixin`-style behaviour is shared with the peer scores of
+:mod:`sklearn_ntps.peer_estimators`: ``fit(X, y)`` stores the training score
+in ``score_``, ``score(X, y)`` returns a float, higher is better.
+"""
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_consistent_length
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -15,42 +23,54 @@ from sklearn.utils.validation import check_is_fitted
 from .moments import compute_moments, pooled_features
 from .scoring import (
     VARIANTS,
-    autoregressive_subspace,
     curve_from_subspaces,
     encode_labels,
+    fit_ntps,
+    make_options,
     perception_side,
     resolve_n_components,
 )
-from .subspaces import nested_basis
+
+_NTPS_CONSTRAINTS = {
+    "n_components": [Interval(Integral, 1, None, closed="left"),
+                     Interval(Real, 0, 1, closed="right")],
+    "variant": [StrOptions(set(VARIANTS))],
+    "centering": ["boolean"],
+    "shrinkage": [None, StrOptions({"ledoit-wolf"}), Interval(Real, 0, 1, closed="both")],
+    "rtol": [None, Interval(Real, 0, None, closed="left")],
+}
 
 
 class _NTPSBase(BaseEstimator):
     """Fit the autoregressive subspace and the NTPS curve of the training texts."""
 
+    _parameter_constraints: dict = dict(_NTPS_CONSTRAINTS)
+
     def _fit_ntps(self, X, y):
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}.")
         moments = compute_moments(X)
         check_consistent_length(moments, y)
         check_classification_targets(y)
         d = moments.n_features
         k = resolve_n_components(self.n_components, d)
         classes, yi = encode_labels(y)
-        eigenvalues, V = autoregressive_subspace(moments, rtol=self.rtol)
-        perception = perception_side(moments.pooled, yi, len(classes), rtol=self.rtol)
-        basis, dims = nested_basis(V)
-        curve = curve_from_subspaces(perception, V, variant=self.variant, nested=(basis, dims))
+        self.options_ = make_options(centering=self.centering, shrinkage=self.shrinkage,
+                                     rtol=self.rtol, precision=moments.precision)
+        fit = fit_ntps(moments, yi, len(classes), options=self.options_)
+        basis, dims = fit.nested
+        curve = fit.curve(self.variant)
 
         self.n_features_in_ = d
         self.n_components_ = k
         self.classes_ = classes
-        self.ar_eigenvalues_ = eigenvalues
+        self.ar_eigenvalues_ = fit.eigenvalues
         # Orthonormal rows spanning the top-k subspace, like PCA's components_;
-        # fewer than k rows when C0 has rank < k.
-        self.components_ = basis[:, : dims[k - 1]].T
-        self.perception_components_ = perception.U[:, : min(k, len(classes))].T
+        # fewer than k rows when C0 has rank < k (then the whole range of C0).
+        self.components_ = basis[:, : dims[min(k, dims.shape[0]) - 1]].T
+        self.perception_components_ = fit.perception.U[:, :k].T
         self.ntps_curve_ = curve
-        self.ntps_ = float(curve[k - 1])
+        self.ntps_ = self.score_ = float(curve[k - 1])
+        self.excess_loss_curve_ = fit.excess_loss()
+        self.excess_loss_ = float(self.excess_loss_curve_[k - 1])
         return moments
 
     def _pooled(self, X):
@@ -73,6 +93,26 @@ class _NTPSBase(BaseEstimator):
         return tags
 
 
+_PARAMETERS_DOC = """
+    n_components : int or float, default=0.25
+        Dimension k of the autoregressive subspace: an int, or a float in
+        (0, 1] taken as a fraction of n_features (rounded up).
+    variant : {"paper", "whitened"}, default="paper"
+        ``"paper"``: ``||P_V U||^2 / ||U||^2`` as in Cheng et al. (2025).
+        ``"whitened"``: scale-free; the share of a least-squares probe's
+        explained label signal that a probe on the k autoregressive features
+        keeps.
+    centering : bool, default=False
+        Fit both linear problems with an intercept (centred pooled features,
+        contexts and next tokens); the paper's moments are uncentred.
+    shrinkage : None, "ledoit-wolf" or float in [0, 1], default=None
+        Shrink ``Sxx`` and ``C0`` towards a scaled identity.
+    rtol : float, default=None
+        Numerical floor added to ``Sxx`` and ``C0`` as ``rtol * diag``; None
+        sets it from the precision of the hidden states (see
+        :func:`~sklearn_ntps.ntps_score`), 0 is the authors' pseudo-inverse."""
+
+
 class NTPSScorer(_NTPSBase):
     """Next Token Perception Score of a layer's hidden states for a labelled task.
 
@@ -84,33 +124,28 @@ class NTPSScorer(_NTPSBase):
     layers or models in a Pipeline with ``HFEmbeddingTransformer``).
 
     Parameters
-    ----------
-    n_components : int or float, default=0.25
-        Dimension k of the autoregressive subspace: an int, or a float in
-        (0, 1] taken as a fraction of n_features (rounded up). A quarter keeps
-        NTPS away from its trivial value 1 at k = n_features while leaving room
-        for the ``min(k, n_classes)`` perception directions.
-    variant : {"paper", "whitened"}, default="paper"
-        ``"paper"``: ``||P_V U||^2 / ||U||^2`` as in Cheng et al. (2025).
-        ``"whitened"``: scale-free; the share of a least-squares probe's
-        explained label signal that a probe on the k autoregressive features
-        keeps.
-    rtol : float, default=None
-        Covariance eigenvalues below ``rtol * max`` count as zero; None uses
-        ``n_features * eps``.
+    ----------%s
 
     Attributes
     ----------
     ntps_ : float
-        NTPS of the training texts at ``n_components_``.
+        NTPS of the training texts at ``n_components_``; ``score_`` is the same.
     ntps_curve_ : ndarray of shape (n_features_in_,)
         NTPS of the training texts for every k; ``ntps_curve_[k - 1]`` is NTPS(k).
+    excess_loss_ : float
+        Excess squared loss, on the training texts, of a least-squares probe
+        on the k autoregressive features over the best k-dimensional linear
+        encoder for the labels (per text, summed over one-hot outputs).
+    excess_loss_curve_ : ndarray of shape (n_features_in_,)
+        ``excess_loss_`` for every k.
     components_ : ndarray of shape (n_components_, n_features_in_)
         Orthonormal basis (rows) of the top-k autoregressive subspace.
     ar_eigenvalues_ : ndarray of shape (rank(C0),)
         Generalized eigenvalues of ``(C1 C1^T, C0)``, decreasing.
-    perception_components_ : ndarray of shape (min(k, n_classes), n_features_in_)
+    perception_components_ : ndarray of shape (min(k, n_classes - centering), n_features_in_)
         Perception directions ``U`` (rows), normalised so ``u^T Sxx u = 1``.
+    options_ : Options
+        Centring, shrinkage and the resolved numerical floor.
     classes_ : ndarray of shape (n_classes,)
     n_components_ : int
         The resolved k.
@@ -127,19 +162,23 @@ class NTPSScorer(_NTPSBase):
     >>> from sklearn_ntps import NTPSScorer
     >>> rng = np.random.default_rng(0)
     >>> X = [rng.normal(size=(rng.integers(2, 9), 16)) for _ in range(80)]
-    >>> y = np.arange(80) % 2
+    >>> y = np.arange(80) %% 2
     >>> scorer = NTPSScorer(n_components=4).fit(X[:60], y[:60])
     >>> scorer.components_.shape
     (4, 16)
     >>> 0 <= scorer.score(X[60:], y[60:]) <= 1
     True
-    """
+    """ % _PARAMETERS_DOC
 
-    def __init__(self, *, n_components=0.25, variant="paper", rtol=None):
+    def __init__(self, *, n_components=0.25, variant="paper", centering=False, shrinkage=None,
+                 rtol=None):
         self.n_components = n_components
         self.variant = variant
+        self.centering = centering
+        self.shrinkage = shrinkage
         self.rtol = rtol
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Learn the autoregressive subspace and score the training texts.
 
@@ -176,11 +215,11 @@ class NTPSScorer(_NTPSBase):
         check_consistent_length(pooled, y)
         check_classification_targets(y)
         classes, yi = encode_labels(y)
-        perception = perception_side(pooled, yi, len(classes), rtol=self.rtol)
-        k = self.components_.shape[0]
-        basis = self.components_.T
-        curve = curve_from_subspaces(perception, basis, variant=self.variant,
-                                     nested=(basis, np.arange(1, k + 1)))
+        perception = perception_side(pooled, yi, len(classes), options=self.options_)
+        fit_basis = self.components_.T
+        k = fit_basis.shape[1]
+        curve = curve_from_subspaces(perception, fit_basis, variant=self.variant,
+                                     nested=(fit_basis, np.arange(1, k + 1)))
         return float(curve[k - 1])
 
 
@@ -201,26 +240,19 @@ class NTPSSubspaceProbe(ClassifierMixin, TransformerMixin, _NTPSBase):
     features shows what the next-token subspace keeps of the task.
 
     Parameters
-    ----------
-    n_components : int or float, default=0.25
-        Dimension k of the autoregressive subspace (int, or fraction of
-        n_features in (0, 1]).
+    ----------%s
     estimator : classifier, default=None
         Fitted on the projected features; None means
         ``make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))``
         (hidden states have a few huge coordinates, which slow lbfgs down).
-    variant : {"paper", "whitened"}, default="paper"
-        Which NTPS ``ntps_`` and ``ntps_curve_`` report.
-    rtol : float, default=None
-        Covariance eigenvalues below ``rtol * max`` count as zero.
 
     Attributes
     ----------
     estimator_ : classifier
         The fitted clone of ``estimator``.
     classes_ : ndarray of shape (n_classes,)
-    ntps_, ntps_curve_, components_, ar_eigenvalues_, perception_components_,
-    n_components_, n_features_in_
+    ntps_, ntps_curve_, excess_loss_, excess_loss_curve_, components_, ar_eigenvalues_,
+    perception_components_, options_, n_components_, n_features_in_
         As in :class:`NTPSScorer`, for the training texts.
 
     Examples
@@ -229,20 +261,28 @@ class NTPSSubspaceProbe(ClassifierMixin, TransformerMixin, _NTPSBase):
     >>> from sklearn_ntps import NTPSSubspaceProbe
     >>> rng = np.random.default_rng(0)
     >>> X = [rng.normal(size=(rng.integers(2, 9), 16)) for _ in range(80)]
-    >>> y = np.arange(80) % 2
+    >>> y = np.arange(80) %% 2
     >>> probe = NTPSSubspaceProbe(n_components=4).fit(X, y)
     >>> probe.transform(X[:3]).shape
     (3, 4)
     >>> probe.predict(X[:3]).shape
     (3,)
-    """
+    """ % _PARAMETERS_DOC
 
-    def __init__(self, *, n_components=0.25, estimator=None, variant="paper", rtol=None):
+    _parameter_constraints: dict = {
+        **_NTPS_CONSTRAINTS, "estimator": [None, HasMethods(["fit", "predict"])],
+    }
+
+    def __init__(self, *, n_components=0.25, estimator=None, variant="paper", centering=False,
+                 shrinkage=None, rtol=None):
         self.n_components = n_components
         self.estimator = estimator
         self.variant = variant
+        self.centering = centering
+        self.shrinkage = shrinkage
         self.rtol = rtol
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Learn the subspace, then fit ``estimator`` on the projected features.
 

@@ -23,6 +23,9 @@ POOLINGS = ("mean", "last")
 # Tokens per chunk when a list of per-text arrays is streamed: large enough for
 # BLAS to run near peak, small enough that the float64 copy stays a few MB.
 _CHUNK_TOKENS = 8192
+# Neural networks compute in float32 at best: float64 arrays are taken as upcast float32.
+_FLOAT32_ROUNDOFF = float(np.finfo(np.float32).eps) / 2
+_FIRST_ORDER = ("context_sum", "target_sum")
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +47,12 @@ class Moments:
         Sum over texts and positions of ``c_t h_{t+1}^T``.
     n_pairs : int
         Number of (context, next token) pairs summed into ``c0`` and ``c1``.
+    context_sum, target_sum : ndarray of shape (n_features,), default=None
+        Sums over the same pairs of ``c_t`` and of ``h_{t+1}``: what centring
+        (a next-token regression with an intercept) needs.
+    precision : float, default=2**-24
+        Unit roundoff of the dtype the hidden states were computed in (float32
+        by default); it sets the numerical floor of the covariances.
 
     Examples
     --------
@@ -63,6 +72,9 @@ class Moments:
     c0: np.ndarray
     c1: np.ndarray
     n_pairs: int
+    context_sum: np.ndarray | None = None
+    target_sum: np.ndarray | None = None
+    precision: float = _FLOAT32_ROUNDOFF
 
     def __len__(self) -> int:
         return self.pooled.shape[0]
@@ -70,6 +82,11 @@ class Moments:
     @property
     def n_features(self) -> int:
         return self.pooled.shape[1]
+
+    @property
+    def has_first_order(self) -> bool:
+        """Whether the sums that centring needs are here."""
+        return self.context_sum is not None and self.target_sum is not None
 
     def autoregressive_covariances(self) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(C0, C1)`` normalised by the number of texts, as in the spec."""
@@ -83,12 +100,29 @@ class Moments:
             raise ValueError(
                 f"Cannot merge moments of {self.n_features} and {other.n_features} features."
             )
-        return Moments(
-            pooled=np.vstack([self.pooled, other.pooled]),
-            c0=self.c0 + other.c0,
-            c1=self.c1 + other.c1,
-            n_pairs=self.n_pairs + other.n_pairs,
-        )
+        return resample_blocks([self, other], [1, 1])
+
+
+def resample_blocks(parts: Sequence[Moments], counts) -> Moments:
+    """The moments of blocks of texts drawn with replacement: block g taken ``counts[g]`` times.
+
+    The autoregressive sums are not kept per text, so a bootstrap of the
+    texts resamples whole blocks; the pooled rows of block g are repeated
+    ``counts[g]`` times, block after block, as the labels must be.
+    """
+    counts = np.asarray(counts, dtype=np.intp)
+    if len(parts) != len(counts) or (counts < 0).any() or counts.sum() == 0:
+        raise ValueError("counts must be one non-negative count per block, not all zero.")
+    taken = [(p, c) for p, c in zip(parts, counts) if c]
+    first = all(p.has_first_order for p, _ in taken)
+    extra = {name: sum(c * getattr(p, name) for p, c in taken) for name in _FIRST_ORDER} \
+        if first else {}
+    return Moments(
+        pooled=np.concatenate([np.tile(p.pooled, (c, 1)) for p, c in taken]),
+        c0=sum(c * p.c0 for p, c in taken), c1=sum(c * p.c1 for p, c in taken),
+        n_pairs=int(sum(c * p.n_pairs for p, c in taken)),
+        precision=max(p.precision for p, _ in taken), **extra,
+    )
 
 
 class MomentAccumulator:
@@ -107,6 +141,10 @@ class MomentAccumulator:
         tuple, every listed pooling is kept (the first is the default).
     autoregressive : bool, default=True
         Accumulate ``C0`` and ``C1``; False keeps the pooled features only.
+    precision : float, default=None
+        Unit roundoff of the dtype the states were computed in, when they
+        arrive upcast (a bfloat16 model's states as float32); None reads it
+        from the arrays. Never below float32's.
 
     Examples
     --------
@@ -122,15 +160,18 @@ class MomentAccumulator:
            [21., 22.]])
     """
 
-    def __init__(self, *, pooling="mean", autoregressive: bool = True):
+    def __init__(self, *, pooling="mean", autoregressive: bool = True, precision=None):
         self.poolings = (pooling,) if isinstance(pooling, str) else tuple(pooling)
         bad = [p for p in self.poolings if p not in POOLINGS]
         if bad or not self.poolings:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
         self.autoregressive = autoregressive
+        self.precision = max(_FLOAT32_ROUNDOFF, precision or 0.0)
         self._pooled: dict[str, list[np.ndarray]] = {p: [] for p in self.poolings}
         self._c0: np.ndarray | None = None
         self._c1: np.ndarray | None = None
+        # Per layer: the sums of c_t and of h_{t+1} over the pairs.
+        self._first: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None  # (n_layers, n_features)
         self.n_pairs = 0
 
@@ -154,6 +195,7 @@ class MomentAccumulator:
             length must be at least 1.
         """
         states = np.asarray(states)
+        self.precision = max(self.precision, unit_roundoff(states.dtype))
         if states.ndim == 2:
             states = states[np.newaxis]
         lengths = np.asarray(lengths, dtype=np.intp)
@@ -164,6 +206,7 @@ class MomentAccumulator:
         if self.autoregressive and self._c0 is None:
             self._c0 = np.zeros((n_layers, d, d))
             self._c1 = np.zeros((n_layers, d, d))
+            self._first = np.zeros((n_layers, 2, d))
         ends = np.cumsum(lengths)
         # Position p of every text at least p + 1 long: a loop over positions
         # (not texts) builds all prefix sums with vectorised row additions.
@@ -202,6 +245,9 @@ class MomentAccumulator:
                 contexts[ends - 1] = 0.0
                 self._c0[layer] += contexts.T @ contexts
                 self._c1[layer] += contexts[:-1].T @ h[1:]
+                first = self._first[layer]
+                first[0] += contexts.sum(axis=0)
+                first[1] += h.sum(axis=0) - h[ends - lengths].sum(axis=0)
 
     def _check_shape(self, shape):
         if self._shape is None:
@@ -222,8 +268,11 @@ class MomentAccumulator:
         if other._c0 is not None:
             if self._c0 is None:
                 self._c0, self._c1 = np.zeros_like(other._c0), np.zeros_like(other._c1)
+                self._first = np.zeros_like(other._first)
             self._c0 += other._c0
             self._c1 += other._c1
+            self._first += other._first
+        self.precision = max(self.precision, other.precision)
         for p in self.poolings:
             self._pooled[p].extend(other._pooled[p])
         self.n_pairs += other.n_pairs
@@ -239,15 +288,34 @@ class MomentAccumulator:
         """The accumulated :class:`Moments` of one layer."""
         if not self.autoregressive:
             raise ValueError("This accumulator keeps pooled features only (autoregressive=False).")
-        return Moments(pooled=self.pooled(pooling)[layer], c0=self._c0[layer].copy(),
-                       c1=self._c1[layer].copy(), n_pairs=self.n_pairs)
+        return moments_from_statistics(self.statistics(), layer, pooling or self.poolings[0])
 
     def statistics(self) -> dict:
-        """Every layer's arrays, for storage: ``pooled_<pooling>``, ``c0``, ``c1``, ``n_pairs``."""
+        """Every layer's arrays, for storage: ``pooled_<pooling>``, ``c0``, ``c1``, ``first``
+        (sums of ``c_t`` and ``h_{t+1}``), ``n_pairs``, ``precision``."""
         out = {f"pooled_{p}": self.pooled(p) for p in self.poolings}
+        out["precision"] = self.precision
         if self.autoregressive:
-            out.update(c0=self._c0, c1=self._c1, n_pairs=self.n_pairs)
+            out.update(c0=self._c0, c1=self._c1, first=self._first, n_pairs=self.n_pairs)
         return out
+
+
+def moments_from_statistics(stats, layer: int, pooling: str = "mean") -> Moments:
+    """One layer's :class:`Moments` out of :meth:`MomentAccumulator.statistics` (or its cache)."""
+    # np.array copies a memory-mapped cache slice into a plain array.
+    first = np.array(stats["first"][layer])
+    return Moments(
+        pooled=np.array(stats[f"pooled_{pooling}"][layer]), c0=np.array(stats["c0"][layer]),
+        c1=np.array(stats["c1"][layer]), n_pairs=int(stats["n_pairs"]),
+        context_sum=first[0], target_sum=first[1], precision=float(stats["precision"]),
+    )
+
+
+def unit_roundoff(dtype) -> float:
+    """Relative precision of hidden states stored as ``dtype``, never finer than float32's."""
+    dtype = np.dtype(dtype)
+    own = float(np.finfo(dtype).eps) / 2 if np.issubdtype(dtype, np.floating) else 0.0
+    return max(own, _FLOAT32_ROUNDOFF)
 
 
 def check_token_states(X) -> list[np.ndarray]:
@@ -321,8 +389,9 @@ def compute_moments(X, *, pooling: str = "mean") -> Moments:
                 and np.isfinite(X.c1).all()):
             raise ValueError("Moments contain NaN or infinity.")
         return X
+    precision = _input_precision(X)
     states = check_token_states(X)
-    acc = MomentAccumulator(pooling=pooling)
+    acc = MomentAccumulator(pooling=pooling, precision=precision)
     lengths = np.array([s.shape[0] for s in states])
     # Cut the list into chunks of about _CHUNK_TOKENS tokens (at least one text each).
     chunk_id = np.cumsum(lengths) // _CHUNK_TOKENS
@@ -350,6 +419,13 @@ def pooled_features(X, *, pooling: str = "mean") -> np.ndarray:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
     states = check_token_states(X)
     return _pool(np.concatenate(states), np.array([s.shape[0] for s in states]), pooling)
+
+
+def _input_precision(X) -> float:
+    # Read before the float64 copy: a float16 array's precision is float16's.
+    arrays = [X] if isinstance(X, np.ndarray) else X if isinstance(X, (list, tuple)) else []
+    return max((unit_roundoff(x.dtype) for x in arrays if isinstance(x, np.ndarray)),
+               default=_FLOAT32_ROUNDOFF)
 
 
 def _pool(states, lengths, pooling, contexts=None):

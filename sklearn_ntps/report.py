@@ -1,10 +1,13 @@
-"""The main job: NTPS and a held-out linear probe for every layer of some models.
+"""The main job: every score and a held-out linear probe, for every layer of some models and data sets.
 
-For each model, one forward pass over the training texts gives every layer's
-statistics; per layer, both NTPS variants come from the same two subspaces,
-and a logistic-regression probe is trained on the training split and scored
-on the test split. The table, its rank correlations and a plot are written
-atomically, so an interrupted run leaves no half-written file.
+For each (model, data set), one forward pass over the training texts gives
+every layer's statistics (in blocks, so the bootstrap can resample them) and
+one over the test texts the pooled features the probe is scored on. Per
+layer, each scorer is fitted on the training texts and the probe is trained
+there and scored on the test texts; each bootstrap replicate redoes that on
+resampled training blocks and test texts. :mod:`sklearn_ntps.study` turns the
+table into correlations, regrets and intervals. Files are written atomically,
+so an interrupted run leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
-from scipy.stats import spearmanr
+import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -25,88 +29,146 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from .embedding import HFEmbeddingTransformer
-from .scoring import (
-    autoregressive_subspace,
-    curve_from_subspaces,
-    encode_labels,
-    perception_side,
-    resolve_n_components,
-)
+from .estimators import NTPSScorer
+from .moments import resample_blocks
+from .peer_estimators import HScoreScorer, LogMEScorer, RankMeScorer, TransRateScorer
+from .study import BASELINES, PROBE, recommend, summarize
 
-COLUMNS = ("model", "layer", "ntps", "ntps_whitened", "probe_accuracy")
+
+def default_scorers() -> dict:
+    """The report's columns: NTPS at the library defaults, its other variant, the paper's exact
+    setting, and the peers."""
+    ntps = NTPSScorer()
+    other = "paper" if ntps.variant == "whitened" else "whitened"
+    return {
+        "ntps": ntps,
+        f"ntps_{other}": NTPSScorer(variant=other),
+        "ntps_paper_exact": NTPSScorer(variant="paper", centering=False, shrinkage=None, rtol=0.0),
+        "logme": LogMEScorer(),
+        "hscore": HScoreScorer(),
+        "transrate": TransRateScorer(),
+        "rankme": RankMeScorer(),
+    }
+
+
+def default_probe():
+    """Standardised features and a logistic regression: the accuracy every score is judged by."""
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
 
 
 @dataclass
 class Report:
-    """Per-layer results of :func:`layer_report`, with their rank correlations.
+    """The long table of a study and what :mod:`~sklearn_ntps.study` makes of it.
 
-    ``rows`` hold one dict per (model, layer) with the keys of ``COLUMNS``.
+    ``rows`` hold one dict per (model, dataset, layer, replicate) with a
+    column per scorer and ``probe_accuracy``; replicate 0 is the point estimate.
     """
 
-    dataset: str
-    n_train: int
-    n_test: int
-    n_components: float
+    scores: list
+    datasets: dict = field(default_factory=dict)  # name -> {"n_train", "n_test"}
+    n_bootstrap: int = 0
     rows: list = field(default_factory=list)
-
-    def spearman(self, model=None) -> dict:
-        """Spearman correlation of each NTPS variant with probe accuracy over layers."""
-        rows = [r for r in self.rows if model is None or r["model"] == model]
-        acc = [r["probe_accuracy"] for r in rows]
-        return {
-            variant: float(spearmanr([r[variant] for r in rows], acc).statistic)
-            if len(rows) > 2 else float("nan")
-            for variant in ("ntps", "ntps_whitened")
-        }
 
     @property
     def models(self) -> list:
         return list(dict.fromkeys(r["model"] for r in self.rows))
 
+    @property
+    def point_rows(self) -> list:
+        return [r for r in self.rows if r["replicate"] == 0]
+
+    @property
+    def candidates(self) -> list:
+        return [*self.scores, *BASELINES]
+
+    @cached_property
+    def summary(self) -> dict:
+        return summarize(self.rows, self.scores)
+
+    @cached_property
+    def recommendation(self) -> dict:
+        return recommend(self.rows, self.candidates)
+
     def to_text(self) -> str:
-        """The table and its correlations, as printed by the command line."""
-        lines = [f"{'model':<24} {'layer':>5} {'NTPS':>7} {'NTPS_w':>7} {'probe acc':>9}"]
-        for r in self.rows:
-            lines.append(
-                f"{r['model'][-24:]:<24} {r['layer']:>5} {r['ntps']:>7.3f} "
-                f"{r['ntps_whitened']:>7.3f} {r['probe_accuracy']:>9.3f}"
-            )
-        for model in self.models:
-            rho = self.spearman(model)
-            lines.append(
-                f"Spearman over layers ({model}): NTPS {rho['ntps']:+.3f}, "
-                f"NTPS_w {rho['ntps_whitened']:+.3f}"
-            )
+        """The tables the command line prints: per-group correlations and regrets, then the pick."""
+        s, width = self.summary, max(len(c) for c in self.candidates)
+        lines = [f"{len(self.models)} model(s) x {len(self.datasets)} data set(s); 95% intervals "
+                 f"from {self.n_bootstrap} bootstrap replicates" if self.n_bootstrap else
+                 "No bootstrap replicates: no intervals (use --n-bootstrap)."]
+        groups = sorted({g for (m, _, g) in s if m == "layer_regret" and g != "mean"})
+        for metric, title in (("layer_spearman", "Spearman with probe accuracy across layers"),
+                              ("layer_regret", "Regret of the layer each score picks "
+                                               "(best probe accuracy minus accuracy there)")):
+            lines += ["", title]
+            names = self.scores if metric == "layer_spearman" else self.candidates
+            for g in [*groups, "mean"]:
+                label = "mean" if g == "mean" else f"{g[0][-20:]} / {g[1]}"
+                cells = [f"{n:<{width}} {_fmt(s.get((metric, n, g)))}" for n in names]
+                lines.append(f"  {label}:")
+                lines += [f"    {c}" for c in cells]
+        rec = self.recommendation
+        verdict = "its interval separates from every other" if rec["separated"] else \
+            "no separation from: " + ", ".join(rec["not_separated_from"])
+        lines += ["", f"Lowest mean layer regret: {rec['pick']} ({verdict})."]
         return "\n".join(lines)
 
     def to_json(self) -> str:
-        summary = {m: self.spearman(m) for m in self.models}
-        return json.dumps({**asdict(self), "spearman": summary}, indent=2)
+        summary = [{"metric": m, "score": n, "group": g if isinstance(g, str) else list(g), **v}
+                   for (m, n, g), v in self.summary.items()]
+        rec = {k: v for k, v in self.recommendation.items()}
+        return json.dumps({"scores": self.scores, "datasets": self.datasets,
+                           "n_bootstrap": self.n_bootstrap, "rows": self.point_rows,
+                           "summary": summary, "recommendation": rec}, indent=2, default=float)
 
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        return out.getvalue()
+    def to_csv(self, replicates=False) -> str:
+        """The per-layer table (every replicate with ``replicates=True``)."""
+        columns = ["model", "dataset", "layer", "replicate", *self.scores, PROBE]
+        return _csv(columns, self.rows if replicates else self.point_rows)
+
+    def summary_csv(self) -> str:
+        columns = ["metric", "score", "group", "estimate", "se", "low", "high"]
+        rows = [{"metric": m, "score": n, "group": g if isinstance(g, str) else " / ".join(
+            map(str, g)), **v} for (m, n, g), v in self.summary.items()]
+        return _csv(columns, rows)
 
 
-def layer_report(models, X_train, y_train, X_test, y_test, *, dataset="", n_components=0.25,
-                 probe=None, embedding_params=None, progress=True) -> Report:
-    """NTPS (both variants) and held-out probe accuracy for every layer of every model.
+def _fmt(cell):
+    if cell is None or not np.isfinite(cell["estimate"]):
+        return "    n/a"
+    if not np.isfinite(cell["se"]):
+        return f"{cell['estimate']:+7.3f}"
+    return f"{cell['estimate']:+7.3f}  [{cell['low']:+.3f}, {cell['high']:+.3f}]"
+
+
+def _csv(columns, rows):
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def run_report(models, datasets, *, scorers=None, probe=None, n_bootstrap=0, n_blocks=20,
+               random_state=0, embedding_params=None, progress=True) -> Report:
+    """Every score and the held-out probe, for every layer of every model on every data set.
 
     Parameters
     ----------
     models : sequence of str
         Anything :class:`~sklearn_ntps.HFEmbeddingTransformer` takes.
-    X_train, y_train : texts and labels that NTPS and the probe are fitted on.
-    X_test, y_test : texts and labels the probe is scored on.
-    dataset : str, default=""
-        A name for the report.
-    n_components : int or float, default=0.25
-        The NTPS subspace dimension k (int, or fraction of the hidden size).
+    datasets : dict
+        ``name -> (X_train, y_train, X_test, y_test)``, texts and labels.
+    scorers : dict, default=None
+        ``column -> estimator`` with the NTPSScorer API (``fit(X, y).score_``);
+        None uses :func:`default_scorers`.
     probe : classifier, default=None
-        None: standardised features and ``LogisticRegression(max_iter=1000)``.
+        None uses :func:`default_probe`.
+    n_bootstrap : int, default=0
+        Bootstrap replicates; each resamples the test texts and the training
+        texts (in ``n_blocks`` random blocks) and refits every score and probe.
+    n_blocks : int, default=20
+        Blocks of training texts for the bootstrap (ignored without it).
+    random_state : int, default=0
     embedding_params : dict, default=None
         Further :class:`~sklearn_ntps.HFEmbeddingTransformer` parameters.
     progress : bool, default=True
@@ -115,60 +177,103 @@ def layer_report(models, X_train, y_train, X_test, y_test, *, dataset="", n_comp
     -------
     Report
     """
-    probe = probe if probe is not None else make_pipeline(
-        StandardScaler(), LogisticRegression(max_iter=1000))
-    report = Report(dataset, len(X_train), len(X_test), n_components)
-    classes, y_idx = encode_labels(y_train)
-    for model in models:
-        params = dict(model_name_or_path=model, progress=progress, **(embedding_params or {}))
-        train = HFEmbeddingTransformer(output="tokens", **params).fit()
-        test = HFEmbeddingTransformer(output="pooled", **params).fit()
-        k = resolve_n_components(n_components, train.n_features_out_)
-        layers = zip(train.transform_layers(X_train), test.transform_layers(X_test))
-        for (layer, moments), (_, pooled_test) in tqdm(
-            layers, total=train.n_layers_, desc=f"Layers of {model}", disable=not progress, delay=2,
-        ):
-            _, V = autoregressive_subspace(moments)
-            perception = perception_side(moments.pooled, y_idx, len(classes))
-            row = {"model": model, "layer": layer}
-            for variant, column in (("paper", "ntps"), ("whitened", "ntps_whitened")):
-                row[column] = float(curve_from_subspaces(perception, V, variant=variant)[k - 1])
-            fitted = clone(probe).fit(moments.pooled, y_train)
-            row["probe_accuracy"] = float(fitted.score(pooled_test, y_test))
-            report.rows.append(row)
+    scorers = default_scorers() if scorers is None else dict(scorers)
+    probe = default_probe() if probe is None else probe
+    report = Report(list(scorers), n_bootstrap=n_bootstrap)
+    rng = np.random.default_rng(random_state)
+    for name, (X_train, y_train, X_test, y_test) in datasets.items():
+        report.datasets[name] = {"n_train": len(X_train), "n_test": len(X_test)}
+        blocks = _blocks(len(X_train), n_blocks if n_bootstrap else 1, rng)
+        draws = [(rng.multinomial(len(blocks), np.full(len(blocks), 1 / len(blocks))),
+                  rng.integers(0, len(X_test), len(X_test))) for _ in range(n_bootstrap)]
+        for model in models:
+            params = dict(model_name_or_path=model, progress=progress, **(embedding_params or {}))
+            train = HFEmbeddingTransformer(output="tokens", **params).fit()
+            test = HFEmbeddingTransformer(output="pooled", **params).fit()
+            per_block = [train.transform_layers([X_train[i] for i in b]) for b in blocks]
+            y_blocks = [np.asarray(y_train)[b] for b in blocks]
+            layers = zip(test.transform_layers(X_test), *per_block)
+            for (layer, pooled_test), *parts in tqdm(
+                layers, total=test.n_layers_, desc=f"{name}: layers of {model}",
+                disable=not progress, delay=2,
+            ):
+                parts = [m for _, m in parts]
+                for rep, (counts, test_idx) in enumerate(
+                        [(np.ones(len(blocks), dtype=int), None), *draws]):
+                    moments = resample_blocks(parts, counts)
+                    y = np.concatenate([np.tile(yb, c) for yb, c in zip(y_blocks, counts)])
+                    row = {"model": model, "dataset": name, "layer": layer, "replicate": rep}
+                    for column, scorer in scorers.items():
+                        row[column] = float(clone(scorer).fit(moments, y).score_)
+                    predicted = clone(probe).fit(moments.pooled, y).predict(pooled_test)
+                    hits = predicted == np.asarray(y_test)
+                    row[PROBE] = float(hits.mean() if test_idx is None else hits[test_idx].mean())
+                    report.rows.append(row)
     return report
 
 
-def plot_report(report: Report):
-    """NTPS, whitened NTPS and probe accuracy against layer, one panel per model."""
-    import matplotlib
+def _blocks(n, n_blocks, rng):
+    if n_blocks == 1:
+        return [np.arange(n)]
+    return [np.sort(b) for b in np.array_split(rng.permutation(n), min(n_blocks, n))]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    models = report.models
-    fig, axes = plt.subplots(1, len(models), figsize=(6.4 * len(models), 4.2), squeeze=False,
-                             sharey=True)
-    for ax, model in zip(axes[0], models):
-        rows = [r for r in report.rows if r["model"] == model]
+def plot_report(report: Report) -> bytes:
+    """Per-layer panels (each score rescaled to [0, 1] beside probe accuracy) and the regrets.
+
+    Uses matplotlib's object API, so a notebook's backend and figures are left alone.
+    """
+    from matplotlib.figure import Figure
+
+    groups = list(dict.fromkeys((r["model"], r["dataset"]) for r in report.point_rows))
+    n_cols = min(3, len(groups))
+    n_rows = -(-len(groups) // n_cols) + 1
+    fig = Figure(figsize=(5.2 * n_cols, 3.4 * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    summary = report.summary
+    for ax, (model, dataset) in zip(axes[:-1].ravel(), groups):
+        rows = sorted((r for r in report.point_rows if (r["model"], r["dataset"]) == (model, dataset)),
+                      key=lambda r: r["layer"])
         layers = [r["layer"] for r in rows]
-        rho = report.spearman(model)
-        ax.plot(layers, [r["ntps"] for r in rows], "o-", label=f"NTPS (ρ={rho['ntps']:+.2f})")
-        ax.plot(layers, [r["ntps_whitened"] for r in rows], "s-",
-                label=f"whitened NTPS (ρ={rho['ntps_whitened']:+.2f})")
-        ax.plot(layers, [r["probe_accuracy"] for r in rows], "k^--", label="probe accuracy")
-        ax.set(title=f"{model} on {report.dataset}", xlabel="layer (0 = embeddings)", ylim=(0, 1.02))
+        for score in report.scores:
+            v = np.array([r[score] for r in rows], dtype=float)
+            span = np.ptp(v) or 1.0
+            rho = summary.get(("layer_spearman", score, (model, dataset)), {}).get("estimate")
+            ax.plot(layers, (v - v.min()) / span, lw=1.2, alpha=0.85,
+                    label=f"{score} (ρ={rho:+.2f})" if rho is not None and np.isfinite(rho) else score)
+        acc = np.array([r[PROBE] for r in rows])
+        ax2 = ax.twinx()
+        ax2.plot(layers, acc, "k^--", lw=1.6, ms=3, label="probe accuracy")
+        ax2.set_ylabel("probe accuracy")
+        ax.set(title=f"{model[-28:]} on {dataset}", xlabel="layer", ylabel="score, rescaled to [0, 1]")
+        ax.legend(fontsize="x-small", loc="lower left", ncol=2)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small")
-    axes[0][0].set_ylabel("score")
-    fig.suptitle(f"NTPS (k={report.n_components}) vs held-out linear probe, "
-                 f"{report.n_train} train / {report.n_test} test texts; ρ: Spearman over layers",
-                 fontsize="medium")
-    fig.tight_layout()
+    for ax in axes[:-1].ravel()[len(groups):]:
+        ax.set_visible(False)
+    _plot_bars(axes[-1][0], summary, report.candidates, "layer_regret",
+               "mean regret of the picked layer (accuracy points)")
+    if n_cols > 1:
+        _plot_bars(axes[-1][1], summary, report.scores, "layer_spearman",
+                   "mean Spearman with probe accuracy across layers")
+    for ax in axes[-1][2:]:
+        ax.set_visible(False)
+    fig.suptitle(f"{len(report.models)} model(s), {len(report.datasets)} data set(s); bars: 95% "
+                 f"intervals from {report.n_bootstrap} bootstrap replicates", fontsize="medium")
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
+
+
+def _plot_bars(ax, summary, names, metric, title):
+    cells = [summary.get((metric, n, "mean"), {"estimate": np.nan, "se": np.nan}) for n in names]
+    est = np.array([c["estimate"] for c in cells], dtype=float)
+    err = np.nan_to_num(1.959964 * np.array([c["se"] for c in cells], dtype=float))
+    ax.barh(range(len(names)), est, xerr=err, color="tab:blue", alpha=0.7, capsize=3)
+    ax.set_yticks(range(len(names)), names, fontsize="small")
+    ax.invert_yaxis()
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_title(title, fontsize="small")
+    ax.grid(alpha=0.3, axis="x")
 
 
 def check_writable(folder) -> Path:
@@ -197,13 +302,15 @@ def write_atomic(path: Path, data) -> None:
 
 
 def save_report(report: Report, folder, *, plot=True) -> list:
-    """Write ``report.csv``, ``report.json`` and ``report.png``; return their paths.
+    """Write ``report.csv`` (per layer), ``replicates.csv``, ``summary.csv``,
+    ``report.json`` and ``report.png``; return their paths.
 
     Everything is rendered in memory first, so an error or Ctrl-C leaves the
     folder as it was.
     """
     folder = check_writable(folder)
-    files = {"report.csv": report.to_csv(), "report.json": report.to_json()}
+    files = {"report.csv": report.to_csv(), "replicates.csv": report.to_csv(replicates=True),
+             "summary.csv": report.summary_csv(), "report.json": report.to_json()}
     if plot:
         files["report.png"] = plot_report(report)
     paths = []
@@ -211,4 +318,3 @@ def save_report(report: Report, folder, *, plot=True) -> list:
         write_atomic(folder / name, data)
         paths.append(folder / name)
     return paths
-

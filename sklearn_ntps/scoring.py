@@ -4,21 +4,36 @@
 the top-k autoregressive subspace and ``U`` holds the top ``min(k, C)``
 perception directions; and the scale-free ``"whitened"`` variant
 ``NTPS_w(k) = ||Q^T M||_F^2 / ||M||_F^2`` with ``M = Sxx^{-1/2} Sxy`` and ``Q``
-an orthonormal basis of ``Sxx^{1/2} V``. See ``docs/mathematics.md``.
+an orthonormal basis of ``Sxx^{1/2} V``. The same ``M`` and ``Q`` give the
+excess squared loss of a probe on the k autoregressive features over the best
+k-dimensional encoder. See ``docs/mathematics.md``.
+
+Every covariance passes through one place, :func:`_covariance_options`:
+optional centring (least squares with an intercept), optional shrinkage, and
+a numerical floor set by the precision of the hidden states.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
+from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.utils import check_consistent_length
 
 from .moments import Moments, compute_moments
-from .subspaces import Whitening, nested_basis, top_generalized_eigenvectors, whiten
+from .subspaces import Whitening, nested_basis, regularize, top_generalized_eigenvectors, whiten
 
 VARIANTS = ("paper", "whitened")
+# The numerical floor, in unit roundoffs of the states' dtype. Two processes
+# running the same float32 model disagree by ~50 roundoffs of a coordinate's
+# RMS (SmolLM2, 30 blocks); 4096 roundoffs (2.4e-4 for float32) keep the score
+# within 0.2% under relative noise of 1e-6 on the moments, for every variant and
+# option, at 120 texts and at 1,000 alike (docs/validity.md). Half-precision
+# states would ask for a floor above their own variance: it is capped at 10%.
+_FLOOR_PER_ROUNDOFF = 4096.0
+_FLOOR_CAP = 0.1
 
 
 def resolve_n_components(n_components, n_features: int) -> int:
@@ -41,11 +56,62 @@ def resolve_n_components(n_components, n_features: int) -> int:
     return max(1, int(np.ceil(frac * n_features - 1e-9)))
 
 
+def resolve_rtol(rtol, precision: float) -> float:
+    """The numerical floor: ``rtol``, or one set by the states' unit roundoff.
+
+    ``None`` gives ``4096 * precision``, at most 0.1 (2.4e-4 for float32 or
+    float64 states, 0.1 for bfloat16 and float16); 0 reproduces the authors'
+    pseudo-inverse.
+    """
+    if rtol is None:
+        return min(_FLOOR_PER_ROUNDOFF * precision, _FLOOR_CAP)
+    if isinstance(rtol, (bool, np.bool_)) or not isinstance(rtol, Real) or not rtol >= 0:
+        raise ValueError(f"rtol must be None or a float >= 0, got {rtol!r}.")
+    return float(rtol)
+
+
+def check_shrinkage(shrinkage):
+    """Validate ``shrinkage``: None, "ledoit-wolf", or a float in [0, 1]."""
+    if shrinkage is None or shrinkage == "ledoit-wolf":
+        return shrinkage
+    if isinstance(shrinkage, (bool, np.bool_)) or not isinstance(shrinkage, Real) \
+            or not 0.0 <= shrinkage <= 1.0:
+        raise ValueError(
+            f"shrinkage must be None, 'ledoit-wolf' or a float in [0, 1], got {shrinkage!r}."
+        )
+    return float(shrinkage)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How covariances are formed: centring, shrinkage and the numerical floor.
+
+    ``rtol`` here is resolved (a float); see :func:`resolve_rtol`.
+    """
+
+    centering: bool = False
+    shrinkage: object = None
+    rtol: float = 0.0
+
+    def intensity(self, estimate) -> float:
+        """The shrinkage intensity; ``estimate()`` gives Ledoit-Wolf's when asked for."""
+        if self.shrinkage is None:
+            return 0.0
+        return float(estimate()) if self.shrinkage == "ledoit-wolf" else self.shrinkage
+
+
+def make_options(*, centering=False, shrinkage=None, rtol=None, precision) -> Options:
+    """Validate the public parameters into :class:`Options`."""
+    if not isinstance(centering, (bool, np.bool_)):
+        raise ValueError(f"centering must be True or False, got {centering!r}.")
+    return Options(bool(centering), check_shrinkage(shrinkage), resolve_rtol(rtol, precision))
+
+
 @dataclass(frozen=True, eq=False)
 class PerceptionSide:
     """What the labels make of the pooled features, computed once per data set.
 
-    ``whitening`` decomposes ``Sxx = X^T X / n`` on its range; ``Sxy`` is
+    ``whitening`` decomposes the (regularised) ``Sxx`` on its range; ``Sxy`` is
     ``X^T onehot(y) / n``; ``U`` (d, min(C, rank)) holds the perception
     directions, largest generalized eigenvalue of ``(Sxy Sxy^T, Sxx)`` first.
     """
@@ -54,32 +120,74 @@ class PerceptionSide:
     Sxy: np.ndarray
     U: np.ndarray
 
+    @property
+    def M(self) -> np.ndarray:
+        """``Sxx^{-1/2} Sxy`` in the whitened coordinates: what a least-squares probe reads."""
+        return self.whitening.whitener.T @ self.Sxy
 
-def perception_side(pooled, y_indices, n_classes, *, rtol=None) -> PerceptionSide:
-    """Uncentred moments of pooled features and labels, and their directions."""
+
+def perception_side(pooled, y_indices, n_classes, *, options=Options()) -> PerceptionSide:
+    """Moments of pooled features and labels (centred or not), and their directions."""
     n = pooled.shape[0]
     onehot = np.zeros((n, n_classes))
     onehot[np.arange(n), y_indices] = 1.0
-    Sxx, Sxy = pooled.T @ pooled / n, pooled.T @ onehot / n
-    wh = whiten(Sxx, rtol=rtol)
+    X = pooled - pooled.mean(axis=0) if options.centering else pooled
+    Sxx, Sxy = X.T @ X / n, X.T @ onehot / n
+    alpha = options.intensity(lambda: ledoit_wolf_shrinkage(X, assume_centered=True))
+    raw = np.einsum("ij,ij->j", pooled, pooled) / n
+    wh = whiten(regularize(Sxx, shrinkage=alpha, floor=options.rtol, scale=raw))
     if wh.rank == 0:
-        raise ValueError("The pooled features are all zero: NTPS is undefined.")
-    _, U = top_generalized_eigenvectors(Sxy, wh, n_classes)
+        raise ValueError("The pooled features are all zero (or constant, when centred): "
+                         "NTPS is undefined.")
+    # Centred, the columns of Sxy sum to zero: rank C - 1, and a C-th direction
+    # would be an arbitrary null direction that the paper variant weighs in.
+    _, U = top_generalized_eigenvectors(Sxy, wh, n_classes - options.centering)
     return PerceptionSide(wh, Sxy, U)
 
 
-def autoregressive_subspace(moments: Moments, *, rtol=None):
+def autoregressive_subspace(moments: Moments, *, options=Options()):
     """All generalized eigenvectors of ``(C1 C1^T, C0)``, largest first.
 
     Returns ``(eigenvalues, V)`` with ``V`` of shape (n_features, rank(C0)).
     """
-    C0, C1 = moments.autoregressive_covariances()
-    if moments.n_pairs == 0 or not C0.any():
+    C0, C1, n = moments.c0, moments.c1, moments.n_pairs
+    if n == 0 or not C0.any():
         raise ValueError(
             "No text has two or more tokens, so there is no next-token statistic: "
             "NTPS needs texts of at least two tokens."
         )
-    return top_generalized_eigenvectors(C1, C0, rtol=rtol)
+    raw = np.diag(C0) / n
+    if options.centering:
+        if not moments.has_first_order:
+            raise ValueError(
+                "Centring needs the sums of the contexts and next tokens (Moments.context_sum, "
+                "target_sum); compute the moments with compute_moments or "
+                "HFEmbeddingTransformer(output='tokens')."
+            )
+        mean_context = moments.context_sum / n
+        C0 = C0 - n * np.outer(mean_context, mean_context)
+        C1 = C1 - np.outer(mean_context, moments.target_sum)
+    C0, C1 = C0 / n, C1 / n
+    alpha = options.intensity(lambda: rblw_shrinkage(C0, n))
+    C0 = regularize(C0, shrinkage=alpha, floor=options.rtol, scale=raw)
+    return top_generalized_eigenvectors(C1, C0)
+
+
+def rblw_shrinkage(S, n_samples: int) -> float:
+    """Ledoit-Wolf shrinkage intensity of a covariance ``S`` whose samples are not kept.
+
+    Ledoit-Wolf's intensity needs the samples' fourth moments; the contexts
+    behind ``C0`` are streamed, not stored, so ``C0`` uses the Rao-Blackwellised
+    Ledoit-Wolf intensity (Chen, Wiesel, Eldar, Hero, IEEE TSP 2010), which
+    replaces them by their Gaussian value and needs ``S`` alone:
+    ``((n - 2) / n tr(S^2) + tr(S)^2) / ((n + 2) (tr(S^2) - tr(S)^2 / d))``.
+    """
+    d = S.shape[0]
+    tr, tr2 = np.trace(S), np.sum(S * S)
+    spread = tr2 - tr**2 / d
+    if spread <= 0:
+        return 0.0
+    return float(min(1.0, ((n_samples - 2) / n_samples * tr2 + tr**2) / ((n_samples + 2) * spread)))
 
 
 def curve_from_subspaces(perception: PerceptionSide, V, *, variant="paper",
@@ -89,8 +197,8 @@ def curve_from_subspaces(perception: PerceptionSide, V, *, variant="paper",
     ``V`` (d, K) holds the autoregressive directions, most predictive first;
     for k > K the subspace stays ``span(V)`` (it already covers range(C0)).
     ``nested``, ``nested_basis(V)`` when the caller has it, spares computing
-    it again for the paper variant (the whitened one needs the basis of
-    ``Sxx^{1/2} V`` instead). ``curve[k - 1]`` is NTPS(k), in [0, 1].
+    it again for the paper variant only: the whitened one needs the basis of
+    ``Sxx^{1/2} V`` instead. ``curve[k - 1]`` is NTPS(k), in [0, 1].
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
@@ -106,15 +214,38 @@ def curve_from_subspaces(perception: PerceptionSide, V, *, variant="paper",
         num = captured[dims[ks_v - 1], cols]
         den = np.cumsum((U**2).sum(axis=0))[cols]
     else:
-        wh = perception.whitening
-        M = wh.whitener.T @ perception.Sxy
+        M = perception.M
         den = (M**2).sum()
         if den == 0:
             raise ValueError("The pooled features carry no label signal (Sxy = 0).")
-        basis, dims = nested_basis((wh.basis * np.sqrt(wh.eigenvalues)).T @ V)
-        captured = np.r_[0.0, np.cumsum(((basis.T @ M) ** 2).sum(axis=1))]
-        num = captured[dims[ks_v - 1]]
+        num = _probe_captured(perception, V)
     return np.clip(num / den, 0.0, 1.0)
+
+
+def _probe_captured(perception: PerceptionSide, V) -> np.ndarray:
+    """``||Q_k^T M||^2`` for every k = 1 .. d: the signal a probe on ``V_k^T x`` explains."""
+    wh = perception.whitening
+    d, K = V.shape
+    basis, dims = nested_basis((wh.basis * np.sqrt(wh.eigenvalues)).T @ V)
+    captured = np.r_[0.0, np.cumsum(((basis.T @ perception.M) ** 2).sum(axis=1))]
+    return captured[dims[np.minimum(np.arange(1, d + 1), K) - 1]]
+
+
+def excess_loss_curve(perception: PerceptionSide, V) -> np.ndarray:
+    """Excess squared loss of a probe on ``V_k^T x`` over the best k-dim encoder, every k.
+
+    With ``M = Sxx^{-1/2} Sxy`` and ``Q_k`` an orthonormal basis of
+    ``Sxx^{1/2} V_k``, the least-squares probe on the k autoregressive features
+    loses ``||M||^2 - ||Q_k^T M||^2`` of the one-hot targets' mean squared
+    error, the best rank-k probe (reduced-rank regression) loses
+    ``||M||^2 - sum of the top k squared singular values of M``; the excess
+    is the difference, ``>= 0``, and ``||M||^2 (1 - NTPS_w(k))`` once k covers
+    the classes. Per text, summed over the C one-hot outputs.
+    """
+    d = V.shape[0]
+    s2 = np.linalg.svd(perception.M, compute_uv=False) ** 2
+    best = np.cumsum(np.r_[s2, np.zeros(max(0, d - s2.shape[0]))])[:d]
+    return np.maximum(best - _probe_captured(perception, V), 0.0)
 
 
 def encode_labels(y) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +258,41 @@ def encode_labels(y) -> tuple[np.ndarray, np.ndarray]:
     return classes, indices.ravel()
 
 
-def ntps_curve(X, y, *, variant="paper", rtol=None) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class Fit:
+    """Both sides of NTPS for one data set, from one set of eigendecompositions."""
+
+    eigenvalues: np.ndarray
+    V: np.ndarray
+    nested: tuple
+    perception: PerceptionSide
+
+    def curve(self, variant) -> np.ndarray:
+        return curve_from_subspaces(self.perception, self.V, variant=variant,
+                                    nested=self.nested if variant == "paper" else None)
+
+    def excess_loss(self) -> np.ndarray:
+        return excess_loss_curve(self.perception, self.V)
+
+
+def fit_ntps(moments: Moments, y_indices, n_classes, *, options: Options) -> Fit:
+    """Solve both sides once; every variant and every k are then read off cheaply."""
+    eigenvalues, V = autoregressive_subspace(moments, options=options)
+    perception = perception_side(moments.pooled, y_indices, n_classes, options=options)
+    return Fit(eigenvalues, V, nested_basis(V), perception)
+
+
+def _fit_arrays(X, y, centering, shrinkage, rtol):
+    moments = compute_moments(X)
+    check_consistent_length(moments, y)
+    classes, yi = encode_labels(y)
+    options = make_options(centering=centering, shrinkage=shrinkage, rtol=rtol,
+                           precision=moments.precision)
+    return moments, fit_ntps(moments, yi, len(classes), options=options)
+
+
+def ntps_curve(X, y, *, variant="paper", centering=False, shrinkage=None,
+               rtol=None) -> np.ndarray:
     """NTPS of labelled texts for every subspace dimension k = 1 .. n_features.
 
     Parameters
@@ -137,8 +302,10 @@ def ntps_curve(X, y, *, variant="paper", rtol=None) -> np.ndarray:
     y : array-like of shape (n_texts,)
         Class labels, at least two classes.
     variant : {"paper", "whitened"}, default="paper"
+    centering : bool, default=False
+    shrinkage : None, "ledoit-wolf" or float, default=None
     rtol : float, default=None
-        Covariance eigenvalues below ``rtol * max`` count as zero.
+        See :func:`ntps_score`.
 
     Returns
     -------
@@ -153,15 +320,13 @@ def ntps_curve(X, y, *, variant="paper", rtol=None) -> np.ndarray:
     >>> ntps_curve(X, y, variant="whitened").round(2)
     array([0.43, 0.82, 0.99, 0.99, 0.99, 1.  , 1.  , 1.  ])
     """
-    moments = compute_moments(X)
-    check_consistent_length(moments, y)
-    classes, yi = encode_labels(y)
-    _, V = autoregressive_subspace(moments, rtol=rtol)
-    perception = perception_side(moments.pooled, yi, len(classes), rtol=rtol)
-    return curve_from_subspaces(perception, V, variant=variant)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
+    return _fit_arrays(X, y, centering, shrinkage, rtol)[1].curve(variant)
 
 
-def ntps_score(X, y, *, n_components=0.25, variant="paper", rtol=None) -> float:
+def ntps_score(X, y, *, n_components=0.25, variant="paper", centering=False, shrinkage=None,
+               rtol=None) -> float:
     """Next Token Perception Score of labelled texts from their hidden states.
 
     How much the subspace a linear model learns for next-token prediction
@@ -181,9 +346,19 @@ def ntps_score(X, y, *, n_components=0.25, variant="paper", rtol=None) -> float:
         ``"paper"`` is the score of Cheng et al. (2025); ``"whitened"`` is the
         scale-free variant: the share of a least-squares probe's explained
         label signal that a probe on the k autoregressive features keeps.
+    centering : bool, default=False
+        Fit both linear problems with an intercept: centre the pooled
+        features, and the contexts and next tokens of the autoregressive
+        regression. The paper uses uncentred moments (False).
+    shrinkage : None, "ledoit-wolf" or float in [0, 1], default=None
+        Shrink ``Sxx`` and ``C0`` towards a scaled identity, by Ledoit-Wolf's
+        intensity or by this one; it matters when there are fewer texts than
+        features.
     rtol : float, default=None
-        Eigenvalues of covariances below ``rtol * max`` count as zero;
-        None uses ``n_features * eps``.
+        Numerical floor: ``rtol * diag(B)`` is added to ``Sxx`` and ``C0``.
+        None sets it from the precision of the states (4096 unit roundoffs,
+        at most 0.1: 2.4e-4 for float32 or float64 arrays, which are taken as
+        upcast float32); 0 is the authors' pseudo-inverse on the range.
 
     Returns
     -------
@@ -203,6 +378,8 @@ def ntps_score(X, y, *, n_components=0.25, variant="paper", rtol=None) -> float:
     >>> ntps_score(X, y, n_components=16)  # the whole space: everything is captured
     1.0
     """
-    moments = compute_moments(X)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
+    moments, fit = _fit_arrays(X, y, centering, shrinkage, rtol)
     k = resolve_n_components(n_components, moments.n_features)
-    return float(ntps_curve(moments, y, variant=variant, rtol=rtol)[k - 1])
+    return float(fit.curve(variant)[k - 1])

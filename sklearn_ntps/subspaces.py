@@ -37,6 +37,37 @@ class Whitening:
         return self.eigenvalues.shape[0]
 
 
+def regularize(B: np.ndarray, *, shrinkage: float = 0.0, floor: float = 0.0,
+               scale=None) -> np.ndarray:
+    """Shrink ``B`` towards a scaled identity, then add ``floor * scale`` to its diagonal.
+
+    ``(1 - shrinkage) B + shrinkage * tr(B) / d * I`` is scikit-learn's
+    ``shrunk_covariance``. The floor is a diagonal loading relative to each
+    coordinate's raw second moment ``scale`` (default ``diag(B)``): rounding
+    error in hidden states is relative to each coordinate's magnitude, so the
+    loading sits above the noise in every coordinate whatever its size, where
+    one isotropic ridge would drown the small coordinates to cover the
+    "massive activation" ones. A centred ``B`` passes its uncentred diagonal,
+    since the rounding error is relative to the uncentred values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> regularize(np.diag([4.0, 0.0]), shrinkage=0.5, floor=0.1)
+    array([[3.4, 0. ],
+           [0. , 1. ]])
+    """
+    out = np.array(B, dtype=np.float64)
+    d = out.shape[0]
+    raw = np.diag(B).copy() if scale is None else np.asarray(scale, dtype=np.float64)
+    if shrinkage:
+        out *= 1.0 - shrinkage
+        out.flat[:: d + 1] += shrinkage * np.trace(B) / d
+    if floor:
+        out.flat[:: d + 1] += floor * raw
+    return out
+
+
 def whiten(B: np.ndarray, *, rtol: float | None = None) -> Whitening:
     """Eigendecompose the PSD matrix ``B`` on its range.
 
@@ -130,9 +161,15 @@ def nested_basis(V: np.ndarray, *, rtol: float = 1e-8, block: int = 64):
     array([1, 1, 2])
     """
     d, K = V.shape
+    norms = np.linalg.norm(V, axis=0)
+    if K <= d:
+        # Full column rank, the common case: one Householder QR, whose first k
+        # columns span the first k of V. Only a dependent column needs the loop.
+        Q, R = np.linalg.qr(V)
+        if np.all(np.abs(np.diag(R)) > 10 * rtol * norms):
+            return Q, np.arange(1, K + 1)
     basis = np.empty((d, min(d, K)))
     dims = np.empty(K, dtype=np.intp)
-    norms = np.linalg.norm(V, axis=0)
     r = 0
     for lo in range(0, K, block):
         Vb = V[:, lo : lo + block].copy()

@@ -87,3 +87,21 @@ def ntps_cache(monkeypatch, tmp_path):
     cache.clear_memory()
     yield folder
     cache.clear_memory()
+
+
+@pytest.fixture(scope="session")
+def smollm2_layer15():
+    """SmolLM2's layer-15 moments of 120 BANKING77 texts (the issue's measurement)."""
+    pytest.importorskip("transformers")
+    from sklearn_ntps import HFEmbeddingTransformer
+    from sklearn_ntps.datasets import load_dataset
+    from sklearn_ntps.models import resolve_model
+
+    try:
+        resolve_model("SmolLM2-135M")
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        pytest.skip(f"SmolLM2 is not installed: {exc}")
+    data = load_dataset("banking77", split="train", n_samples=120, random_state=0)
+    moments = HFEmbeddingTransformer(output="tokens", layer=15, progress=False).fit_transform(
+        data.data)
+    return moments, data.target

@@ -22,26 +22,40 @@ def test_report_end_to_end(tiny_llama, ntps_cache, tmp_path, capsys):
                  "--n-test", "40", "--n-components", "4", "--output-dir", str(out), "--no-progress")
     assert status == 0
     printed = capsys.readouterr().out
-    assert "Spearman over layers" in printed and "probe acc" in printed
+    assert "Spearman with probe accuracy across layers" in printed and "Regret" in printed
     rows = list(csv.DictReader(open(out / "report.csv")))
     assert [int(r["layer"]) for r in rows] == [0, 1, 2]
     data = json.loads((out / "report.json").read_text())
-    assert data["n_train"] == 60 and data["n_test"] == 40 and data["dataset"] == "sms_spam"
+    assert data["datasets"] == {"sms_spam": {"n_train": 60, "n_test": 40}}
     assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_two_models_in_one_report(tiny_llama, ntps_cache, tmp_path, capsys):
+def test_two_models_two_datasets_with_intervals(tiny_llama, ntps_cache, tmp_path, capsys):
     from conftest import make_tiny_llama
 
     other = make_tiny_llama(tmp_path / "other", hidden_size=8, n_layers=1, seed=1)
     out = tmp_path / "report"
     status = run("report", "--model", tiny_llama, "--model", other, "--dataset", "banking77",
-                 "--n-train", "154", "--n-test", "77", "--n-components", "4",
-                 "--output-dir", str(out), "--no-progress", "--no-plot")
+                 "--dataset", "sms_spam", "--n-train", "154", "--n-test", "77",
+                 "--n-components", "4", "--n-bootstrap", "2", "--n-blocks", "4",
+                 "--output-dir", str(out), "--no-progress")
     assert status == 0
     rows = list(csv.DictReader(open(out / "report.csv")))
-    assert [r["model"] for r in rows] == [tiny_llama] * 3 + [other] * 2
-    assert not (out / "report.png").exists()
+    assert [(r["dataset"], r["model"]) for r in rows] == (
+        [("banking77", tiny_llama)] * 3 + [("banking77", other)] * 2
+        + [("sms_spam", tiny_llama)] * 3 + [("sms_spam", other)] * 2)
+    assert len(list(csv.DictReader(open(out / "replicates.csv")))) == 3 * 10
+    summary = {(r["metric"], r["score"], r["group"]): r
+               for r in csv.DictReader(open(out / "summary.csv"))}
+    for metric in ("layer_spearman", "layer_regret", "model_spearman", "model_regret"):
+        cell = summary[metric, "ntps", "mean"]
+        assert float(cell["low"]) <= float(cell["estimate"]) <= float(cell["high"]), metric
+    # Two data sets are too few for a rank correlation across data sets.
+    assert summary["dataset_spearman", "ntps", "mean"]["estimate"] == "nan"
+    assert ("layer_regret", "layer at 2/3 depth", f"{tiny_llama} / sms_spam") in summary
+    data = json.loads((out / "report.json").read_text())
+    assert data["recommendation"]["pick"] in [*data["scores"], "last layer", "layer at 2/3 depth"]
+    assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize(
@@ -63,7 +77,7 @@ def test_unwritable_output_fails_before_the_model_runs(tmp_path, capsys, monkeyp
     def no_model(*args, **kwargs):
         raise AssertionError("the model must not run")
 
-    monkeypatch.setattr(report, "layer_report", no_model)
+    monkeypatch.setattr(report, "run_report", no_model)
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert run("report", "--output-dir", str(blocker / "out")) == 2
@@ -76,7 +90,7 @@ def test_interrupt_writes_nothing(tiny_llama, tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report, "layer_report", interrupted)
+    monkeypatch.setattr(report, "run_report", interrupted)
     out = tmp_path / "out"
     assert run("report", "--model", tiny_llama, "--output-dir", str(out)) == 130
     assert list(out.iterdir()) == []

@@ -44,8 +44,8 @@ def test_grid_search_models(tiny_llama, ntps_cache, tmp_path, capsys):
 
 def test_ntps_vs_probe(tiny_llama, ntps_cache, capsys):
     report = example("ntps_vs_probe.py")["main"](model=tiny_llama, n_train=154, n_test=77,
-                                                 n_components=4)
-    assert len(report.rows) == 3
+                                                 n_bootstrap=2)
+    assert len(report.point_rows) == 2 * 3 and len(report.rows) == 3 * 2 * 3
     assert "Spearman" in capsys.readouterr().out
 
 

@@ -153,3 +153,45 @@ def test_non_finite_states_stop_the_accumulator():
     states[1, 1, 0] = np.inf  # a middle token: only the moments see it
     with pytest.raises(ValueError, match="NaN or infinity"):
         MomentAccumulator(pooling="last").update(states, [3, 2])
+
+
+def test_first_order_sums_match_per_token_loops():
+    X, _ = make_texts(n_texts=40, n_features=5, min_len=1, max_len=9, seed=21)
+    m = compute_moments(X)
+    ctx = np.vstack([np.cumsum(H, axis=0)[:-1] for H in X if len(H) > 1])
+    nxt = np.vstack([H[1:] for H in X if len(H) > 1])
+    np.testing.assert_allclose(m.context_sum, ctx.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(m.target_sum, nxt.sum(0), rtol=1e-12)
+    merged = compute_moments(X[:17]) + compute_moments(X[17:])
+    np.testing.assert_allclose(merged.context_sum, m.context_sum, rtol=1e-12)
+    assert merged.has_first_order and not Moments(m.pooled, m.c0, m.c1, m.n_pairs).has_first_order
+
+
+def test_resampled_blocks_equal_the_moments_of_the_repeated_texts():
+    from sklearn_ntps.moments import resample_blocks
+
+    X, _ = make_texts(n_texts=30, n_features=4, min_len=1, max_len=8, seed=22)
+    blocks = [X[:10], X[10:18], X[18:]]
+    parts = [compute_moments(b) for b in blocks]
+    got = resample_blocks(parts, [2, 0, 1])
+    ref = compute_moments(blocks[0] + blocks[0] + blocks[2])
+    np.testing.assert_allclose(got.c0, ref.c0, rtol=1e-12)
+    np.testing.assert_allclose(got.c1, ref.c1, rtol=1e-12)
+    np.testing.assert_allclose(got.context_sum, ref.context_sum, rtol=1e-12)
+    np.testing.assert_array_equal(got.pooled, ref.pooled)
+    assert got.n_pairs == ref.n_pairs and len(got) == 32
+    with pytest.raises(ValueError, match="counts"):
+        resample_blocks(parts, [0, 0, 0])
+
+
+def test_precision_comes_from_the_dtype_of_the_states():
+    from sklearn_ntps.moments import unit_roundoff
+
+    X, _ = make_texts(n_texts=10, n_features=3, seed=23)
+    half = compute_moments([x.astype(np.float16) for x in X])
+    assert half.precision == unit_roundoff(np.float16) == np.finfo(np.float16).eps / 2
+    assert compute_moments(X).precision == unit_roundoff(np.float32)
+    assert (compute_moments(X) + half).precision == half.precision
+    acc = MomentAccumulator(precision=unit_roundoff(np.float16))   # bf16 states arrive as float32
+    acc.update(np.ones((4, 3), dtype=np.float32), [2, 2])
+    assert acc.moments().precision == unit_roundoff(np.float16)

@@ -38,7 +38,7 @@ def test_agrees_with_direct_formulas(k):
     X, y = make_texts(n_texts=300, n_features=10, n_classes=4, min_len=2, seed=k)
     ref = direct_ntps(X, y, k)
     for variant in VARIANTS:
-        got = ntps_score(X, y, n_components=k, variant=variant)
+        got = ntps_score(X, y, n_components=k, variant=variant, rtol=0)
         assert abs(got - ref[variant]) < 1e-8, (variant, got, ref[variant])
 
 
@@ -73,7 +73,7 @@ def test_predictable_class_signal_scores_higher(variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_invariances(variant):
     X, y = make_texts(n_texts=120, n_features=9, n_classes=3, min_len=2, seed=4)
-    ref = ntps_score(X, y, n_components=3, variant=variant)
+    ref = ntps_score(X, y, n_components=3, variant=variant, rtol=0)
     perm = np.random.default_rng(0).permutation(len(X))
     R = ortho_group.rvs(9, random_state=0)
     cases = {
@@ -83,7 +83,7 @@ def test_invariances(variant):
         "relabelled classes": (X, np.array(["c", "a", "b"])[y]),
     }
     for name, (Xc, yc) in cases.items():
-        got = ntps_score(Xc, yc, n_components=3, variant=variant)
+        got = ntps_score(Xc, yc, n_components=3, variant=variant, rtol=0)
         assert got == pytest.approx(ref, abs=1e-9), name
 
 
@@ -93,8 +93,8 @@ def test_fewer_texts_than_features_equals_the_embedded_full_rank_problem(variant
     # but the score must not change.
     X, y = make_texts(n_texts=30, n_features=6, min_len=2, seed=5)
     Q = ortho_group.rvs(40, random_state=1)[:, :6]
-    low = ntps_score(X, y, n_components=3, variant=variant)
-    high = ntps_score([x @ Q.T for x in X], y, n_components=3, variant=variant)
+    low = ntps_score(X, y, n_components=3, variant=variant, rtol=0)
+    high = ntps_score([x @ Q.T for x in X], y, n_components=3, variant=variant, rtol=0)
     assert high == pytest.approx(low, abs=1e-8)
 
 
@@ -102,7 +102,7 @@ def test_whitened_is_the_least_squares_probe_share():
     from sklearn_ntps import NTPSScorer
 
     X, y = make_texts(n_texts=150, n_features=8, n_classes=3, min_len=2, seed=6)
-    scorer = NTPSScorer(n_components=3, variant="whitened").fit(X, y)
+    scorer = NTPSScorer(n_components=3, variant="whitened", rtol=0).fit(X, y)
     P = np.array([x.mean(axis=0) for x in X])
     Y = np.eye(3)[y]
 
@@ -151,8 +151,172 @@ def test_curve_agrees_with_direct_formulas_at_every_k():
     from sklearn_ntps import ntps_curve
 
     X, y = make_texts(n_texts=200, n_features=6, min_len=2, seed=8)
-    curves = {variant: ntps_curve(X, y, variant=variant) for variant in VARIANTS}
+    curves = {variant: ntps_curve(X, y, variant=variant, rtol=0) for variant in VARIANTS}
     for k in range(1, 7):
         ref = direct_ntps(X, y, k)
         for variant in VARIANTS:
             assert abs(curves[variant][k - 1] - ref[variant]) < 1e-8, (variant, k)
+
+
+# ------------------------------------------------------- options: centring, shrinkage, floor
+
+def brute_force_covariances(X, y, centering):
+    """Sxx, Sxy, C0, C1 straight from the definitions, with explicit means."""
+    n = len(X)
+    P = np.array([H.mean(axis=0) for H in X])
+    Y = np.eye(y.max() + 1)[y]
+    ctx = np.vstack([np.cumsum(H, axis=0)[:-1] for H in X])
+    nxt = np.vstack([H[1:] for H in X])
+    if centering:
+        P, ctx, nxt = P - P.mean(0), ctx - ctx.mean(0), nxt - nxt.mean(0)
+    return P.T @ P / n, P.T @ Y / n, ctx.T @ ctx / n, ctx.T @ nxt / n
+
+
+@pytest.mark.parametrize("centering", [False, True])
+@pytest.mark.parametrize("shrinkage", [None, 0.3])
+def test_options_agree_with_direct_formulas(centering, shrinkage):
+    X, y = make_texts(n_texts=300, n_features=7, n_classes=4, min_len=2, seed=11)
+    Sxx, Sxy, C0, C1 = brute_force_covariances(X, y, centering)
+
+    def shrunk(S):
+        a = shrinkage or 0.0
+        return (1 - a) * S + a * np.trace(S) / S.shape[0] * np.eye(S.shape[0])
+
+    Sxx, C0 = shrunk(Sxx), shrunk(C0)
+    k, r = 3, 3 if centering else 4   # centred, Sxy has rank C - 1
+    V = linalg.eigh(C1 @ C1.T, C0)[1][:, ::-1][:, :k]
+    U = linalg.eigh(Sxy @ Sxy.T, Sxx)[1][:, ::-1][:, :r]
+    U = U / np.sqrt(np.einsum("ij,ik,kj->j", U, Sxx, U))
+    proj = V @ np.linalg.solve(V.T @ V, V.T)
+    paper = np.linalg.norm(proj @ U[:, :k]) ** 2 / np.linalg.norm(U[:, :k]) ** 2
+    whitened = (np.trace(Sxy.T @ V @ np.linalg.solve(V.T @ Sxx @ V, V.T @ Sxy))
+                / np.trace(Sxy.T @ np.linalg.solve(Sxx, Sxy)))
+    for variant, ref in (("paper", paper), ("whitened", whitened)):
+        got = ntps_score(X, y, n_components=k, variant=variant, centering=centering,
+                         shrinkage=shrinkage, rtol=0)
+        assert got == pytest.approx(ref, abs=1e-8), variant
+
+
+def test_ledoit_wolf_intensities():
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    from sklearn_ntps.scoring import Options, perception_side, rblw_shrinkage
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(4000, 30)) * np.linspace(0.5, 3, 30)
+    S = Z.T @ Z / len(Z)
+    # Rao-Blackwellised Ledoit-Wolf: Gaussian samples, so close to Ledoit-Wolf itself.
+    assert rblw_shrinkage(S, len(Z)) == pytest.approx(
+        ledoit_wolf_shrinkage(Z, assume_centered=True), rel=0.2)
+    assert rblw_shrinkage(np.eye(5), 100) == 0.0  # nothing to shrink, as in scikit-learn
+    # The perception side shrinks Sxx by scikit-learn's own intensity.
+    y = rng.integers(0, 3, size=60)
+    P = rng.normal(size=(60, 30))
+    a = ledoit_wolf_shrinkage(P, assume_centered=True)
+    got = perception_side(P, y, 3, options=Options(shrinkage="ledoit-wolf"))
+    ref = perception_side(P, y, 3, options=Options(shrinkage=a))
+    np.testing.assert_allclose(got.whitening.eigenvalues, ref.whitening.eigenvalues, rtol=1e-12)
+
+
+def test_ledoit_wolf_makes_n_below_d_well_posed():
+    X, y = make_texts(n_texts=20, n_features=40, n_classes=2, min_len=2, seed=12)
+    for variant in VARIANTS:
+        score = ntps_score(X, y, n_components=5, variant=variant, shrinkage="ledoit-wolf")
+        assert 0 < score < 1
+
+
+def test_default_floor_follows_the_precision_of_the_states():
+    from sklearn_ntps.scoring import resolve_rtol
+
+    f32 = np.finfo(np.float32).eps / 2
+    assert resolve_rtol(None, f32) == pytest.approx(4096 * f32)
+    assert resolve_rtol(None, np.finfo(np.float16).eps / 2) == 0.1      # capped
+    assert resolve_rtol(0, f32) == 0.0
+    X, y = make_texts(n_texts=80, n_features=6, min_len=2, seed=13)
+    assert compute_moments(X).precision == f32          # float64 taken as upcast float32
+    assert compute_moments([x.astype(np.float16) for x in X]).precision == np.finfo(np.float16).eps / 2
+    for bad in (-1, "abc", True):
+        with pytest.raises(ValueError, match="rtol"):
+            resolve_rtol(bad, f32)
+
+
+def test_default_floor_keeps_rotation_and_scale_invariance_nearly():
+    X, y = make_texts(n_texts=120, n_features=9, n_classes=3, min_len=2, seed=4)
+    R = ortho_group.rvs(9, random_state=0)
+    for variant in VARIANTS:
+        ref = ntps_score(X, y, n_components=3, variant=variant)
+        assert ntps_score([1e3 * x for x in X], y, n_components=3, variant=variant) == \
+            pytest.approx(ref, abs=1e-12)
+        assert ntps_score([x @ R for x in X], y, n_components=3, variant=variant) == \
+            pytest.approx(ref, abs=1e-3)
+
+
+def worst_relative_move(moments, y, eps=1e-6, repeats=3, **params):
+    from sklearn_ntps import NTPSScorer
+    from sklearn_ntps.study import perturb_moments
+
+    base = NTPSScorer(**params).fit(moments, y).ntps_
+    rng = np.random.default_rng(0)
+    moved = [NTPSScorer(**params).fit(perturb_moments(moments, eps, rng), y).ntps_
+             for _ in range(repeats)]
+    return max(abs(m - base) for m in moved) / base
+
+
+OPTIONS = [dict(variant=v, centering=c, shrinkage=s) for v in VARIANTS for c in (False, True)
+           for s in (None, "ledoit-wolf")]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The number of unique classes")
+@pytest.mark.parametrize("params", OPTIONS, ids=lambda p: "-".join(map(str, p.values())))
+def test_default_score_is_stable_under_float32_noise_on_smollm2(params, smollm2_layer15):
+    moments, y = smollm2_layer15
+    assert worst_relative_move(moments, y, **params) < 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The number of unique classes")
+def test_authors_cutoff_was_not(smollm2_layer15):
+    # The perturbation is strong enough to matter: without the floor the paper's
+    # score moves by more than the 1% the default keeps to.
+    moments, y = smollm2_layer15
+    assert worst_relative_move(moments, y, variant="paper", n_components=8, rtol=0) > 0.01
+
+
+# ------------------------------------------------------------------ the exact excess loss
+
+def brute_force_excess(P, Y, V, k, centering):
+    if centering:
+        P, Y = P - P.mean(0), Y - Y.mean(0)
+    n = len(P)
+
+    def loss(F):
+        coef, *_ = np.linalg.lstsq(F, Y, rcond=None)
+        return np.linalg.norm(Y - F @ coef) ** 2 / n
+
+    coef, *_ = np.linalg.lstsq(P, Y, rcond=None)
+    fitted = P @ coef
+    Uf, s, Wt = np.linalg.svd(fitted, full_matrices=False)
+    best_k = np.linalg.norm(Y - (Uf[:, :k] * s[:k]) @ Wt[:k]) ** 2 / n
+    return loss(P @ V[:, :k]) - best_k
+
+
+@pytest.mark.parametrize("centering", [False, True])
+def test_excess_loss_equals_brute_force_least_squares(centering):
+    from sklearn_ntps import NTPSScorer
+
+    X, y = make_texts(n_texts=250, n_features=8, n_classes=4, min_len=2, seed=14)
+    scorer = NTPSScorer(n_components=2, centering=centering, rtol=0).fit(X, y)
+    P = np.array([x.mean(axis=0) for x in X])
+    Y = np.eye(4)[y]
+    # The nested basis spans the same V_k as the generalized eigenvectors.
+    full = NTPSScorer(n_components=8, centering=centering, rtol=0).fit(X, y).components_.T
+    for k in range(1, 9):
+        ref = brute_force_excess(P, Y, full, k, centering)
+        assert scorer.excess_loss_curve_[k - 1] == pytest.approx(ref, abs=1e-8), k
+    assert scorer.excess_loss_ == scorer.excess_loss_curve_[1]
+    # Once k covers the classes: ||M||^2 (1 - NTPS_w(k)).
+    w = NTPSScorer(n_components=5, variant="whitened", centering=centering, rtol=0).fit(X, y)
+    coef, *_ = np.linalg.lstsq(P - P.mean(0) * centering, Y - Y.mean(0) * centering, rcond=None)
+    explained = np.linalg.norm((P - P.mean(0) * centering) @ coef) ** 2 / len(P)
+    assert w.excess_loss_ == pytest.approx(explained * (1 - w.ntps_), abs=1e-10)

@@ -1,0 +1,238 @@
+"""The peer scores of :mod:`sklearn_ntps.peers` as estimators with the NTPSScorer API.
+
+``fit(X, y)`` stores the training score in ``score_``; ``score(X, y)``
+returns the score of new data, a float, higher is better. They read pooled
+features, so ``X`` may be per-text hidden states, :class:`~sklearn_ntps.Moments`
+(``HFEmbeddingTransformer(output="tokens")``) or a 2-D matrix of pooled
+features (``output="pooled"``): one pipeline serves NTPS and its peers.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from . import peers
+from .moments import Moments, pooled_features
+
+
+def pooled_input(X) -> np.ndarray:
+    """Pooled features of any accepted input: Moments, per-text states, or a 2-D matrix."""
+    if isinstance(X, Moments):
+        return X.pooled
+    if isinstance(X, np.ndarray) and X.ndim == 2:
+        return X
+    if isinstance(X, np.ndarray) or (isinstance(X, (list, tuple)) and X
+                                     and getattr(X[0], "ndim", None) == 2):
+        return pooled_features(X)
+    return X  # nested lists and the like: peers.check_features says what is wrong
+
+
+class _PeerScorer(BaseEstimator):
+    """Shared fit/score of the peer scores; subclasses define ``_compute``."""
+
+    _parameter_constraints: dict = {}
+    _labelled = True
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Score the training data and store it in ``score_``.
+
+        Parameters
+        ----------
+        X : Moments, sequence of (n_tokens_i, n_features) arrays, or array of
+            shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels (ignored by the label-free scores).
+
+        Returns
+        -------
+        self
+        """
+        features = self._features(X, y)
+        self.n_features_in_ = features.shape[1]
+        self.score_ = self._compute(features, y)
+        return self
+
+    def score(self, X, y=None):
+        """The score of ``(X, y)``: a float, higher is better.
+
+        Parameters
+        ----------
+        X : Moments, sequence of (n_tokens_i, n_features) arrays, or array of
+            shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self)
+        features = self._features(X, y)
+        if features.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {features.shape[1]} features, but {type(self).__name__} is fitted "
+                f"with {self.n_features_in_} features."
+            )
+        return self._compute(features, y)
+
+    def _features(self, X, y):
+        if self._labelled:
+            if y is None:
+                raise ValueError(f"{type(self).__name__} needs class labels y.")
+            check_classification_targets(y)
+            return peers.check_features(pooled_input(X), y)[0]
+        return peers.check_features(pooled_input(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.target_tags.required = self._labelled
+        return tags
+
+
+class LogMEScorer(_PeerScorer):
+    """LogME (You et al., ICML 2021): mean log evidence per sample of Bayesian linear models.
+
+    Evidence maximisation by the paper's fixed point, in float64, on one SVD
+    of the features, for each class's one-hot target; the score is the mean
+    over classes. See :func:`sklearn_ntps.peers.logme`.
+
+    Attributes
+    ----------
+    score_ : float
+        LogME of the training data.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps import LogMEScorer
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(200) % 2
+    >>> X = rng.normal(size=(200, 5)) + y[:, None]
+    >>> scorer = LogMEScorer().fit(X, y)
+    >>> bool(scorer.score_ > LogMEScorer().fit(rng.normal(size=(200, 5)), y).score_)
+    True
+    """
+
+    def _compute(self, features, y):
+        return peers.logme(features, y)
+
+
+class HScoreScorer(_PeerScorer):
+    """H-score (Bao et al., 2019) of centred features, regularised by default.
+
+    ``tr(cov(f)^{-1} cov(E[f | y]))``; with ``shrinkage="ledoit-wolf"`` the
+    covariance is Ledoit-Wolf's (the regularised H-score of Ibrahim et al.,
+    2022), which keeps it well posed when there are fewer samples than
+    features. See :func:`sklearn_ntps.peers.hscore`.
+
+    Parameters
+    ----------
+    shrinkage : "ledoit-wolf", float in [0, 1] or None, default="ledoit-wolf"
+        None uses the pseudo-inverse of the sample covariance.
+
+    Attributes
+    ----------
+    score_ : float
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps import HScoreScorer
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(200) % 2
+    >>> X = rng.normal(size=(200, 5)) + 3 * y[:, None]
+    >>> round(HScoreScorer(shrinkage=None).fit(X, y).score_, 2)
+    0.9
+    """
+
+    _parameter_constraints: dict = {
+        "shrinkage": [None, StrOptions({"ledoit-wolf"}), Interval(Real, 0, 1, closed="both")],
+    }
+
+    def __init__(self, *, shrinkage="ledoit-wolf"):
+        self.shrinkage = shrinkage
+
+    def _compute(self, features, y):
+        return peers.hscore(features, y, shrinkage=self.shrinkage)
+
+
+class TransRateScorer(_PeerScorer):
+    """TransRate (Huang et al., ICML 2022): the coding rate of the features minus its class part.
+
+    See :func:`sklearn_ntps.peers.transrate` for the formula and how it
+    relates to the authors' code. It is not invariant to the scale of the
+    features: only ``X / eps`` matters.
+
+    Parameters
+    ----------
+    eps : float, default=1e-4
+        Distortion of the coding rate.
+
+    Attributes
+    ----------
+    score_ : float
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps import TransRateScorer
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(200) % 2
+    >>> X = rng.normal(size=(200, 5)) + 3 * y[:, None]
+    >>> bool(TransRateScorer().fit(X, y).score_ > 0)
+    True
+    """
+
+    _parameter_constraints: dict = {"eps": [Interval(Real, 0, None, closed="neither")]}
+
+    def __init__(self, *, eps=1e-4):
+        self.eps = eps
+
+    def _compute(self, features, y):
+        return peers.transrate(features, y, eps=self.eps)
+
+
+class RankMeScorer(_PeerScorer):
+    """RankMe (Garrido et al., ICML 2023): the effective rank of the features, label-free.
+
+    The "no labels" baseline: a score that ignores the task entirely. See
+    :func:`sklearn_ntps.peers.rankme`.
+
+    Parameters
+    ----------
+    eps : float, default=1e-7
+        Added to the normalised singular values before their entropy.
+
+    Attributes
+    ----------
+    score_ : float
+        Between 1 and ``min(n_samples, n_features)``.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps import RankMeScorer
+    >>> X = np.repeat(np.eye(3), 10, axis=0)   # rank 3, equal singular values
+    >>> round(RankMeScorer().fit(X).score_, 3)
+    3.0
+    """
+
+    _parameter_constraints: dict = {"eps": [Interval(Real, 0, None, closed="neither")]}
+    _labelled = False
+
+    def __init__(self, *, eps=1e-7):
+        self.eps = eps
+
+    def _compute(self, features, y):
+        return peers.rankme(features, eps=self.eps)

@@ -1,0 +1,387 @@
+"""Peer transferability scores of a feature matrix: LogME, H-score, TransRate, RankMe.
+
+Each score reads one 2-D feature matrix (rows are samples), and the class
+labels where it needs them, in float64; higher is better for all four. Each
+costs at most one eigendecomposition or SVD of the features (or of their
+covariance); TransRate needs none, only log-determinants of Gram matrices.
+They are written from the papers:
+
+* LogME: You, Liu, Wang, Long, ICML 2021, "LogME: Practical Assessment of
+  Pre-trained Models for Transfer Learning".
+* H-score: Bao, Li, Huang, Zheng, ICIP 2019, "An information-theoretic approach
+  to transferability in task transfer learning"; its shrunk form is the
+  regularised H-score of Ibrahim, Ponomareva, Mazumder, 2022, "Newer is not
+  always better: rethinking transferability metrics, their peculiarities,
+  stability and performance".
+* TransRate: Huang, Huang, Rong, Yang, Wei, ICML 2022, "Frustratingly Easy
+  Transferability Estimation".
+* RankMe: Garrido, Balestriero, Najman, LeCun, ICML 2023, "RankMe: Assessing the
+  downstream performance of pretrained self-supervised representations by their rank".
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+from sklearn.covariance import ledoit_wolf, shrunk_covariance
+
+__all__ = ["check_features", "hscore", "logme", "rankme", "transrate"]
+
+# LogME's fixed point converges linearly: tens to a few hundred steps reach
+# 1e-10 in practice; the cap bounds the slow crawl towards an infinite alpha or beta.
+_LOGME_TOL = 1e-10
+_LOGME_MAX_ITER = 1000
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def check_features(features, y=None):
+    """Validate a feature matrix, and labels if given, for the peer scores.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        Real features, any float dtype; copied to float64.
+    y : array-like of shape (n_samples,), default=None
+        Class labels of any hashable type, at least two distinct ones.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), float64
+        The features, returned alone when ``y`` is None.
+    codes : ndarray of shape (n_samples,), int
+        ``y`` encoded as ``0 .. n_classes - 1`` in sorted label order (only
+        when ``y`` is given).
+
+    Raises
+    ------
+    ValueError
+        When ``features`` is not 2-D, has fewer than 2 samples or non-finite
+        values, or when ``y`` is not 1-D, has another length than ``features``
+        or fewer than two classes.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.peers import check_features
+    >>> X, codes = check_features([[0, 1], [2, 3], [4, 5]], ["b", "a", "b"])
+    >>> X.dtype, codes.tolist()
+    (dtype('float64'), [1, 0, 1])
+    """
+    X = np.array(features, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(
+            f"features must be a 2-D array (n_samples, n_features), got {X.ndim} dimension(s)."
+        )
+    if X.shape[0] < 2:
+        raise ValueError(f"features must have at least 2 samples, got {X.shape[0]}.")
+    if X.shape[1] < 1:
+        raise ValueError("features must have at least 1 feature column, got 0.")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("features contain NaN or infinite values.")
+    if y is None:
+        return X
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be a 1-D array of labels, got shape {y.shape}.")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"features and y have different lengths: {X.shape[0]} samples but {y.shape[0]} labels."
+        )
+    classes, codes = np.unique(y, return_inverse=True)
+    if classes.size < 2:
+        raise ValueError(f"y must contain at least two classes, got {classes.size}.")
+    return X, codes.reshape(-1)
+
+
+def logme(features, y):
+    """LogME: mean over classes of the maximised log evidence per sample.
+
+    For each class ``c`` the target ``t`` is the 0/1 indicator of ``c``, and
+    ``t = F m + noise`` is a Bayesian linear regression on the raw (uncentred)
+    features ``F`` with prior ``m ~ N(0, I / alpha)`` and noise precision
+    ``beta``. Its log evidence is::
+
+        L = n/2 log beta + d/2 log alpha - n/2 log(2 pi) - beta/2 ||F m - t||^2
+            - alpha/2 m^T m - 1/2 log det(alpha I + beta F^T F)
+
+    with ``m = beta (alpha I + beta F^T F)^-1 F^T t`` the posterior mean. It is
+    maximised by the paper's fixed point ``gamma = sum_i beta s_i / (alpha +
+    beta s_i)`` (``s_i`` the eigenvalues of ``F^T F``), ``alpha = gamma / m^T m``,
+    ``beta = (n - gamma) / ||t - F m||^2``, from ``alpha = beta = 1``. It stops
+    when both change by less than a relative 1e-10; or when ``gamma < 1e-10 r``
+    (``r = min(n, d)``) or ``n - gamma < 1e-10 n``, where the maximum lies at
+    ``alpha`` or ``beta`` infinite and the evidence is already within about
+    ``1e-10 n`` of its supremum; or after 1000 iterations, since the fixed point
+    is linear and can crawl near such a boundary (then ``L`` at the last iterate,
+    a lower bound of the maximum, is used). A class that no feature direction
+    explains takes the ``alpha = inf`` limit in closed form. A residual
+    ``||t - F m||^2`` below ``eps ||t||^2`` (``eps`` the float64 machine epsilon),
+    the rounding level of its computation, is taken as that floor: features
+    that fit a class exactly score high but finite, not ``+inf``.
+
+    One thin SVD of ``F`` serves every class and makes an iteration
+    O(n_classes min(n, d)). When ``n < d`` the ``d - n`` null directions of
+    ``F^T F`` enter the determinant as ``(d - n) log alpha``.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        Features, computed in float64.
+    y : array-like of shape (n_samples,)
+        Class labels.
+
+    Returns
+    -------
+    score : float
+        ``mean_c L_c / n``, the paper's normalisation. Invariant to a global
+        scale of the features (``alpha`` absorbs it), not to rescaling single
+        features (the prior is isotropic).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps.peers import logme
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(300) % 3
+    >>> noise = rng.normal(size=(300, 8))
+    >>> round(logme(noise, y), 3)
+    -0.868
+    >>> round(logme(noise + 3 * np.eye(3, 8)[y], y), 3)
+    -0.225
+    """
+    X, codes = check_features(features, y)
+    n, d = X.shape
+    U, s, _ = np.linalg.svd(X, full_matrices=False)
+    s2 = s**2
+    r = s2.size
+    # z_c = U^T t_c: a one-hot target projects as the column sums of U over class c.
+    Z = np.zeros((codes.max() + 1, r))
+    np.add.at(Z, codes, U)
+    Z2 = Z**2
+    t2 = np.bincount(codes).astype(np.float64)
+    # The part of t outside the column space of F is never fitted.
+    outside = np.maximum(t2 - Z2.sum(axis=1), 0.0)
+    explained = np.any(Z2 * s2 > 0, axis=1)
+
+    def terms(alpha, beta, rows):
+        denom = alpha[:, None] + beta[:, None] * s2
+        gamma = np.sum(beta[:, None] * s2 / denom, axis=1)
+        m2 = np.sum(beta[:, None] ** 2 * s2 * Z2[rows] / denom**2, axis=1)
+        res2 = outside[rows] + np.sum(alpha[:, None] ** 2 * Z2[rows] / denom**2, axis=1)
+        # ``outside`` is a difference of O(||t||^2) terms: below eps ||t||^2 the
+        # residual is rounding, and an exact fit would send beta to infinity.
+        return denom, gamma, m2, np.maximum(res2, _EPS * t2[rows])
+
+    alpha, beta = np.ones(t2.size), np.ones(t2.size)
+    active = explained.copy()
+    for _ in range(_LOGME_MAX_ITER):
+        rows = np.flatnonzero(active)
+        if rows.size == 0:
+            break
+        a, b = alpha[rows], beta[rows]
+        _, gamma, m2, res2 = terms(a, b, rows)
+        boundary = (gamma < _LOGME_TOL * r) | (n - gamma < _LOGME_TOL * n)
+        step = ~boundary
+        new_a, new_b = gamma[step] / m2[step], (n - gamma[step]) / res2[step]
+        converged = ((np.abs(new_a - a[step]) <= _LOGME_TOL * a[step])
+                     & (np.abs(new_b - b[step]) <= _LOGME_TOL * b[step]))
+        alpha[rows[step]], beta[rows[step]] = new_a, new_b
+        active[rows[boundary]] = False
+        active[rows[step][converged]] = False
+    denom, _, m2, res2 = terms(alpha, beta, np.arange(t2.size))
+    logdet = np.sum(np.log(denom), axis=1) + (d - r) * np.log(alpha)
+    evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
+                - beta / 2 * res2 - alpha / 2 * m2 - logdet / 2)
+    # No direction of F fits t: the supremum is the alpha = inf limit (m = 0).
+    limit = n / 2 * (np.log(n / t2) - 1.0 - np.log(2 * np.pi))
+    evidence = np.where(explained, evidence, limit)
+    return float(np.mean(evidence) / n)
+
+
+def hscore(features, y, *, shrinkage="ledoit-wolf"):
+    """H-score: ``tr(cov(f)^-1 cov(E[f | y]))`` of the centred features.
+
+    ``cov(E[f | y]) = sum_c (n_c / n) mu_c mu_c^T`` with ``mu_c`` the centred
+    class means; both covariances are normalised by ``n``.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        Features, computed in float64.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    shrinkage : {"ledoit-wolf"}, float in [0, 1] or None, default="ledoit-wolf"
+        How ``cov(f)`` is estimated and inverted:
+
+        * None: the sample covariance, pseudo-inverted; its eigenvalues below
+          ``max(n, d) * eps * largest`` (``eps`` the float64 machine epsilon,
+          the rounding level of a covariance summed over ``n`` samples) count
+          as zero. The score is then ``tr(P_F P_Y)``, ``P_F`` and ``P_Y`` the
+          projections on the spans of the centred features and of the class
+          indicators: it lies in ``[0, min(rank, n_classes - 1)]`` and is
+          invariant to any invertible linear map of the features.
+        * "ledoit-wolf": the regularised H-score of Ibrahim et al.,
+          ``(1 - a) tr(cov_a(f)^-1 cov(E[f | y]))`` with ``cov_a`` the
+          Ledoit-Wolf covariance and ``a`` its shrinkage intensity.
+        * a float ``a``: the same with ``cov_a`` =
+          ``sklearn.covariance.shrunk_covariance(cov, shrinkage=a)``; ``a = 0``
+          gives the plain H-score on full-rank features.
+
+        The factor ``1 - a`` shrinks ``cov(E[f | y])`` along with ``cov(f)``,
+        as in Ibrahim et al., so the score tends to 0 as ``a`` goes to 1. Their
+        reference code normalises ``cov(E[f | y])`` by ``n - 1``, which makes its
+        values ``n / (n - 1)`` times these. With shrinkage the score is invariant
+        to a global scale and a rotation of the features, not to other linear maps.
+
+    Returns
+    -------
+    score : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps.peers import hscore
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(300) % 3
+    >>> X = rng.normal(size=(300, 8)) + 3 * np.eye(3, 8)[y]
+    >>> round(hscore(X, y, shrinkage=None), 3)  # at most n_classes - 1
+    1.513
+    >>> round(hscore(X, y), 3)  # Ledoit-Wolf shrinkage
+    1.477
+    >>> bool(hscore(X, y) < hscore(X, y, shrinkage=None))
+    True
+    """
+    if shrinkage is not None and shrinkage != "ledoit-wolf":
+        if isinstance(shrinkage, (bool, np.bool_)) or not isinstance(shrinkage, Real):
+            raise ValueError(
+                f"shrinkage must be None, 'ledoit-wolf' or a float in [0, 1], got {shrinkage!r}."
+            )
+        if not 0.0 <= shrinkage <= 1.0:
+            raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage!r}.")
+    X, codes = check_features(features, y)
+    n, d = X.shape
+    X = X - X.mean(axis=0)
+    counts = np.bincount(codes).astype(np.float64)
+    means = np.zeros((counts.size, d))
+    np.add.at(means, codes, X)
+    means /= counts[:, None]
+    if shrinkage == "ledoit-wolf":
+        cov, a = ledoit_wolf(X, assume_centered=True)
+    else:
+        cov, a = X.T @ X / n, 0.0 if shrinkage is None else float(shrinkage)
+        if a > 0:
+            cov = shrunk_covariance(cov, shrinkage=a)
+    evals, evecs = np.linalg.eigh(cov)
+    keep = evals > max(n, d) * _EPS * max(evals[-1], 0.0)
+    proj = means @ evecs[:, keep]
+    # tr(C^+ B) = sum_c (n_c / n) mu_c^T C^+ mu_c, read in C's eigenbasis.
+    return float((1.0 - a) * np.sum(counts / n * np.sum(proj**2 / evals[keep], axis=1)))
+
+
+def transrate(features, y, *, eps=1e-4):
+    """TransRate: coding rate of the features minus their coding rate given the class.
+
+    With ``Z`` the features centred once over all samples (not per class),
+    ``Z_c`` its rows of class ``c`` and ``R(A, eps) = 1/2 logdet(I + d / (m eps^2)
+    A^T A)`` for an ``m x d`` matrix ``A``::
+
+        TransRate = R(Z, eps) - sum_c (n_c / n) R(Z_c, eps)
+
+    This is the paper's formula (the lossy coding rate of Ma et al. 2007), not
+    the authors' released code, which uses ``1 / (m eps)`` for ``d / (m eps^2)``
+    and weighs the classes by ``1 / K`` rather than ``n_c / n``. The paper's form
+    is kept because its weights make the score a true rate reduction: the
+    class second moments ``Z_c^T Z_c / n_c`` average, with weights ``n_c / n``,
+    to ``Z^T Z / n``, so by concavity of logdet the score is ``>= 0``, and 0
+    when all classes share one second moment, however unbalanced the classes.
+    On balanced classes the code's value is this one at ``eps = sqrt(d * eps_code)``.
+
+    Each log-determinant goes through the smaller Gram matrix (``A A^T`` or
+    ``A^T A``, same determinant), so ``n < d`` stays cheap.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        Features, computed in float64.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    eps : float, default=1e-4
+        Distortion: the features are coded up to a squared error ``eps^2``.
+
+    Returns
+    -------
+    score : float
+        In nats. Not scale-invariant: only ``features / eps`` matters, so
+        ``transrate(c * X, y, eps=c * eps) == transrate(X, y, eps=eps)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps.peers import transrate
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(300) % 3
+    >>> noise = rng.normal(size=(300, 8))
+    >>> round(transrate(noise, y), 3)  # about d (d + 1) (K - 1) / (4 n) = 0.12
+    0.126
+    >>> round(transrate(noise + 3 * np.eye(3, 8)[y], y), 3)
+    0.525
+    """
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, Real) or not eps > 0:
+        raise ValueError(f"eps must be a positive float, got {eps!r}.")
+    X, codes = check_features(features, y)
+    n = X.shape[0]
+    X = X - X.mean(axis=0)
+    counts = np.bincount(codes)
+    rate = _coding_rate(X, eps)
+    rate_given_y = sum(nc / n * _coding_rate(X[codes == c], eps) for c, nc in enumerate(counts))
+    return float(rate - rate_given_y)
+
+
+def _coding_rate(A, eps):
+    """``1/2 logdet(I + d / (m eps^2) A^T A)`` for ``A`` of shape (m, d)."""
+    m, d = A.shape
+    gram = A @ A.T if m < d else A.T @ A
+    _, logdet = np.linalg.slogdet(np.eye(gram.shape[0]) + d / (m * eps**2) * gram)
+    return 0.5 * logdet
+
+
+def rankme(features, *, eps=1e-7):
+    """RankMe: the exponential of the entropy of the normalised singular values.
+
+    ``p_k = sigma_k / ||sigma||_1 + eps`` over the ``min(n, d)`` singular values
+    of the raw (uncentred) features, and ``RankMe = exp(-sum_k p_k log p_k)``.
+    It needs no labels.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        Features, computed in float64; not all zero.
+    eps : float, default=1e-7
+        Keeps ``log p_k`` finite on zero singular values.
+
+    Returns
+    -------
+    score : float
+        A smooth rank in ``[1, min(n, d)]`` (up to ``eps`` effects): ``r`` for
+        ``r`` equal non-zero singular values. Invariant to a global scale and
+        to orthogonal maps of the features, not to other linear maps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps.peers import rankme
+    >>> round(rankme(np.eye(6, 10)), 3)  # six equal singular values
+    6.0
+    >>> round(rankme(np.eye(6, 10) * [1, 1, 1, 0, 0, 0, 0, 0, 0, 0]), 3)
+    3.0
+    """
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, Real) or not eps >= 0:
+        raise ValueError(f"eps must be a non-negative float, got {eps!r}.")
+    X = check_features(features)
+    sigma = np.linalg.svd(X, compute_uv=False)
+    total = sigma.sum()
+    if not total > 0:
+        raise ValueError("RankMe is undefined for all-zero features.")
+    p = sigma / total + eps
+    p = p[p > 0]  # 0 log 0 = 0 when eps = 0
+    return float(np.exp(-np.sum(p * np.log(p))))

@@ -1,0 +1,95 @@
+"""The peer scores as estimators: same inputs and contract as NTPSScorer."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.utils import estimator_checks as ec
+
+from sklearn_ntps import (
+    HScoreScorer,
+    LogMEScorer,
+    RankMeScorer,
+    TransRateScorer,
+    compute_moments,
+    peers,
+)
+
+from conftest import make_texts
+
+PEERS = [LogMEScorer, HScoreScorer, TransRateScorer, RankMeScorer]
+FUNCTIONS = {LogMEScorer: peers.logme, HScoreScorer: peers.hscore,
+             TransRateScorer: peers.transrate, RankMeScorer: lambda X, y: peers.rankme(X)}
+
+
+@pytest.mark.parametrize("Est", PEERS)
+def test_every_input_form_gives_the_function_value(Est):
+    X, y = make_texts(n_texts=90, n_features=6, min_len=1, seed=31)
+    pooled = np.array([x.mean(axis=0) for x in X])
+    ref = FUNCTIONS[Est](pooled, y)
+    for form in (X, compute_moments(X), pooled):
+        est = Est().fit(form, y)
+        assert est.score_ == pytest.approx(ref, rel=1e-12)
+        assert est.score(form, y) == pytest.approx(ref, rel=1e-12)
+    assert Est().fit(pooled, y).n_features_in_ == 6
+
+
+@pytest.mark.parametrize("Est", PEERS)
+def test_contract(Est):
+    X, y = make_texts(n_texts=60, n_features=5, seed=32)
+    est = Est()
+    assert clone(est).get_params() == est.get_params()
+    with pytest.raises(TypeError):
+        Est(1)
+    with pytest.raises(NotFittedError):
+        est.score(X, y)
+    est.fit(X[:40], y[:40])
+    assert pickle.loads(pickle.dumps(est)).score(X[40:], y[40:]) == est.score(X[40:], y[40:])
+    with pytest.raises(ValueError, match="X has 4 features, but .* 5 features"):
+        est.score([x[:, :4] for x in X], y)
+    scores = cross_val_score(Est(), np.array([x.mean(0) for x in X]), y, cv=3)
+    assert np.isfinite(scores).all()
+
+
+def test_grid_search_over_a_peer_parameter():
+    X, y = make_texts(n_texts=90, n_features=5, seed=33)
+    grid = GridSearchCV(HScoreScorer(), {"shrinkage": [None, "ledoit-wolf", 0.5]}, cv=3)
+    assert grid.fit(np.array([x.mean(0) for x in X]), y).best_params_["shrinkage"] in (
+        None, "ledoit-wolf", 0.5)
+
+
+@pytest.mark.parametrize("Est", [LogMEScorer, HScoreScorer, TransRateScorer])
+def test_labelled_scores_need_labels(Est):
+    with pytest.raises(ValueError, match="needs class labels"):
+        Est().fit(np.ones((4, 2)))
+    with pytest.raises(ValueError, match="two"):
+        Est().fit(np.random.default_rng(0).normal(size=(6, 2)), np.zeros(6))
+
+
+def test_rankme_ignores_labels():
+    X = np.random.default_rng(0).normal(size=(30, 4))
+    assert RankMeScorer().fit(X).score_ == RankMeScorer().fit(X, np.arange(30) % 2).score_
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"shrinkage": 2.0}, "shrinkage"), ({"shrinkage": "oas"}, "shrinkage")])
+def test_parameters_are_validated(params, match):
+    with pytest.raises(ValueError, match=match):
+        HScoreScorer(**params).fit(np.ones((4, 2)), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="eps"):
+        TransRateScorer(eps=-1).fit(np.ones((4, 2)), [0, 1, 0, 1])
+
+
+API_CHECKS = [ec.check_estimator_cloneable, ec.check_estimator_repr,
+              ec.check_no_attributes_set_in_init, ec.check_get_params_invariance,
+              ec.check_set_params, ec.check_parameters_default_constructible,
+              ec.check_do_not_raise_errors_in_init_or_set_params, ec.check_valid_tag_types]
+
+
+@pytest.mark.parametrize("Est", PEERS)
+@pytest.mark.parametrize("check", API_CHECKS, ids=lambda c: c.__name__)
+def test_sklearn_api_checks(Est, check):
+    check(Est.__name__, Est())
