@@ -97,11 +97,13 @@ _PARAMETERS_DOC = """
     n_components : int or float, default=0.25
         Dimension k of the autoregressive subspace: an int, or a float in
         (0, 1] taken as a fraction of n_features (rounded up).
-    variant : {"paper", "whitened"}, default="paper"
-        ``"paper"``: ``||P_V U||^2 / ||U||^2`` as in Cheng et al. (2025).
+    variant : {"whitened", "paper"}, default="whitened"
         ``"whitened"``: scale-free; the share of a least-squares probe's
         explained label signal that a probe on the k autoregressive features
-        keeps.
+        keeps. ``"paper"``: ``||P_V U||^2 / ||U||^2`` as in Cheng et al.
+        (2025). The default was chosen by the pre-registered rule of
+        docs/validity.md: mean Spearman with probe accuracy across layers
+        +0.43 for the whitened score, -0.10 for the paper's, at k = 0.25.
     centering : bool, default=False
         Fit both linear problems with an intercept (centred pooled features,
         contexts and next tokens); the paper's moments are uncentred.
@@ -170,7 +172,7 @@ class NTPSScorer(_NTPSBase):
     True
     """ % _PARAMETERS_DOC
 
-    def __init__(self, *, n_components=0.25, variant="paper", centering=False, shrinkage=None,
+    def __init__(self, *, n_components=0.25, variant="whitened", centering=False, shrinkage=None,
                  rtol=None):
         self.n_components = n_components
         self.variant = variant
@@ -273,7 +275,7 @@ class NTPSSubspaceProbe(ClassifierMixin, TransformerMixin, _NTPSBase):
         **_NTPS_CONSTRAINTS, "estimator": [None, HasMethods(["fit", "predict"])],
     }
 
-    def __init__(self, *, n_components=0.25, estimator=None, variant="paper", centering=False,
+    def __init__(self, *, n_components=0.25, estimator=None, variant="whitened", centering=False,
                  shrinkage=None, rtol=None):
         self.n_components = n_components
         self.estimator = estimator

@@ -291,7 +291,7 @@ def _fit_arrays(X, y, centering, shrinkage, rtol):
     return moments, fit_ntps(moments, yi, len(classes), options=options)
 
 
-def ntps_curve(X, y, *, variant="paper", centering=False, shrinkage=None,
+def ntps_curve(X, y, *, variant="whitened", centering=False, shrinkage=None,
                rtol=None) -> np.ndarray:
     """NTPS of labelled texts for every subspace dimension k = 1 .. n_features.
 
@@ -301,7 +301,7 @@ def ntps_curve(X, y, *, variant="paper", centering=False, shrinkage=None,
         Token hidden states of each text, padding removed.
     y : array-like of shape (n_texts,)
         Class labels, at least two classes.
-    variant : {"paper", "whitened"}, default="paper"
+    variant : {"whitened", "paper"}, default="whitened"
     centering : bool, default=False
     shrinkage : None, "ledoit-wolf" or float, default=None
     rtol : float, default=None
@@ -325,7 +325,7 @@ def ntps_curve(X, y, *, variant="paper", centering=False, shrinkage=None,
     return _fit_arrays(X, y, centering, shrinkage, rtol)[1].curve(variant)
 
 
-def ntps_score(X, y, *, n_components=0.25, variant="paper", centering=False, shrinkage=None,
+def ntps_score(X, y, *, n_components=0.25, variant="whitened", centering=False, shrinkage=None,
                rtol=None) -> float:
     """Next Token Perception Score of labelled texts from their hidden states.
 
@@ -342,10 +342,11 @@ def ntps_score(X, y, *, n_components=0.25, variant="paper", centering=False, shr
     n_components : int or float, default=0.25
         Dimension k of the autoregressive subspace: an int, or a float in
         (0, 1] taken as a fraction of n_features (rounded up).
-    variant : {"paper", "whitened"}, default="paper"
-        ``"paper"`` is the score of Cheng et al. (2025); ``"whitened"`` is the
-        scale-free variant: the share of a least-squares probe's explained
-        label signal that a probe on the k autoregressive features keeps.
+    variant : {"whitened", "paper"}, default="whitened"
+        ``"whitened"`` is the scale-free variant: the share of a
+        least-squares probe's explained label signal that a probe on the k
+        autoregressive features keeps; ``"paper"`` is the score of Cheng et
+        al. (2025). The default follows the study of docs/validity.md.
     centering : bool, default=False
         Fit both linear problems with an intercept: centre the pooled
         features, and the contexts and next tokens of the autoregressive
