@@ -1,6 +1,7 @@
 """Command line: ``sklearn-ntps report`` runs the main job, offline.
 
     sklearn-ntps report --model SmolLM2-135M --dataset banking77
+    sklearn-ntps cache [info | clear [--older-than DAYS]]
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ def _parser():
     rep.add_argument("--random-state", type=int, default=0)
     rep.add_argument("--no-plot", action="store_true", help="skip the PNG")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cache = sub.add_parser(
+        "cache",
+        help="Show or clear the cache of extracted statistics.",
+        description="'info' (the default) shows the cache folder, its entries, their total size, "
+        "the size cap ($SKLEARN_NTPS_CACHE_MAX_BYTES, e.g. 500M, 10G, 8GiB or none; default "
+        "20G) and the largest and least recently used entries. 'clear' removes the entries, "
+        "without asking, and prints what it freed.",
+    )
+    cache.add_argument("action", nargs="?", choices=["info", "clear"], default="info")
+    cache.add_argument("--older-than", type=float, metavar="DAYS",
+                       help="clear only the entries unused for DAYS days")
+    cache.add_argument("--folder", help="the cache folder (default: $SKLEARN_NTPS_CACHE/embeddings,"
+                       " else ~/.cache/sklearn-ntps/embeddings)")
     return parser
 
 
@@ -68,7 +82,7 @@ def main(argv=None):
     """Entry point of the ``sklearn-ntps`` command; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return _report(args)
+        return _cache(args) if args.command == "cache" else _report(args)
     except KeyboardInterrupt:
         print("\nInterrupted: no report file was written.", file=sys.stderr)
         return 130
@@ -118,6 +132,37 @@ def _report(args):
     print(report.to_text())
     paths = save_report(report, folder, plot=not args.no_plot)
     print(f"Wrote {', '.join(str(p) for p in paths)} in {time.perf_counter() - start:.0f} s.")
+    return 0
+
+
+def _cache(args):
+    import os
+    from pathlib import Path
+
+    from . import cache
+    from .models import cache_dir
+
+    folder = Path(args.folder).expanduser() if args.folder else cache_dir() / "embeddings"
+    if args.older_than is not None and (args.action != "clear" or args.older_than < 0):
+        raise ValueError("--older-than takes a number of days >= 0, after 'clear'.")
+    if args.action == "clear":
+        older = None if args.older_than is None else args.older_than * 86400
+        n, freed = cache.clear(folder, older_than=older)
+        print(f"Removed {n} entries from {folder}: {cache.format_bytes(freed)} freed.")
+        return 0
+    listed = cache.entries(folder)
+    total = sum(e.nbytes for e in listed)
+    source = (f"${cache.MAX_BYTES_ENV}" if os.environ.get(cache.MAX_BYTES_ENV)
+              else f"the default; set ${cache.MAX_BYTES_ENV} to change it")
+    print(f"Cache folder: {folder}\n{len(listed)} entries, {cache.format_bytes(total)} of a "
+          f"{cache.format_bytes(cache.resolve_max_bytes())} cap ({source}).")
+    for title, chosen in (("Largest", sorted(listed, key=lambda e: -e.nbytes)),
+                          ("Least recently used", listed)):
+        if listed:
+            print(f"{title}:")
+        for e in chosen[:5]:
+            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
+            print(f"  {cache.format_bytes(e.nbytes):>9}  used {used}  {e.name}  {e.label or ''}")
     return 0
 
 

@@ -9,18 +9,23 @@ model once per distinct set of texts.
 
 from __future__ import annotations
 
+import functools
 import inspect
-import warnings
+import os
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._set_output import _wrap_data_with_container
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from . import cache
+from ._warnings import warn_at_caller
 from .models import cache_dir, load_model
-from .moments import POOLINGS, MomentAccumulator, moments_from_statistics
+from .moments import POOLINGS, MomentAccumulator, Moments, moments_from_statistics
 
 OUTPUTS = ("pooled", "tokens")
 _STATS_BUFFER_BYTES = 128 << 20  # float32 token states waiting for the moment products
@@ -59,10 +64,20 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         "auto" is float32 on the CPU and the checkpoint's dtype elsewhere.
     trust_remote_code : bool, default=False
         Run a model repository's own code; never without your say-so.
+    layers : list of int, default=None
+        Keep the statistics of these hidden states only (None: all). The
+        moments cost ``2 L d^2`` float64 numbers per set of texts, 160 MB for
+        SmolLM2's 31 states but 4.4 GB for an 8B model's 33; a grid over
+        ``layer`` within ``layers`` still costs one forward pass.
     cache : bool or str, default=True
         Cache extracted statistics on disk: True uses
         ``$SKLEARN_NTPS_CACHE/embeddings`` (default ``~/.cache/sklearn-ntps``),
         a string names a folder, False turns caching off.
+    cache_max_bytes : int, float or str, default=None
+        Size cap of the disk cache (``"10G"``, ``"500M"``, ``"none"``); the
+        least recently used entries are evicted. None:
+        ``$SKLEARN_NTPS_CACHE_MAX_BYTES``, else 20 GB. ``sklearn-ntps cache``
+        shows and clears the cache.
     progress : bool, default=True
         Show progress bars on long work (they appear after two seconds).
 
@@ -71,7 +86,13 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
     n_layers_ : int
         Number of hidden-state outputs (blocks + 1).
     layer_ : int
-        ``layer`` as a non-negative index.
+        ``layer`` as a non-negative index, at fit (``transform`` reads ``layer`` again).
+    layers_ : list of int
+        The hidden states whose statistics are kept, as non-negative indices.
+    dtype_ : str
+        The dtype the model computes in; with the fingerprint it keys the cache.
+    model_params_ : dict
+        The parameters the model was loaded with; changing one needs a new fit.
     n_features_out_ : int
         The model's hidden size.
     model_fingerprint_ : str
@@ -89,13 +110,32 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
     (2, (384, 384))
     """
 
+    _parameter_constraints: dict = {
+        "model_name_or_path": [str, os.PathLike],
+        "layer": [Integral],
+        "layers": [None, "array-like"],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "output": [StrOptions(set(OUTPUTS))],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_length": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, object],
+        "torch_dtype": [str, object],
+        "trust_remote_code": ["boolean"],
+        "cache": ["boolean", str, os.PathLike, None],
+        "cache_max_bytes": [None, Interval(Real, 0, None, closed="left"), str],
+        "progress": ["boolean"],
+    }
+    # Which weights and how they are loaded: changing one after fit needs a new fit.
+    _MODEL_PARAMS = ("model_name_or_path", "device", "torch_dtype", "trust_remote_code")
+
     def __init__(
-        self, *, model_name_or_path="SmolLM2-135M", layer=-1, pooling="mean", output="pooled",
-        batch_size=16, max_length=512, device="auto", torch_dtype="auto",
-        trust_remote_code=False, cache=True, progress=True,
+        self, *, model_name_or_path="SmolLM2-135M", layer=-1, layers=None, pooling="mean",
+        output="pooled", batch_size=16, max_length=512, device="auto", torch_dtype="auto",
+        trust_remote_code=False, cache=True, cache_max_bytes=None, progress=True,
     ):
         self.model_name_or_path = model_name_or_path
         self.layer = layer
+        self.layers = layers
         self.pooling = pooling
         self.output = output
         self.batch_size = batch_size
@@ -104,8 +144,10 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         self.torch_dtype = torch_dtype
         self.trust_remote_code = trust_remote_code
         self.cache = cache
+        self.cache_max_bytes = cache_max_bytes
         self.progress = progress
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
         """Check the parameters and texts, and load the model.
 
@@ -119,24 +161,24 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         -------
         self : HFEmbeddingTransformer
         """
-        self._check_params()
         if X is not None:
             check_texts(X)
+        cache.resolve_max_bytes(self.cache_max_bytes)  # a bad cap fails before any work
         loaded = self._load()
         self.n_layers_ = loaded.n_layers
-        if not -loaded.n_layers <= self.layer < loaded.n_layers:
-            raise ValueError(
-                f"layer={self.layer} is out of range: {self.model_name_or_path!r} has "
-                f"{loaded.n_layers} hidden states (0 = embeddings .. {loaded.n_layers - 1}; "
-                f"negative values count from the end)."
-            )
-        self.layer_ = self.layer % loaded.n_layers
+        self.layers_ = self._resolve_layers(loaded.n_layers)
+        self.layer_ = self._resolve_layer()
         self.n_features_out_ = loaded.hidden_size
         self.model_fingerprint_ = loaded.resolved.fingerprint
+        self.dtype_ = str(loaded.model.dtype).replace("torch.", "")
+        self.model_params_ = {name: getattr(self, name) for name in self._MODEL_PARAMS}
         return self
 
     def transform(self, X):
         """Hidden-state features of the texts at ``layer``.
+
+        ``layer``, ``pooling``, ``output`` and ``max_length`` are read here, so
+        ``set_params`` on them needs no new fit; the model's own parameters do.
 
         Parameters
         ----------
@@ -146,15 +188,14 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         -------
         ndarray of shape (n_texts, n_features_out_) or Moments
         """
-        check_is_fitted(self)
-        stats = self._extract(check_texts(X), with_moments=self.output == "tokens")
-        return self._layer_output(stats, self.layer_)
+        stats = self._statistics(X)
+        return self._layer_output(stats, self._resolve_layer())
 
     def transform_layers(self, X):
-        """Features of the texts at every layer, from one extraction.
+        """Features of the texts at every kept layer, from one extraction.
 
-        Like calling :meth:`transform` with ``layer`` = 0, 1, ... in turn,
-        without holding all the layers' copies at once.
+        Like calling :meth:`transform` with ``layer`` = each of ``layers_`` in
+        turn, without holding all the layers' copies at once.
 
         Parameters
         ----------
@@ -165,33 +206,60 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         layer : int
         features : ndarray of shape (n_texts, n_features_out_) or Moments
         """
-        check_is_fitted(self)
-        stats = self._extract(check_texts(X), with_moments=self.output == "tokens")
-        for layer in range(self.n_layers_):
+        stats = self._statistics(X)
+        for layer in self.layers_:
             yield layer, self._layer_output(stats, layer)
 
+    def _statistics(self, X):
+        check_is_fitted(self)
+        changed = [n for n in self._MODEL_PARAMS if getattr(self, n) != self.model_params_[n]]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} changed since fit; call fit again.")
+        texts = check_texts(X)
+        stats = self._extract(texts, with_moments=self.output == "tokens")
+        # Said on every call, cache hits included: the truncation is in the numbers.
+        if stats.get("n_truncated"):
+            warn_at_caller(f"{stats['n_truncated']} of {len(texts)} texts were truncated to "
+                           f"max_length={stats['truncation_limit']} tokens.")
+        return stats
+
     def _layer_output(self, stats, layer):
+        # The statistics may hold all layers or only those asked for.
+        kept = stats.get("layers")
+        index = layer if kept is None else list(kept).index(layer)
         if self.output == "pooled":
             # np.array copies a memory-mapped cache slice into a plain array.
-            return np.array(stats[f"pooled_{self.pooling}"][layer])
-        return moments_from_statistics(stats, layer, self.pooling)
+            return np.array(stats[f"pooled_{self.pooling}"][index])
+        return moments_from_statistics(stats, index, self.pooling)
 
     def get_feature_names_out(self, input_features=None):
         """Names ``hidden0 .. hidden{d-1}`` of the pooled output."""
         check_is_fitted(self)
         return np.asarray([f"hidden{i}" for i in range(self.n_features_out_)], dtype=object)
 
-    def _check_params(self):
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}.")
-        if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}.")
-        for name in ("layer", "batch_size", "max_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"{name} must be an int, got {value!r}.")
-        if self.batch_size < 1 or self.max_length < 1:
-            raise ValueError("batch_size and max_length must be at least 1.")
+    def _resolve_layers(self, n_layers):
+        if self.layers is None:
+            return list(range(n_layers))
+        layers = np.asarray(self.layers)
+        if layers.ndim != 1 or layers.size == 0 or not np.issubdtype(layers.dtype, np.integer) \
+                or ((layers < -n_layers) | (layers >= n_layers)).any():
+            raise ValueError(
+                f"layers must be a non-empty list of hidden-state indices in [{-n_layers}, "
+                f"{n_layers - 1}], got {self.layers!r}."
+            )
+        return sorted({int(i) % n_layers for i in layers})
+
+    def _resolve_layer(self):
+        n = self.n_layers_
+        if not -n <= self.layer < n:
+            raise ValueError(
+                f"layer={self.layer} is out of range: {self.model_name_or_path!r} has {n} hidden "
+                f"states (0 = embeddings .. {n - 1}; negative values count from the end)."
+            )
+        layer = self.layer % n
+        if layer not in self.layers_:
+            raise ValueError(f"layer={self.layer} is not among layers={self.layers_}.")
+        return layer
 
     def _load(self):
         return load_model(
@@ -200,18 +268,31 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         )
 
     def _extract(self, texts, *, with_moments):
-        """All layers' statistics of ``texts``: from memory, disk, or the model."""
-        loaded = self._load()
-        name = cache.key(loaded.resolved.fingerprint,
-                         (str(loaded.model.dtype), self.max_length), texts)
+        """The kept layers' statistics of ``texts``: from memory, disk, or the model.
+
+        The key needs the fitted fingerprint and dtype only, so a cache hit
+        loads no weights.
+        """
+        kept = None if self.layers is None else tuple(self.layers_)
         folder = self._cache_folder()
-        found = cache.lookup(folder, name)
-        if found is None or (with_moments and found.get("c0") is None):
-            found = cache.store(folder, name, extract_statistics(
-                loaded, texts, batch_size=self.batch_size, max_length=self.max_length,
-                with_moments=with_moments, progress=self.progress,
-            ))
-        return found
+        found = None
+        for layers in dict.fromkeys((kept, None)):  # an all-layer entry serves any subset
+            name = cache.key(self.model_fingerprint_, (self.dtype_, self.max_length, layers),
+                             texts)
+            found = cache.lookup(folder, name)
+            if found is not None and not (with_moments and found.get("c0") is None):
+                return found
+        name = cache.key(self.model_fingerprint_, (self.dtype_, self.max_length, kept), texts)
+        # Before the model runs: a clear error with the figure, not a crash an hour in.
+        cache.check_resources(len(self.layers_), self.n_features_out_, len(texts),
+                              with_moments=with_moments, folder=folder)
+        stats = extract_statistics(
+            self._load(), texts, layers=kept, batch_size=self.batch_size,
+            max_length=self.max_length, with_moments=with_moments, progress=self.progress,
+        )
+        label = (f"{self.model_name_or_path}, {len(texts)} texts, "
+                 f"{'moments' if with_moments else 'pooled'}")
+        return cache.store(folder, name, stats, max_bytes=self.cache_max_bytes, label=label)
 
     def _cache_folder(self):
         if self.cache is False or self.cache is None:
@@ -225,6 +306,24 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         tags.requires_fit = True
         tags.non_deterministic = False
         return tags
+
+
+def _wrap_pooled_only(transform):
+    """scikit-learn's set_output wraps every transform output in a table; Moments are
+    no table, so only the pooled output is wrapped."""
+
+    @functools.wraps(transform)
+    def wrapped(self, X, *args, **kwargs):
+        out = transform(self, X, *args, **kwargs)
+        return out if isinstance(out, Moments) else _wrap_data_with_container(
+            "transform", out, X, self)
+
+    return wrapped
+
+
+HFEmbeddingTransformer.transform = _wrap_pooled_only(HFEmbeddingTransformer.transform.__wrapped__)
+HFEmbeddingTransformer.fit_transform = _wrap_pooled_only(
+    lambda self, X, y=None, **fit_params: self.fit(X, y, **fit_params).transform(X))
 
 
 def check_texts(X) -> list[str]:
@@ -249,9 +348,9 @@ def check_texts(X) -> list[str]:
     return texts
 
 
-def extract_statistics(loaded, texts, *, batch_size=16, max_length=512, with_moments=True,
-                       progress=True, sort_by_length=True):
-    """Run the model once over ``texts`` and return every layer's statistics.
+def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=512,
+                       with_moments=True, progress=True, sort_by_length=True):
+    """Run the model once over ``texts`` and return the statistics of ``layers`` (None: all).
 
     Texts are tokenized once, sorted by length into batches (little padding),
     and restored to input order at the end.
@@ -259,21 +358,17 @@ def extract_statistics(loaded, texts, *, batch_size=16, max_length=512, with_mom
     Returns
     -------
     dict
-        ``pooled_mean`` and ``pooled_last`` of shape (n_layers, n_texts, d);
-        with ``with_moments``, ``c0``, ``c1`` of shape (n_layers, d, d) and
-        ``n_pairs``; ``n_truncated``.
+        ``pooled_mean`` and ``pooled_last`` of shape (n_kept_layers, n_texts, d);
+        with ``with_moments``, ``c0``, ``c1`` of shape (n_kept_layers, d, d),
+        ``first`` and ``n_pairs``; ``layers`` (None for all), ``n_truncated``
+        and the ``truncation_limit`` in tokens.
     """
     import torch
 
     tok, model = loaded.tokenizer, loaded.model
     limit = min(max_length, getattr(model.config, "max_position_embeddings", None) or max_length)
     encoded = tok(texts, truncation=True, max_length=limit)["input_ids"]
-    n_truncated = _count_truncated(tok, texts, encoded, limit)
-    if n_truncated:
-        warnings.warn(
-            f"{n_truncated} of {len(texts)} texts were truncated to max_length={limit} tokens.",
-            UserWarning, stacklevel=4,  # the caller of transform
-        )
+    kept = list(range(loaded.n_layers)) if layers is None else list(layers)
     lengths = np.array([len(ids) for ids in encoded])
     # Longest first: similar lengths share a batch (little padding), and the
     # largest batch comes first, so running out of memory shows at once.
@@ -296,7 +391,7 @@ def extract_statistics(loaded, texts, *, batch_size=16, max_length=512, with_mom
             hidden = model(**batch, output_hidden_states=True).hidden_states
             # (n_layers, n_valid_tokens, d), text after text: pads dropped
             # whichever side they are on.
-            pending.add(torch.stack(hidden)[:, mask].float().cpu().numpy(),
+            pending.add(torch.stack([hidden[i] for i in kept])[:, mask].float().cpu().numpy(),
                         mask.sum(dim=1).cpu().numpy())
         pending.flush()
     inverse = np.empty_like(order)
@@ -304,7 +399,8 @@ def extract_statistics(loaded, texts, *, batch_size=16, max_length=512, with_mom
     stats = acc.statistics()
     for p in POOLINGS:
         stats[f"pooled_{p}"] = stats[f"pooled_{p}"][:, inverse]
-    stats["n_truncated"] = n_truncated
+    stats.update(layers=None if layers is None else kept, truncation_limit=limit,
+                 n_truncated=_count_truncated(tok, texts, encoded, limit))
     return stats
 
 

@@ -7,22 +7,27 @@ in ``score_``, ``score(X, y)`` returns a float, higher is better.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context, clone
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+    clone,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_consistent_length
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .moments import compute_moments, pooled_features
 from .scoring import (
-    VARIANTS,
+    PARAMETER_CONSTRAINTS,
     curve_from_subspaces,
     encode_labels,
     fit_ntps,
@@ -31,28 +36,19 @@ from .scoring import (
     resolve_n_components,
 )
 
-_NTPS_CONSTRAINTS = {
-    "n_components": [Interval(Integral, 1, None, closed="left"),
-                     Interval(Real, 0, 1, closed="right")],
-    "variant": [StrOptions(set(VARIANTS))],
-    "centering": ["boolean"],
-    "shrinkage": [None, StrOptions({"ledoit-wolf"}), Interval(Real, 0, 1, closed="both")],
-    "rtol": [None, Interval(Real, 0, None, closed="left")],
-}
-
-
 class _NTPSBase(BaseEstimator):
     """Fit the autoregressive subspace and the NTPS curve of the training texts."""
 
-    _parameter_constraints: dict = dict(_NTPS_CONSTRAINTS)
+    _parameter_constraints: dict = dict(PARAMETER_CONSTRAINTS)
 
     def _fit_ntps(self, X, y):
         moments = compute_moments(X)
         check_consistent_length(moments, y)
+        # Our encoding first: its message names labels that cannot be sorted.
+        classes, yi = encode_labels(y)
         check_classification_targets(y)
         d = moments.n_features
         k = resolve_n_components(self.n_components, d)
-        classes, yi = encode_labels(y)
         self.options_ = make_options(centering=self.centering, shrinkage=self.shrinkage,
                                      rtol=self.rtol, precision=moments.precision)
         fit = fit_ntps(moments, yi, len(classes), options=self.options_)
@@ -215,8 +211,8 @@ class NTPSScorer(_NTPSBase):
         """
         pooled = self._pooled(X)
         check_consistent_length(pooled, y)
-        check_classification_targets(y)
         classes, yi = encode_labels(y)
+        check_classification_targets(y)
         perception = perception_side(pooled, yi, len(classes), options=self.options_)
         fit_basis = self.components_.T
         k = fit_basis.shape[1]
@@ -233,7 +229,8 @@ def _estimator_has(method):
     return check
 
 
-class NTPSSubspaceProbe(ClassifierMixin, TransformerMixin, _NTPSBase):
+class NTPSSubspaceProbe(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin,
+                        _NTPSBase):
     """Linear probe on the top-k autoregressive subspace of a layer.
 
     ``transform`` projects each text's pooled hidden state onto the
@@ -272,7 +269,7 @@ class NTPSSubspaceProbe(ClassifierMixin, TransformerMixin, _NTPSBase):
     """ % _PARAMETERS_DOC
 
     _parameter_constraints: dict = {
-        **_NTPS_CONSTRAINTS, "estimator": [None, HasMethods(["fit", "predict"])],
+        **PARAMETER_CONSTRAINTS, "estimator": [None, HasMethods(["fit", "predict"])],
     }
 
     def __init__(self, *, n_components=0.25, estimator=None, variant="whitened", centering=False,
@@ -317,6 +314,11 @@ class NTPSSubspaceProbe(ClassifierMixin, TransformerMixin, _NTPSBase):
         """
         pooled = self._pooled(X)
         return pooled @ self.components_.T
+
+    @property
+    def _n_features_out(self):
+        # get_feature_names_out: ntpssubspaceprobe0 .. ntpssubspaceprobe{k-1}.
+        return self.components_.shape[0]
 
     def predict(self, X):
         """Predicted class of each text."""

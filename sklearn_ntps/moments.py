@@ -26,6 +26,11 @@ _CHUNK_TOKENS = 8192
 # Neural networks compute in float32 at best: float64 arrays are taken as upcast float32.
 _FLOAT32_ROUNDOFF = float(np.finfo(np.float32).eps) / 2
 _FIRST_ORDER = ("context_sum", "target_sum")
+# Hidden states must lie within float32's range: beyond it the float64 moments
+# (sums of squared contexts, fourth moments for Ledoit-Wolf) overflow, and below
+# its smallest normal number their squares underflow.
+_MAX_STATE = float(np.finfo(np.float32).max)
+_MIN_STATE = float(np.finfo(np.float32).tiny)
 
 
 @dataclass(frozen=True, eq=False)
@@ -341,8 +346,10 @@ def check_token_states(X) -> list[np.ndarray]:
         )
     if len(X) == 0:
         raise ValueError("X is empty: NTPS needs at least one text.")
-    out = []
+    out, largest = [], 0.0
     for i, x in enumerate(X):
+        if np.iscomplexobj(x):
+            raise ValueError(f"Text {i} is complex; hidden states must be real.")
         try:
             a = np.asarray(x, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -361,9 +368,23 @@ def check_token_states(X) -> list[np.ndarray]:
             )
         if not np.isfinite(a).all():
             raise ValueError(f"Text {i} contains NaN or infinity.")
+        peak = np.abs(a).max(initial=0.0)
+        if peak > _MAX_STATE:
+            raise ValueError(
+                f"Text {i} has hidden states as large as {peak:.3g}, beyond float32's "
+                f"range ({_MAX_STATE:.3g}): their float64 moments would overflow. Rescale the "
+                "states (NTPS does not depend on a global scale)."
+            )
+        largest = max(largest, peak)
         out.append(a)
     if out[0].shape[1] == 0:
         raise ValueError("Hidden states have 0 features.")
+    if 0 < largest < _MIN_STATE:
+        raise ValueError(
+            f"Hidden states are at most {largest:.3g} in magnitude, below float32's smallest "
+            f"normal number ({_MIN_STATE:.3g}): their float64 squares underflow. Rescale the "
+            "states (NTPS does not depend on a global scale)."
+        )
     return out
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import peers
 from .moments import Moments, pooled_features
@@ -54,8 +54,7 @@ class _PeerScorer(BaseEstimator):
         -------
         self
         """
-        features = self._features(X, y)
-        self.n_features_in_ = features.shape[1]
+        features = self._features(X, y, reset=True)
         self.score_ = self._compute(features, y)
         return self
 
@@ -73,21 +72,22 @@ class _PeerScorer(BaseEstimator):
         float
         """
         check_is_fitted(self)
-        features = self._features(X, y)
-        if features.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {features.shape[1]} features, but {type(self).__name__} is fitted "
-                f"with {self.n_features_in_} features."
-            )
-        return self._compute(features, y)
+        return self._compute(self._features(X, y, reset=False), y)
 
-    def _features(self, X, y):
-        if self._labelled:
-            if y is None:
-                raise ValueError(f"{type(self).__name__} needs class labels y.")
-            check_classification_targets(y)
-            return peers.check_features(pooled_input(X), y)[0]
-        return peers.check_features(pooled_input(X))
+    def _features(self, X, y, *, reset):
+        """Pooled features, validated as scikit-learn validates a feature matrix."""
+        # Non-finite values are left to peers.check_features, which names them
+        # without numpy's overflow warnings on the way.
+        pooled = validate_data(self, pooled_input(X), reset=reset, ensure_min_samples=2,
+                               ensure_all_finite=False)
+        if not self._labelled:
+            return peers.check_features(pooled)
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
+                             "y is None: it needs class labels.")
+        features, _ = peers.check_features(pooled, y)  # names labels that cannot be sorted
+        check_classification_targets(y)
+        return features
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -25,6 +25,7 @@ from numbers import Real
 
 import numpy as np
 from sklearn.covariance import ledoit_wolf, shrunk_covariance
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 __all__ = ["check_features", "hscore", "logme", "rankme", "transrate"]
 
@@ -33,6 +34,8 @@ __all__ = ["check_features", "hscore", "logme", "rankme", "transrate"]
 _LOGME_TOL = 1e-10
 _LOGME_MAX_ITER = 1000
 _EPS = float(np.finfo(np.float64).eps)
+# Beyond float32's range the float64 squares and fourth moments of the features overflow.
+_MAX_FEATURE = float(np.finfo(np.float32).max)
 
 
 def check_features(features, y=None):
@@ -56,9 +59,10 @@ def check_features(features, y=None):
     Raises
     ------
     ValueError
-        When ``features`` is not 2-D, has fewer than 2 samples or non-finite
-        values, or when ``y`` is not 1-D, has another length than ``features``
-        or fewer than two classes.
+        When ``features`` is not 2-D, has fewer than 2 samples, complex or
+        non-finite values or values beyond float32's range, or when ``y`` is
+        not 1-D, has another length than ``features``, fewer than two classes
+        or labels that cannot be sorted together.
 
     Examples
     --------
@@ -67,6 +71,8 @@ def check_features(features, y=None):
     >>> X.dtype, codes.tolist()
     (dtype('float64'), [1, 0, 1])
     """
+    if np.iscomplexobj(features):
+        raise ValueError("features are complex; the scores need real features.")
     X = np.array(features, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(
@@ -78,6 +84,12 @@ def check_features(features, y=None):
         raise ValueError("features must have at least 1 feature column, got 0.")
     if not np.all(np.isfinite(X)):
         raise ValueError("features contain NaN or infinite values.")
+    if np.abs(X).max() > _MAX_FEATURE:
+        raise ValueError(
+            f"features reach {np.abs(X).max():.3g} in magnitude, beyond float32's range "
+            f"({_MAX_FEATURE:.3g}): their float64 squares and fourth moments would overflow. "
+            "Rescale the features."
+        )
     if y is None:
         return X
     y = np.asarray(y)
@@ -87,12 +99,25 @@ def check_features(features, y=None):
         raise ValueError(
             f"features and y have different lengths: {X.shape[0]} samples but {y.shape[0]} labels."
         )
-    classes, codes = np.unique(y, return_inverse=True)
+    try:
+        classes, codes = np.unique(y, return_inverse=True)
+    except TypeError as exc:
+        raise ValueError(f"y mixes labels that cannot be compared ({exc}); "
+                         "use labels of one type.") from None
     if classes.size < 2:
         raise ValueError(f"y must contain at least two classes, got {classes.size}.")
     return X, codes.reshape(-1)
 
 
+def _check_labelled(features, y, score):
+    """:func:`check_features` for a score that needs labels: ``y=None`` is an error."""
+    if y is None:
+        raise ValueError(f"{score} needs class labels y, got None.")
+    return check_features(features, y)
+
+
+@validate_params({"features": ["array-like"], "y": ["array-like", None]},
+                 prefer_skip_nested_validation=True)
 def logme(features, y):
     """LogME: mean over classes of the maximised log evidence per sample.
 
@@ -149,7 +174,7 @@ def logme(features, y):
     >>> round(logme(noise + 3 * np.eye(3, 8)[y], y), 3)
     -0.225
     """
-    X, codes = check_features(features, y)
+    X, codes = _check_labelled(features, y, "LogME")
     n, d = X.shape
     U, s, _ = np.linalg.svd(X, full_matrices=False)
     s2 = s**2
@@ -198,6 +223,10 @@ def logme(features, y):
     return float(np.mean(evidence) / n)
 
 
+@validate_params({"features": ["array-like"], "y": ["array-like", None],
+                  "shrinkage": [None, StrOptions({"ledoit-wolf"}),
+                                Interval(Real, 0, 1, closed="both")]},
+                 prefer_skip_nested_validation=True)
 def hscore(features, y, *, shrinkage="ledoit-wolf"):
     """H-score: ``tr(cov(f)^-1 cov(E[f | y]))`` of the centred features.
 
@@ -251,14 +280,10 @@ def hscore(features, y, *, shrinkage="ledoit-wolf"):
     >>> bool(hscore(X, y) < hscore(X, y, shrinkage=None))
     True
     """
-    if shrinkage is not None and shrinkage != "ledoit-wolf":
-        if isinstance(shrinkage, (bool, np.bool_)) or not isinstance(shrinkage, Real):
-            raise ValueError(
-                f"shrinkage must be None, 'ledoit-wolf' or a float in [0, 1], got {shrinkage!r}."
-            )
-        if not 0.0 <= shrinkage <= 1.0:
-            raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage!r}.")
-    X, codes = check_features(features, y)
+    if isinstance(shrinkage, (bool, np.bool_)):  # an int to validate_params, not a choice here
+        raise ValueError(f"shrinkage must be None, 'ledoit-wolf' or a float in [0, 1], "
+                         f"got {shrinkage!r}.")
+    X, codes = _check_labelled(features, y, "H-score")
     n, d = X.shape
     X = X - X.mean(axis=0)
     counts = np.bincount(codes).astype(np.float64)
@@ -278,6 +303,9 @@ def hscore(features, y, *, shrinkage="ledoit-wolf"):
     return float((1.0 - a) * np.sum(counts / n * np.sum(proj**2 / evals[keep], axis=1)))
 
 
+@validate_params({"features": ["array-like"], "y": ["array-like", None],
+                  "eps": [Interval(Real, 0, None, closed="neither")]},
+                 prefer_skip_nested_validation=True)
 def transrate(features, y, *, eps=1e-4):
     """TransRate: coding rate of the features minus their coding rate given the class.
 
@@ -297,7 +325,10 @@ def transrate(features, y, *, eps=1e-4):
     On balanced classes the code's value is this one at ``eps = sqrt(d * eps_code)``.
 
     Each log-determinant goes through the smaller Gram matrix (``A A^T`` or
-    ``A^T A``, same determinant), so ``n < d`` stays cheap.
+    ``A^T A``, same determinant), so ``n < d`` stays cheap. Gram eigenvalues below
+    the rounding level of the whole's (``max(n, d) * eps`` of its largest) count as
+    zero, so rank-deficient features (always when ``n <= d``: centring removes one
+    dimension) give a finite score however large ``features / eps``.
 
     Parameters
     ----------
@@ -326,25 +357,40 @@ def transrate(features, y, *, eps=1e-4):
     >>> round(transrate(noise + 3 * np.eye(3, 8)[y], y), 3)
     0.525
     """
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, Real) or not eps > 0:
-        raise ValueError(f"eps must be a positive float, got {eps!r}.")
-    X, codes = check_features(features, y)
+    X, codes = _check_labelled(features, y, "TransRate")
     n = X.shape[0]
     X = X - X.mean(axis=0)
     counts = np.bincount(codes)
-    rate = _coding_rate(X, eps)
-    rate_given_y = sum(nc / n * _coding_rate(X[codes == c], eps) for c, nc in enumerate(counts))
+    lam = _gram_eigenvalues(X)
+    # One rounding level for every Gram, the whole's: a class's Gram lies below it, so a
+    # direction dropped from the whole is dropped from every class (the score stays >= 0).
+    floor = max(X.shape) * _EPS * max(lam.max(initial=0.0), 0.0)
+    rate = _coding_rate(lam, X.shape, eps, floor)
+    rate_given_y = sum(nc / n * _coding_rate(_gram_eigenvalues(X[codes == c]), (nc, X.shape[1]),
+                                             eps, floor) for c, nc in enumerate(counts))
     return float(rate - rate_given_y)
 
 
-def _coding_rate(A, eps):
-    """``1/2 logdet(I + d / (m eps^2) A^T A)`` for ``A`` of shape (m, d)."""
-    m, d = A.shape
-    gram = A @ A.T if m < d else A.T @ A
-    _, logdet = np.linalg.slogdet(np.eye(gram.shape[0]) + d / (m * eps**2) * gram)
-    return 0.5 * logdet
+def _gram_eigenvalues(A):
+    """Eigenvalues of the smaller Gram matrix of ``A``: ``A A^T`` or ``A^T A``."""
+    return np.linalg.eigvalsh(A @ A.T if A.shape[0] < A.shape[1] else A.T @ A)
 
 
+def _coding_rate(lam, shape, eps, floor):
+    """``1/2 logdet(I + d / (m eps^2) A^T A)`` for ``A`` (m, d) of Gram eigenvalues ``lam``.
+
+    ``1/2 sum log(1 + c lam)``, ``c = d / (m eps^2)``, in logarithms so that neither
+    ``c`` nor ``c lam`` overflows. Eigenvalues at most ``floor``, the Gram's rounding
+    level, count as zero: ``logdet(I + c gram)`` with ``c gram`` beyond ``1 / eps`` would
+    otherwise read rounding error (or a non-positive pivot) as signal.
+    """
+    m, d = shape
+    lam = lam[lam > floor]
+    return 0.5 * float(np.sum(np.logaddexp(0.0, np.log(d / m) - 2 * np.log(eps) + np.log(lam))))
+
+
+@validate_params({"features": ["array-like"], "eps": [Interval(Real, 0, None, closed="left")]},
+                 prefer_skip_nested_validation=True)
 def rankme(features, *, eps=1e-7):
     """RankMe: the exponential of the entropy of the normalised singular values.
 
@@ -375,8 +421,6 @@ def rankme(features, *, eps=1e-7):
     >>> round(rankme(np.eye(6, 10) * [1, 1, 1, 0, 0, 0, 0, 0, 0, 0]), 3)
     3.0
     """
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, Real) or not eps >= 0:
-        raise ValueError(f"eps must be a non-negative float, got {eps!r}.")
     X = check_features(features)
     sigma = np.linalg.svd(X, compute_uv=False)
     total = sigma.sum()

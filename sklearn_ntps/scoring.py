@@ -16,11 +16,13 @@ a numerical floor set by the precision of the hidden states.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.utils import check_consistent_length
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from .moments import Moments, compute_moments
 from .subspaces import Whitening, nested_basis, regularize, top_generalized_eigenvectors, whiten
@@ -34,12 +36,27 @@ VARIANTS = ("paper", "whitened")
 # states would ask for a floor above their own variance: it is capped at 10%.
 _FLOOR_PER_ROUNDOFF = 4096.0
 _FLOOR_CAP = 0.1
+# Largest accepted rtol: above 1/eps(float64) the covariance is below the rounding of its floor.
+_RTOL_MAX = 1.0 / float(np.finfo(np.float64).eps)
+
+
+# The public parameters, declared once for the functions and the estimators.
+PARAMETER_CONSTRAINTS = {
+    "n_components": [Interval(Integral, 1, None, closed="left"),
+                     Interval(Real, 0, 1, closed="right")],
+    "variant": [StrOptions(set(VARIANTS))],
+    "centering": ["boolean"],
+    "shrinkage": [None, StrOptions({"ledoit-wolf"}), Interval(Real, 0, 1, closed="both")],
+    "rtol": [None, Interval(Real, 0, _RTOL_MAX, closed="both")],
+}
+_DATA_CONSTRAINTS = {"X": [Moments, "array-like"], "y": ["array-like"]}
 
 
 def resolve_n_components(n_components, n_features: int) -> int:
     """Turn ``n_components`` (int k, or a fraction of ``n_features``) into k."""
-    if isinstance(n_components, (bool, np.bool_)):
-        raise ValueError(f"n_components must be an int or a float, got {n_components!r}.")
+    if isinstance(n_components, (bool, np.bool_)) or not isinstance(n_components, Real):
+        raise ValueError(  # noqa: TRY004 (the API's parameter errors are ValueErrors)
+            f"n_components must be an int or a float, got {n_components!r}.")
     if isinstance(n_components, Integral):
         if not 1 <= n_components <= n_features:
             raise ValueError(
@@ -67,6 +84,11 @@ def resolve_rtol(rtol, precision: float) -> float:
         return min(_FLOOR_PER_ROUNDOFF * precision, _FLOOR_CAP)
     if isinstance(rtol, (bool, np.bool_)) or not isinstance(rtol, Real) or not rtol >= 0:
         raise ValueError(f"rtol must be None or a float >= 0, got {rtol!r}.")
+    if not rtol <= _RTOL_MAX:
+        raise ValueError(
+            f"rtol={rtol!r} is too large: beyond 1/eps = {_RTOL_MAX:.3g} the floor "
+            "rtol * diag(B) drowns the covariance B in float64 rounding (and can overflow)."
+        )
     return float(rtol)
 
 
@@ -151,10 +173,15 @@ def autoregressive_subspace(moments: Moments, *, options=Options()):
     Returns ``(eigenvalues, V)`` with ``V`` of shape (n_features, rank(C0)).
     """
     C0, C1, n = moments.c0, moments.c1, moments.n_pairs
-    if n == 0 or not C0.any():
+    if n == 0:
         raise ValueError(
             "No text has two or more tokens, so there is no next-token statistic: "
             "NTPS needs texts of at least two tokens."
+        )
+    if not C0.any():
+        raise ValueError(
+            "Every next-token context is zero (the hidden states before each text's last "
+            "token are all zero), so there is no next-token statistic: NTPS is undefined."
         )
     raw = np.diag(C0) / n
     if options.centering:
@@ -170,7 +197,13 @@ def autoregressive_subspace(moments: Moments, *, options=Options()):
     C0, C1 = C0 / n, C1 / n
     alpha = options.intensity(lambda: rblw_shrinkage(C0, n))
     C0 = regularize(C0, shrinkage=alpha, floor=options.rtol, scale=raw)
-    return top_generalized_eigenvectors(C1, C0)
+    eigenvalues, V = top_generalized_eigenvectors(C1, C0)
+    if V.shape[1] == 0:
+        raise ValueError(
+            "The next-token contexts are all equal, so their centred covariance C0 is zero: "
+            "NTPS is undefined with centering=True and rtol=0 (use rtol > 0 or no centring)."
+        )
+    return eigenvalues, V
 
 
 def rblw_shrinkage(S, n_samples: int) -> float:
@@ -191,14 +224,15 @@ def rblw_shrinkage(S, n_samples: int) -> float:
 
 
 def curve_from_subspaces(perception: PerceptionSide, V, *, variant="paper",
-                         nested=None) -> np.ndarray:
+                         nested=None, captured=None) -> np.ndarray:
     """NTPS for every k = 1 .. d, given both sides.
 
     ``V`` (d, K) holds the autoregressive directions, most predictive first;
     for k > K the subspace stays ``span(V)`` (it already covers range(C0)).
-    ``nested``, ``nested_basis(V)`` when the caller has it, spares computing
-    it again for the paper variant only: the whitened one needs the basis of
-    ``Sxx^{1/2} V`` instead. ``curve[k - 1]`` is NTPS(k), in [0, 1].
+    What the caller already has is not computed again: ``nested``,
+    ``nested_basis(V)``, serves the paper variant, ``captured``, what
+    :func:`_probe_captured` returns, the whitened one.
+    ``curve[k - 1]`` is NTPS(k), in [0, 1].
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
@@ -218,7 +252,7 @@ def curve_from_subspaces(perception: PerceptionSide, V, *, variant="paper",
         den = (M**2).sum()
         if den == 0:
             raise ValueError("The pooled features carry no label signal (Sxy = 0).")
-        num = _probe_captured(perception, V)
+        num = _probe_captured(perception, V) if captured is None else captured
     return np.clip(num / den, 0.0, 1.0)
 
 
@@ -231,7 +265,7 @@ def _probe_captured(perception: PerceptionSide, V) -> np.ndarray:
     return captured[dims[np.minimum(np.arange(1, d + 1), K) - 1]]
 
 
-def excess_loss_curve(perception: PerceptionSide, V) -> np.ndarray:
+def excess_loss_curve(perception: PerceptionSide, V, *, captured=None) -> np.ndarray:
     """Excess squared loss of a probe on ``V_k^T x`` over the best k-dim encoder, every k.
 
     With ``M = Sxx^{-1/2} Sxy`` and ``Q_k`` an orthonormal basis of
@@ -245,12 +279,21 @@ def excess_loss_curve(perception: PerceptionSide, V) -> np.ndarray:
     d = V.shape[0]
     s2 = np.linalg.svd(perception.M, compute_uv=False) ** 2
     best = np.cumsum(np.r_[s2, np.zeros(max(0, d - s2.shape[0]))])[:d]
-    return np.maximum(best - _probe_captured(perception, V), 0.0)
+    if captured is None:
+        captured = _probe_captured(perception, V)
+    return np.maximum(best - captured, 0.0)
 
 
 def encode_labels(y) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(classes, indices)``; NTPS needs at least two classes."""
-    classes, indices = np.unique(np.asarray(y), return_inverse=True)
+    y = np.asarray(y)
+    if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1):
+        raise ValueError(f"y must be a 1-D array of labels, got shape {y.shape}.")
+    try:
+        classes, indices = np.unique(y, return_inverse=True)
+    except TypeError as exc:
+        raise ValueError(f"y mixes labels that cannot be compared ({exc}); "
+                         "use labels of one type.") from None
     if classes.shape[0] < 2:
         raise ValueError(
             f"y has a single class ({classes[0]!r}); NTPS needs at least two classes."
@@ -260,19 +303,28 @@ def encode_labels(y) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True, eq=False)
 class Fit:
-    """Both sides of NTPS for one data set, from one set of eigendecompositions."""
+    """Both sides of NTPS for one data set, from one set of eigendecompositions.
+
+    The whitened curve and the excess loss share ``captured``, so asking for
+    both costs one orthonormal basis of ``Sxx^{1/2} V``, not two.
+    """
 
     eigenvalues: np.ndarray
     V: np.ndarray
     nested: tuple
     perception: PerceptionSide
 
+    @cached_property
+    def captured(self) -> np.ndarray:
+        return _probe_captured(self.perception, self.V)
+
     def curve(self, variant) -> np.ndarray:
         return curve_from_subspaces(self.perception, self.V, variant=variant,
-                                    nested=self.nested if variant == "paper" else None)
+                                    nested=self.nested, captured=self.captured
+                                    if variant == "whitened" else None)
 
     def excess_loss(self) -> np.ndarray:
-        return excess_loss_curve(self.perception, self.V)
+        return excess_loss_curve(self.perception, self.V, captured=self.captured)
 
 
 def fit_ntps(moments: Moments, y_indices, n_classes, *, options: Options) -> Fit:
@@ -291,6 +343,9 @@ def _fit_arrays(X, y, centering, shrinkage, rtol):
     return moments, fit_ntps(moments, yi, len(classes), options=options)
 
 
+@validate_params({**_DATA_CONSTRAINTS, **{k: v for k, v in PARAMETER_CONSTRAINTS.items()
+                                          if k != "n_components"}},
+                 prefer_skip_nested_validation=True)
 def ntps_curve(X, y, *, variant="whitened", centering=False, shrinkage=None,
                rtol=None) -> np.ndarray:
     """NTPS of labelled texts for every subspace dimension k = 1 .. n_features.
@@ -325,6 +380,8 @@ def ntps_curve(X, y, *, variant="whitened", centering=False, shrinkage=None,
     return _fit_arrays(X, y, centering, shrinkage, rtol)[1].curve(variant)
 
 
+@validate_params({**_DATA_CONSTRAINTS, **PARAMETER_CONSTRAINTS},
+                 prefer_skip_nested_validation=True)
 def ntps_score(X, y, *, n_components=0.25, variant="whitened", centering=False, shrinkage=None,
                rtol=None) -> float:
     """Next Token Perception Score of labelled texts from their hidden states.

@@ -105,3 +105,44 @@ def smollm2_layer15():
     moments = HFEmbeddingTransformer(output="tokens", layer=15, progress=False).fit_transform(
         data.data)
     return moments, data.target
+
+
+# ------------------------------------------------------------------ fuzzing
+# Hypothesis settings of tests/test_fuzz.py. "ci", the default, runs about 10,000
+# generated cases in all, derandomized (the same cases every run); set
+# HYPOTHESIS_PROFILE=quick for a tenth. The session prints the count and the time.
+FUZZ_STATS = {"cases": 0, "calls": 0, "seconds": 0.0}
+
+try:
+    from hypothesis import HealthCheck
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # tests/test_fuzz.py skips itself
+    pass
+else:
+    _FUZZ_SETTINGS = {
+        "deadline": None, "derandomize": True, "database": None, "print_blob": False,
+        "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large,
+                                  HealthCheck.filter_too_much],
+    }
+    _hypothesis_settings.register_profile("ci", max_examples=2400, **_FUZZ_SETTINGS)
+    _hypothesis_settings.register_profile("quick", max_examples=240, **_FUZZ_SETTINGS)
+    import os as _os
+
+    _hypothesis_settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and "test_fuzz.py" in report.nodeid:
+        FUZZ_STATS["seconds"] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FUZZ_STATS["cases"]:
+        terminalreporter.write_sep(
+            "-", f"fuzz: {FUZZ_STATS['cases']} generated cases ({FUZZ_STATS['calls']} API calls) "
+                 f"in {FUZZ_STATS['seconds']:.1f} s")
+
+
+def pytest_configure(config):
+    # pytest-cov registers it too; without pytest-cov the mark is a no-op, not a warning.
+    config.addinivalue_line("markers", "no_cover: run this test without coverage tracing")

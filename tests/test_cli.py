@@ -101,3 +101,51 @@ def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "sklearn_ntps.cli", "report", "--help"],
                             capture_output=True, text=True, check=True)
     assert "--model" in result.stdout and "--full" in result.stdout
+
+
+def test_cache_command_info_and_clear(tmp_path, monkeypatch, capsys):
+    import os
+    import time
+
+    import numpy as np
+
+    from sklearn_ntps import cache
+
+    monkeypatch.setenv("SKLEARN_NTPS_CACHE", str(tmp_path))
+    monkeypatch.delenv(cache.MAX_BYTES_ENV, raising=False)
+    folder = tmp_path / "embeddings"
+    for name in ("old", "new"):
+        cache.store(folder, name, {"a": np.zeros(1000 if name == "old" else 3000)},
+                    label=f"{name} texts")
+    ten_days_ago = time.time() - 10 * 86400
+    os.utime(folder / "old" / cache.USED, (ten_days_ago, ten_days_ago))
+    cache.clear_memory()
+    assert run("cache") == 0
+    printed = capsys.readouterr().out
+    assert str(folder) in printed and "2 entries, 32.6 kB of a 20.0 GB cap (the default" in printed
+    largest, oldest = printed.split("Least recently used:")
+    assert largest.index("new texts") < largest.index("old texts")
+    assert oldest.index("old texts") < oldest.index("new texts")
+    monkeypatch.setenv(cache.MAX_BYTES_ENV, "500M")
+    assert run("cache", "info") == 0
+    assert "500.0 MB cap ($SKLEARN_NTPS_CACHE_MAX_BYTES)" in capsys.readouterr().out
+    assert run("cache", "clear", "--older-than", "5") == 0
+    assert "Removed 1 entries" in capsys.readouterr().out
+    assert [e.name for e in cache.entries(folder)] == ["new"]
+    assert run("cache", "clear") == 0
+    assert "Removed 1 entries" in capsys.readouterr().out and cache.entries(folder) == []
+    assert run("cache", "--older-than", "1") == 2
+    assert "after 'clear'" in capsys.readouterr().err
+    monkeypatch.setenv(cache.MAX_BYTES_ENV, "lots")
+    assert run("cache") == 2
+    assert "SKLEARN_NTPS_CACHE_MAX_BYTES" in capsys.readouterr().err
+
+
+def test_cache_command_imports_no_model_code(tmp_path):
+    code = ("import sys; from sklearn_ntps import cli; cli.main(['cache']); "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
+    env = {**__import__("os").environ, "SKLEARN_NTPS_CACHE": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "0 entries" in result.stdout

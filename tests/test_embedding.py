@@ -208,10 +208,12 @@ def test_bad_texts(tiny_llama, ntps_cache, X, match):
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"pooling": "max"}, "pooling must be one of"),
-        ({"output": "logits"}, "output must be one of"),
-        ({"layer": 1.5}, "layer must be an int"),
-        ({"batch_size": 0}, "at least 1"),
+        ({"pooling": "max"}, "'pooling' parameter .* must be a str among"),
+        ({"output": "logits"}, "'output' parameter .* must be a str among"),
+        ({"layer": 1.5}, "'layer' parameter .* must be an instance of 'int'"),
+        ({"batch_size": 0}, "'batch_size' parameter .* must be an int in the range \\[1, inf\\)"),
+        ({"max_length": 0}, "'max_length' parameter"),
+        ({"cache": 3}, "'cache' parameter"),
     ],
 )
 def test_bad_parameters_fail_before_loading(tiny_llama, monkeypatch, params, match):
@@ -332,3 +334,74 @@ def test_sklearn_api_checks(check):
     from sklearn.utils import estimator_checks
 
     getattr(estimator_checks, check)("HFEmbeddingTransformer", HFEmbeddingTransformer())
+
+
+def test_parameters_are_read_at_transform(tiny_llama, ntps_cache):
+    est = emb(tiny_llama, layer=0).fit()
+    at0 = est.transform(TEXTS)
+    at2 = est.set_params(layer=2).transform(TEXTS)
+    np.testing.assert_array_equal(at2, emb(tiny_llama, layer=2).fit_transform(TEXTS))
+    assert not np.array_equal(at0, at2)
+    assert isinstance(est.set_params(output="tokens").transform(TEXTS), embedding.Moments)
+    with pytest.raises(ValueError, match="model_name_or_path changed since fit"):
+        est.set_params(model_name_or_path="all-MiniLM-L6-v2").transform(TEXTS)
+
+
+def test_a_cache_hit_loads_no_weights(tiny_llama, ntps_cache, monkeypatch):
+    est = emb(tiny_llama).fit()
+    first = est.transform(TEXTS)
+    restored = pickle.loads(pickle.dumps(est))
+    cache.clear_memory()
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a cache hit must not load the weights")
+
+    monkeypatch.setattr(embedding, "load_model", no_loading)
+    np.testing.assert_array_equal(restored.transform(TEXTS), first)
+
+
+def test_truncation_warning_points_at_the_caller_also_on_cache_hits(tiny_llama, ntps_cache):
+    pipe = make_pipeline(emb(tiny_llama, max_length=6))
+    for _ in range(2):  # a miss, then a hit
+        with pytest.warns(UserWarning, match="3 of 8 texts were truncated") as record:
+            pipe.fit_transform(TEXTS)
+        assert record[0].filename == __file__
+
+
+def test_kept_layers_only(tiny_llama, ntps_cache, monkeypatch):
+    calls = count_forwards(monkeypatch, tiny_llama)
+    est = emb(tiny_llama, layers=[0, -1], output="tokens").fit()
+    assert est.layers_ == [0, 2]
+    stats = est._extract(TEXTS, with_moments=True)
+    assert stats["c0"].shape[0] == 2 and stats["pooled_mean"].shape[0] == 2
+    full = emb(tiny_llama, output="tokens").fit()
+    for layer in (0, 2):
+        got = est.set_params(layer=layer).transform(TEXTS)
+        ref = full.set_params(layer=layer).transform(TEXTS)
+        np.testing.assert_allclose(got.c0, ref.c0, rtol=1e-6)
+    assert [layer for layer, _ in est.transform_layers(TEXTS)] == [0, 2]
+    with pytest.raises(ValueError, match="not among layers"):
+        est.set_params(layer=1).transform(TEXTS)
+    with pytest.raises(ValueError, match="layers must be"):
+        emb(tiny_llama, layers=[7]).fit()
+    # A grid over the kept layers: one forward pass for the kept set, one for the full.
+    assert len(calls) == 2
+
+
+def test_set_output_pandas(tiny_llama, ntps_cache):
+    pd = pytest.importorskip("pandas")
+    from sklearn import config_context
+
+    with config_context(transform_output="pandas"):
+        pooled = emb(tiny_llama).fit_transform(TEXTS)
+        moments = emb(tiny_llama, output="tokens").fit_transform(TEXTS)
+    assert isinstance(pooled, pd.DataFrame) and list(pooled.columns)[:2] == ["hidden0", "hidden1"]
+    assert isinstance(moments, embedding.Moments) and len(moments) == len(TEXTS)
+
+
+def test_resources_are_checked_before_the_model_runs(tiny_llama, ntps_cache, monkeypatch):
+    calls = count_forwards(monkeypatch, tiny_llama)
+    monkeypatch.setattr(cache, "available_memory", lambda: 1000)
+    with pytest.raises(MemoryError, match="layers=") as info:
+        emb(tiny_llama, output="tokens").fit_transform(TEXTS)
+    assert isinstance(info.value, ValueError) and calls == []

@@ -213,3 +213,28 @@ def test_tags_are_honest():
         assert not tags.input_tags.two_d_array and tags.input_tags.three_d_array
         assert tags.target_tags.required
     assert get_tags(NTPSSubspaceProbe()).estimator_type == "classifier"
+
+
+def test_fewer_autoregressive_directions_than_k():
+    # 6 texts of 3 tokens in 64 dimensions: rank(C0) = 12 < k = 16 used to
+    # raise IndexError in fit while ntps_score returned a number.
+    rng = np.random.default_rng(0)
+    X = [rng.normal(size=(3, 64)) for _ in range(6)]
+    y = np.arange(6) % 2
+    for Est in ESTIMATORS:
+        est = Est(rtol=0).fit(X, y)
+        assert est.n_components_ == 16 and est.components_.shape == (12, 64)
+        assert est.ntps_ == pytest.approx(ntps_score(X, y, rtol=0))
+        # The default floor makes C0 full rank: k rows.
+        assert Est().fit(X, y).components_.shape == (16, 64)
+
+
+def test_probe_feature_names_and_set_output():
+    pd = pytest.importorskip("pandas")
+    X, y = make_block_texts("predictable", n_texts=90)
+    probe = NTPSSubspaceProbe(n_components=3).fit(X, y)
+    np.testing.assert_array_equal(probe.get_feature_names_out(),
+                                  ["ntpssubspaceprobe0", "ntpssubspaceprobe1", "ntpssubspaceprobe2"])
+    frame = probe.set_output(transform="pandas").transform(X)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(
+        probe.get_feature_names_out())
