@@ -17,6 +17,7 @@ import io
 import json
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +34,12 @@ from .estimators import NTPSScorer
 from .moments import resample_blocks
 from .peer_estimators import HScoreScorer, LogMEScorer, RankMeScorer, TransRateScorer
 from .study import BASELINES, PROBE, recommend, summarize
+
+
+# The score the report recommends, chosen by rule B of docs/validity.md: the
+# lowest mean regret of the layer it picks, 1.1 accuracy points over 10 (model,
+# data set) pairs; its interval did not separate from H-score's (1.9 points).
+RECOMMENDED = "logme"
 
 
 def default_scorers() -> dict:
@@ -96,12 +103,13 @@ class Report:
                  f"from {self.n_bootstrap} bootstrap replicates" if self.n_bootstrap else
                  "No bootstrap replicates: no intervals (use --n-bootstrap)."]
         groups = sorted({g for (m, _, g) in s if m == "layer_regret" and g != "mean"})
+        shown = [*groups, "mean"] if len(groups) > 1 else groups
         for metric, title in (("layer_spearman", "Spearman with probe accuracy across layers"),
                               ("layer_regret", "Regret of the layer each score picks "
                                                "(best probe accuracy minus accuracy there)")):
             lines += ["", title]
             names = self.scores if metric == "layer_spearman" else self.candidates
-            for g in [*groups, "mean"]:
+            for g in shown:
                 label = "mean" if g == "mean" else f"{g[0][-20:]} / {g[1]}"
                 cells = [f"{n:<{width}} {_fmt(s.get((metric, n, g)))}" for n in names]
                 lines.append(f"  {label}:")
@@ -109,7 +117,16 @@ class Report:
         rec = self.recommendation
         verdict = "its interval separates from every other" if rec["separated"] else \
             "no separation from: " + ", ".join(rec["not_separated_from"])
-        lines += ["", f"Lowest mean layer regret: {rec['pick']} ({verdict})."]
+        best = ", ".join(rec["tied"])
+        lines += ["", f"On these data, lowest mean layer regret: {best} ({verdict})."]
+        if RECOMMENDED in self.scores:
+            lines += ["", f"Recommended layer, by {RECOMMENDED} (the score docs/validity.md "
+                          "recommends):"]
+            for g in groups:
+                picked = s["layer_pick", RECOMMENDED, g]["estimate"]
+                regret = s["layer_regret", RECOMMENDED, g]["estimate"]
+                lines.append(f"  {g[0][-20:]} / {g[1]}: layer {picked:.0f} "
+                             f"({100 * regret:.1f} accuracy points below the best layer here)")
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -180,8 +197,9 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_bootstrap=0, n_b
     scorers = default_scorers() if scorers is None else dict(scorers)
     probe = default_probe() if probe is None else probe
     report = Report(list(scorers), n_bootstrap=n_bootstrap)
-    rng = np.random.default_rng(random_state)
     for name, (X_train, y_train, X_test, y_test) in datasets.items():
+        # Seeded by data set, so a study split over several runs draws the same.
+        rng = np.random.default_rng([random_state, zlib.crc32(name.encode())])
         report.datasets[name] = {"n_train": len(X_train), "n_test": len(X_test)}
         blocks = _blocks(len(X_train), n_blocks if n_bootstrap else 1, rng)
         draws = [(rng.multinomial(len(blocks), np.full(len(blocks), 1 / len(blocks))),
@@ -219,56 +237,66 @@ def _blocks(n, n_blocks, rng):
 
 
 def plot_report(report: Report) -> bytes:
-    """Per-layer panels (each score rescaled to [0, 1] beside probe accuracy) and the regrets.
+    """Per-layer panels (each score rescaled to [0, 1] beside probe accuracy) and the summaries.
 
     Uses matplotlib's object API, so a notebook's backend and figures are left alone.
     """
     from matplotlib.figure import Figure
 
     groups = list(dict.fromkeys((r["model"], r["dataset"]) for r in report.point_rows))
-    n_cols = min(3, len(groups))
+    n_cols = max(2, min(3, len(groups)))
     n_rows = -(-len(groups) // n_cols) + 1
-    fig = Figure(figsize=(5.2 * n_cols, 3.4 * n_rows), layout="constrained")
+    fig = Figure(figsize=(5.6 * n_cols, 4.2 * n_rows), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     summary = report.summary
-    for ax, (model, dataset) in zip(axes[:-1].ravel(), groups):
-        rows = sorted((r for r in report.point_rows if (r["model"], r["dataset"]) == (model, dataset)),
-                      key=lambda r: r["layer"])
-        layers = [r["layer"] for r in rows]
-        for score in report.scores:
-            v = np.array([r[score] for r in rows], dtype=float)
-            span = np.ptp(v) or 1.0
-            rho = summary.get(("layer_spearman", score, (model, dataset)), {}).get("estimate")
-            ax.plot(layers, (v - v.min()) / span, lw=1.2, alpha=0.85,
-                    label=f"{score} (ρ={rho:+.2f})" if rho is not None and np.isfinite(rho) else score)
-        acc = np.array([r[PROBE] for r in rows])
-        ax2 = ax.twinx()
-        ax2.plot(layers, acc, "k^--", lw=1.6, ms=3, label="probe accuracy")
-        ax2.set_ylabel("probe accuracy")
-        ax.set(title=f"{model[-28:]} on {dataset}", xlabel="layer", ylabel="score, rescaled to [0, 1]")
-        ax.legend(fontsize="x-small", loc="lower left", ncol=2)
-        ax.grid(alpha=0.3)
+    for ax, group in zip(axes[:-1].ravel(), groups):
+        _plot_layers(ax, report, group)
     for ax in axes[:-1].ravel()[len(groups):]:
         ax.set_visible(False)
-    _plot_bars(axes[-1][0], summary, report.candidates, "layer_regret",
-               "mean regret of the picked layer (accuracy points)")
-    if n_cols > 1:
-        _plot_bars(axes[-1][1], summary, report.scores, "layer_spearman",
-                   "mean Spearman with probe accuracy across layers")
+    _plot_bars(axes[-1][0], summary, report.candidates, "layer_regret", 100,
+               "regret of the picked layer, accuracy points (mean over panels)")
+    _plot_bars(axes[-1][1], summary, report.scores, "layer_spearman", 1,
+               "Spearman with probe accuracy across layers (mean over panels)")
     for ax in axes[-1][2:]:
         ax.set_visible(False)
-    fig.suptitle(f"{len(report.models)} model(s), {len(report.datasets)} data set(s); bars: 95% "
-                 f"intervals from {report.n_bootstrap} bootstrap replicates", fontsize="medium")
+    intervals = (f"bars: 95% intervals from {report.n_bootstrap} bootstrap replicates"
+                 if report.n_bootstrap else "no intervals (--n-bootstrap)")
+    fig.suptitle(f"Which score tracks a held-out linear probe? {len(report.models)} model(s), "
+                 f"{len(report.datasets)} data set(s); {intervals}", fontsize="medium")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
 
 
-def _plot_bars(ax, summary, names, metric, title):
-    cells = [summary.get((metric, n, "mean"), {"estimate": np.nan, "se": np.nan}) for n in names]
-    est = np.array([c["estimate"] for c in cells], dtype=float)
-    err = np.nan_to_num(1.959964 * np.array([c["se"] for c in cells], dtype=float))
-    ax.barh(range(len(names)), est, xerr=err, color="tab:blue", alpha=0.7, capsize=3)
+def _plot_layers(ax, report, group):
+    rows = sorted((r for r in report.point_rows if (r["model"], r["dataset"]) == group),
+                  key=lambda r: r["layer"])
+    layers = [r["layer"] for r in rows]
+    for score in report.scores:
+        v = np.array([r[score] for r in rows], dtype=float)
+        rho = report.summary.get(("layer_spearman", score, group), {}).get("estimate", np.nan)
+        label = f"{score} (ρ={rho:+.2f})" if np.isfinite(rho) else score
+        ax.plot(layers, (v - v.min()) / (np.ptp(v) or 1.0), alpha=0.9, label=label,
+                lw=2.6 if score == RECOMMENDED else 1.1)
+    ax2 = ax.twinx()
+    ax2.plot(layers, [r[PROBE] for r in rows], "k^--", lw=1.8, ms=3, label="probe accuracy")
+    ax2.set_ylabel("held-out probe accuracy (black)")
+    ax.set(title=f"{group[0][-28:]} on {group[1]}", xlabel="layer (0 = embeddings)",
+           ylabel="score, rescaled to [0, 1]")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3,
+              frameon=False)
+
+
+def _plot_bars(ax, summary, names, metric, scale, title):
+    cells = [summary.get((metric, n, "mean"), {"estimate": np.nan, "low": np.nan,
+                                               "high": np.nan}) for n in names]
+    est = scale * np.array([c["estimate"] for c in cells], dtype=float)
+    err = scale * np.array([[c["estimate"] - c["low"], c["high"] - c["estimate"]]
+                            for c in cells], dtype=float).T
+    colors = ["tab:orange" if n == RECOMMENDED else "tab:blue" for n in names]
+    err = None if np.isnan(err).all() else np.nan_to_num(err)  # no replicates: no bars
+    ax.barh(range(len(names)), est, xerr=err, color=colors, alpha=0.8, capsize=3)
     ax.set_yticks(range(len(names)), names, fontsize="small")
     ax.invert_yaxis()
     ax.axvline(0, color="k", lw=0.8)

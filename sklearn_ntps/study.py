@@ -140,17 +140,20 @@ def paired_regret_differences(rows, candidates, reference, metric="layer_regret"
 def recommend(rows, candidates) -> dict:
     """Rule B of docs/validity.md: the candidate with the lowest mean layer regret.
 
-    Returns ``{"pick", "separated", "not_separated_from", "differences"}``;
+    Returns ``{"pick", "tied", "separated", "not_separated_from", "differences"}``
+    (``tied``: every candidate with the pick's regret, the pick first);
     ``separated`` is True only when the 95% interval of the paired regret
     difference with every other candidate lies above zero.
     """
     scores = [c for c in candidates if c not in BASELINES]
     baselines = [c for c in candidates if c in BASELINES]
     point = replicate_metrics([r for r in rows if r["replicate"] == 0], scores, baselines)
-    pick = min(candidates, key=lambda c: point["layer_regret", c, "mean"])
+    regret = {c: point["layer_regret", c, "mean"] for c in candidates}
+    pick = min(candidates, key=regret.get)
     diffs = paired_regret_differences(rows, candidates, pick)
     close = [c for c, d in diffs.items() if not d["low"] > 0]
-    return {"pick": pick, "separated": not close, "not_separated_from": close,
+    tied = [c for c in candidates if regret[c] == regret[pick]]
+    return {"pick": pick, "tied": tied, "separated": not close, "not_separated_from": close,
             "differences": diffs}
 
 

@@ -20,8 +20,11 @@ def small_report(tiny_llama, **kwargs):
 
 def test_rows_hold_every_scorer_and_the_probe(tiny_llama, ntps_cache):
     rep = small_report(tiny_llama)
+    picked = rep.summary["layer_pick", "logme", (tiny_llama, "toy")]["estimate"]
+    assert f"/ toy: layer {picked:.0f} (" in rep.to_text()
+    assert max(rep.point_rows, key=lambda r: r["logme"])["layer"] == picked
     assert [r["layer"] for r in rep.rows] == [0, 1, 2]
-    assert rep.scores == ["ntps", "ntps_whitened", "ntps_paper_exact", "logme", "hscore",
+    assert rep.scores == ["ntps", "ntps_paper", "ntps_paper_exact", "logme", "hscore",
                           "transrate", "rankme"]
     for row in rep.rows:
         assert 0 <= row["ntps"] <= 1 and 0 <= row["ntps_paper_exact"] <= 1
@@ -85,7 +88,8 @@ def test_outputs(tmp_path):
     png = (tmp_path / "out" / "report.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     text = rep.to_text()
-    assert "Lowest mean layer regret: good" in text and "last layer" in text
+    assert "lowest mean layer regret: good" in text and "last layer" in text
+    assert "Recommended layer" not in text  # no LogME column here
 
 
 def test_plot_leaves_pyplot_alone(tmp_path):
