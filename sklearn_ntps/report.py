@@ -132,10 +132,11 @@ class Report:
     def to_json(self) -> str:
         summary = [{"metric": m, "score": n, "group": g if isinstance(g, str) else list(g), **v}
                    for (m, n, g), v in self.summary.items()]
-        rec = {k: v for k, v in self.recommendation.items()}
-        return json.dumps({"scores": self.scores, "datasets": self.datasets,
-                           "n_bootstrap": self.n_bootstrap, "rows": self.point_rows,
-                           "summary": summary, "recommendation": rec}, indent=2, default=float)
+        data = {"scores": self.scores, "datasets": self.datasets, "n_bootstrap": self.n_bootstrap,
+                "rows": self.point_rows, "summary": summary,
+                "recommendation": self.recommendation}
+        # Strict JSON has no NaN: an undefined correlation or interval is null.
+        return json.dumps(_nan_to_none(data), indent=2, allow_nan=False)
 
     def to_csv(self, replicates=False) -> str:
         """The per-layer table (every replicate with ``replicates=True``)."""
@@ -147,6 +148,16 @@ class Report:
         rows = [{"metric": m, "score": n, "group": g if isinstance(g, str) else " / ".join(
             map(str, g)), **v} for (m, n, g), v in self.summary.items()]
         return _csv(columns, rows)
+
+
+def _nan_to_none(value):
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _fmt(cell):

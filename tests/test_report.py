@@ -83,8 +83,14 @@ def test_outputs(tmp_path):
     mean_rho = [r for r in summary if (r["metric"], r["score"], r["group"])
                 == ("layer_spearman", "good", "mean")]
     assert float(mean_rho[0]["estimate"]) == pytest.approx(1.0)
-    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    def no_nan(constant):
+        raise AssertionError(f"report.json holds {constant}, which strict JSON has not")
+
+    data = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=no_nan)
     assert data["recommendation"]["pick"] == "good" and data["n_bootstrap"] == 4
+    # Without replicates there is no interval: null, not NaN.
+    plain = json.loads(toy_report().to_json(), parse_constant=no_nan)
+    assert all(c["se"] is None for c in plain["summary"])
     png = (tmp_path / "out" / "report.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     text = rep.to_text()
