@@ -8,11 +8,11 @@ import inspect
 from pathlib import Path
 
 import sklearn_ntps
-from sklearn_ntps import datasets, peers, report, study
+from sklearn_ntps import datasets, peers, prescreen, report, study
 
 SECTIONS = {
     "Estimators": [sklearn_ntps.HFEmbeddingTransformer, sklearn_ntps.NTPSScorer,
-                   sklearn_ntps.NTPSSubspaceProbe],
+                   sklearn_ntps.NTPSSubspaceProbe, sklearn_ntps.HFLoRAClassifier],
     "Peer scores": [sklearn_ntps.LogMEScorer, sklearn_ntps.HScoreScorer,
                     sklearn_ntps.TransRateScorer, sklearn_ntps.RankMeScorer, peers.logme,
                     peers.hscore, peers.transrate, peers.rankme],
@@ -23,7 +23,8 @@ SECTIONS = {
                   datasets.load_trec, datasets.load_rotten_tomatoes, datasets.load_dataset,
                   datasets.make_token_states],
     "Report and study": [report.run_report, report.save_report, report.default_scorers,
-                         study.summarize, study.recommend],
+                         study.summarize, study.recommend, prescreen.run_prescreen,
+                         prescreen.recommend],
 }
 PATH = Path(__file__).with_name("api.md")
 

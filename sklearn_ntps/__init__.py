@@ -6,6 +6,7 @@ Data flow: text -> hidden states (``embedding``) -> moments (``moments``)
 
 from .embedding import HFEmbeddingTransformer
 from .estimators import NTPSScorer, NTPSSubspaceProbe
+from .lora import HFLoRAClassifier
 from .moments import MomentAccumulator, Moments, compute_moments, pooled_features
 from .peer_estimators import HScoreScorer, LogMEScorer, RankMeScorer, TransRateScorer
 from .scoring import ntps_curve, ntps_score
@@ -14,6 +15,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "HFEmbeddingTransformer",
+    "HFLoRAClassifier",
     "HScoreScorer",
     "LogMEScorer",
     "MomentAccumulator",

@@ -47,7 +47,7 @@ def _parser():
                      "of the hidden size (default: NTPSScorer's)")
     rep.add_argument("--n-bootstrap", type=int, default=0,
                      help="bootstrap replicates for the 95%% intervals, resampling training and "
-                     "test texts (default 0: no intervals; 20 is the validity study's)")
+                     "test texts (default 0: no intervals; 10 is the validity study's)")
     rep.add_argument("--n-blocks", type=int, default=20,
                      help="blocks the training texts are resampled in (default 20)")
     rep.add_argument("--output-dir", default="ntps-report", help="where the files go")
@@ -57,6 +57,35 @@ def _parser():
     rep.add_argument("--random-state", type=int, default=0)
     rep.add_argument("--no-plot", action="store_true", help="skip the PNG")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    pre = sub.add_parser(
+        "lora-prescreen",
+        help="Will LoRA fine-tuning pay off? NTPS before and after, probe, LoRA and the gain.",
+        description="For each data set (and, with --subtasks, the 5-class sub-tasks of the "
+        "intent sets): NTPS on the training texts, the test accuracy of a frozen linear probe "
+        "and, unless --no-lora, of a LoRA fine-tune (rank 32, alpha 32, dropout 0.05 on the "
+        "attention projections), the gain, and NTPS after LoRA; Spearman(NTPS, gain) across "
+        "tasks with a bootstrap interval, and rule C's recommendation (docs/lora.md). Writes "
+        "prescreen.csv, prescreen.json and prescreen.png.",
+    )
+    pre.add_argument("--model", default="SmolLM2-135M", metavar="NAME_OR_PATH")
+    pre.add_argument("--dataset", action="append",
+                     help="as for report; repeat for several (default: banking77)")
+    pre.add_argument("--subtasks", action="store_true",
+                     help="add 4 disjoint 5-class sub-tasks of each intent set (banking77, "
+                     "clinc150), drawn with seed 0, as docs/lora.md's study does")
+    pre.add_argument("--n-train", type=int, default=500)
+    pre.add_argument("--n-test", type=int, default=300)
+    pre.add_argument("--no-lora", action="store_true",
+                     help="NTPS and the probe only, and rule C's recommendation")
+    pre.add_argument("--epochs", type=int, default=3)
+    pre.add_argument("--learning-rate", type=float, default=1e-3)
+    pre.add_argument("--output-dir", default="ntps-prescreen")
+    pre.add_argument("--batch-size", type=int, default=16)
+    pre.add_argument("--max-length", type=int, default=64)
+    pre.add_argument("--device", default="auto")
+    pre.add_argument("--random-state", type=int, default=0)
+    pre.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    pre.add_argument("--no-progress", action="store_true", help="no progress bars")
     cache = sub.add_parser(
         "cache",
         help="Show or clear the cache of extracted statistics.",
@@ -82,7 +111,8 @@ def main(argv=None):
     """Entry point of the ``sklearn-ntps`` command; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return _cache(args) if args.command == "cache" else _report(args)
+        command = {"cache": _cache, "report": _report, "lora-prescreen": _prescreen}
+        return command[args.command](args)
     except KeyboardInterrupt:
         print("\nInterrupted: no report file was written.", file=sys.stderr)
         return 130
@@ -135,6 +165,61 @@ def _report(args):
     return 0
 
 
+def _prescreen(args):
+    from sklearn.model_selection import train_test_split
+
+    from .datasets import load_dataset
+    from .models import resolve_model
+    from .prescreen import intent_subtasks, plot_prescreen, run_prescreen
+    from .report import check_writable, write_atomic
+
+    if not args.no_plot:
+        _require_matplotlib()
+    if not args.no_lora:
+        _require("peft", "lora")
+    folder = check_writable(args.output_dir)
+    resolve_model(args.model)
+    names = list(dict.fromkeys(args.dataset or ["banking77"]))
+    tasks = {}
+    for name in names:
+        full = [load_dataset(name, split=split) for split in ("train", "test")]
+        data = (full[0].data, full[0].target, full[1].data, full[1].target)
+        tasks[name] = data
+        if args.subtasks and name in ("banking77", "clinc150"):
+            for i, sub in enumerate(intent_subtasks(data, seed=args.random_state)):
+                tasks[f"{name}/group{i}"] = sub
+    for name, (X_tr, y_tr, X_te, y_te) in tasks.items():
+        tasks[name] = (*_subsample(X_tr, y_tr, args.n_train, args.random_state, train_test_split),
+                       *_subsample(X_te, y_te, args.n_test, args.random_state, train_test_split))
+    start = time.perf_counter()
+    result = run_prescreen(
+        args.model, tasks, run_lora=not args.no_lora,
+        lora_params={"epochs": args.epochs, "learning_rate": args.learning_rate,
+                     "batch_size": args.batch_size, "max_length": args.max_length,
+                     "device": args.device, "random_state": args.random_state},
+        embedding_params={"batch_size": args.batch_size, "max_length": args.max_length,
+                          "device": args.device},
+        progress=not args.no_progress,
+    )
+    print(result.to_text())
+    files = {"prescreen.csv": result.to_csv(), "prescreen.json": result.to_json()}
+    if not args.no_plot and not args.no_lora:
+        files["prescreen.png"] = plot_prescreen(result)
+    for name, data in files.items():
+        write_atomic(folder / name, data)
+    print(f"Wrote {', '.join(str(folder / n) for n in files)} in "
+          f"{time.perf_counter() - start:.0f} s.")
+    return 0
+
+
+def _subsample(X, y, n, random_state, split):
+    """A stratified subsample of at most ``n`` texts (all of them when there are fewer)."""
+    if n is None or n >= len(X):
+        return list(X), y
+    X_kept, _, y_kept, _ = split(list(X), y, train_size=n, stratify=y, random_state=random_state)
+    return X_kept, y_kept
+
+
 def _cache(args):
     import os
     from pathlib import Path
@@ -167,11 +252,15 @@ def _cache(args):
 
 
 def _require_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ImportError("The plot needs matplotlib: pip install 'sklearn-ntps[plot]', or pass "
-                          "--no-plot.") from None
+    _require("matplotlib", "plot", " or pass --no-plot")
+
+
+def _require(module, extra, alternative=""):
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(f"This needs {module}: pip install 'sklearn-ntps[{extra}]'"
+                          f"{alternative}.")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._set_output import _wrap_data_with_container
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
@@ -42,9 +42,13 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    model_name_or_path : str, default="SmolLM2-135M"
+    model_name_or_path : str, HFLoRAClassifier, default="SmolLM2-135M"
         A bundled short name ("SmolLM2-135M", "all-MiniLM-L6-v2"), a local
-        model folder, a ``.gguf`` file, or a hub id already in the local cache.
+        model folder, a ``.gguf`` file, a hub id already in the local cache,
+        or a fitted :class:`~sklearn_ntps.lora.HFLoRAClassifier`, whose
+        merged weights are used (NTPS after LoRA; wrap it in
+        ``sklearn.frozen.FrozenEstimator`` inside a grid search, whose clones
+        would otherwise be unfitted).
     layer : int, default=-1
         Hidden-state index: 0 is the embedding output, 1 .. n_layers the
         blocks' outputs; negative values count from the end.
@@ -111,7 +115,8 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "model_name_or_path": [str, os.PathLike],
+        "model_name_or_path": [str, os.PathLike, HasMethods(["loaded_model"]),
+                               HasMethods(["get_params", "predict"])],
         "layer": [Integral],
         "layers": [None, "array-like"],
         "pooling": [StrOptions(set(POOLINGS))],
@@ -262,8 +267,16 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         return layer
 
     def _load(self):
+        source = self.model_name_or_path
+        # A FrozenEstimator keeps a fitted fine-tune through clone (GridSearchCV).
+        source = getattr(source, "estimator", source) if _is_frozen(source) else source
+        if hasattr(source, "loaded_model"):  # a fitted HFLoRAClassifier: its merged weights
+            return source.loaded_model()
+        if not isinstance(source, (str, os.PathLike)):
+            raise ValueError(f"model_name_or_path must be a name, a path or a fitted "
+                             f"HFLoRAClassifier, got {type(source).__name__}.")
         return load_model(
-            self.model_name_or_path, device=self.device, torch_dtype=self.torch_dtype,
+            source, device=self.device, torch_dtype=self.torch_dtype,
             trust_remote_code=self.trust_remote_code, progress=self.progress,
         )
 
@@ -306,6 +319,10 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         tags.requires_fit = True
         tags.non_deterministic = False
         return tags
+
+
+def _is_frozen(obj) -> bool:
+    return type(obj).__name__ == "FrozenEstimator" and hasattr(obj, "estimator")
 
 
 def _wrap_pooled_only(transform):

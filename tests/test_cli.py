@@ -149,3 +149,21 @@ def test_cache_command_imports_no_model_code(tmp_path):
                             env=env, check=False)
     assert result.returncode == 0, result.stderr
     assert "0 entries" in result.stdout
+
+
+def test_missing_matplotlib_fails_before_the_model_runs(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from sklearn_ntps import report
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not run")
+
+    monkeypatch.setattr(report, "run_report", no_model)
+    assert run("report", "--output-dir", str(tmp_path / "out")) == 2
+    assert "pip install 'sklearn-ntps[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,123 @@
+"""LoRA prescreening: the statistics and rule C, the command, and (with peft) a run end to end."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sklearn_ntps.prescreen import (
+    WORTH_IT_POINTS,
+    Prescreen,
+    fit_rule,
+    intent_subtasks,
+    recommend,
+    rule_text,
+)
+
+
+def study(slope=-0.2, noise=0.0, n=13, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        w, p = rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.9)
+        rows.append({"task": f"t{i}", "ntps_whitened_before": w, "ntps_paper_before": p,
+                     "ntps_whitened_after": w + 0.05, "ntps_paper_after": p,
+                     "probe_accuracy": 0.7, "lora_accuracy": 0.7 + 0.1 + slope * w,
+                     "gain": 0.1 + slope * w + noise * rng.normal(), "recommendation": ""})
+    return Prescreen("m", rows=rows)
+
+
+def test_rule_c_is_fitted_from_the_study_and_applied():
+    rule = fit_rule(study(slope=-0.2))
+    assert rule["variant"] == "whitened" and rule["significant"]
+    assert rule["slope"] == pytest.approx(-0.2) and rule["intercept"] == pytest.approx(0.1)
+    assert rule["rho"] == pytest.approx(-1.0) and rule["high"] < 0
+    low, high = recommend({"whitened": 0.2, "paper": 0.5}, rule), \
+        recommend({"whitened": 0.9, "paper": 0.5}, rule)
+    assert low == ("LoRA likely worth it", pytest.approx(100 * (0.1 - 0.04)))
+    assert high[0] == "LoRA likely not worth it" and high[1] < WORTH_IT_POINTS
+    assert "Spearman(NTPS_whitened, gain) = -1.00" in rule_text(rule)
+
+
+def test_no_evidence_means_no_recommendation():
+    rule = fit_rule(study(slope=0.0, noise=0.05))
+    assert not rule["significant"]
+    assert recommend({"whitened": 0.1, "paper": 0.1}, rule) == ("no evidence from NTPS", None)
+    assert recommend({"whitened": 0.1, "paper": 0.1}, None) == ("no evidence from NTPS", None)
+    assert "no fitted rule" in rule_text(None) and "no evidence" in rule_text(rule)
+
+
+def test_spearman_interval_and_outputs():
+    result = study(slope=-0.2, noise=0.01)
+    rho = result.spearman("whitened")
+    assert rho["n_tasks"] == 13 and rho["low"] <= rho["estimate"] <= rho["high"] < 0
+    data = json.loads(result.to_json(), parse_constant=lambda c: pytest.fail(c))
+    assert data["spearman"]["whitened"]["estimate"] == pytest.approx(rho["estimate"])
+    assert result.to_csv().splitlines()[0].startswith("task,ntps_whitened_before")
+    assert "Spearman(NTPS_whitened before, gain) over 13 tasks" in result.to_text()
+    from sklearn_ntps.prescreen import plot_prescreen
+
+    assert plot_prescreen(result).startswith(b"\x89PNG")
+
+
+def test_intent_subtasks_are_disjoint_and_seeded():
+    y = np.repeat(np.arange(30), 4)
+    X = [f"text {i}" for i in range(len(y))]
+    subs = intent_subtasks((X, y, X, y), n_groups=4, group_size=5, seed=0)
+    groups = [set(np.unique(s[1])) for s in subs]
+    assert len(subs) == 4 and all(len(g) == 5 for g in groups)
+    assert len(set.union(*groups)) == 20
+    again = intent_subtasks((X, y, X, y), n_groups=4, group_size=5, seed=0)
+    assert [set(np.unique(s[1])) for s in again] == groups
+    assert all(len(s[0]) == len(s[1]) == 20 for s in subs)
+    with pytest.raises(ValueError, match="need 35 classes"):
+        intent_subtasks((X, y, X, y), n_groups=7, group_size=5)
+
+
+def test_command_without_lora(tiny_llama, ntps_cache, tmp_path, capsys):
+    pytest.importorskip("torch")
+    from sklearn_ntps import cli
+
+    out = tmp_path / "pre"
+    status = cli.main(["lora-prescreen", "--model", tiny_llama, "--dataset", "sms_spam",
+                       "--dataset", "trec", "--n-train", "60", "--n-test", "30", "--no-lora",
+                       "--output-dir", str(out), "--no-progress"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "no evidence from NTPS" in printed and "Rule C" in printed
+    data = json.loads((out / "prescreen.json").read_text())
+    assert [r["task"] for r in data["rows"]] == ["sms_spam", "trec"]
+    assert all(0 <= r["ntps_whitened_before"] <= 1 and r["n_train"] == 60 for r in data["rows"])
+
+
+def test_ntps_after_lora_in_one_line_equals_the_merged_weights(tiny_llama, ntps_cache):
+    pytest.importorskip("peft")
+    from sklearn.frozen import FrozenEstimator
+
+    from sklearn_ntps import HFEmbeddingTransformer, HFLoRAClassifier, NTPSScorer
+    from sklearn_ntps.embedding import extract_statistics
+    from sklearn_ntps.moments import moments_from_statistics
+
+    from test_embedding import LABELS, TEXTS
+
+    texts, labels = TEXTS * 3, LABELS * 3
+    lora = HFLoRAClassifier(model_name_or_path=tiny_llama, r=4, max_steps=6, batch_size=4,
+                            learning_rate=5e-2, random_state=0, progress=False).fit(texts, labels)
+    before = HFEmbeddingTransformer(model_name_or_path=tiny_llama, output="tokens",
+                                    progress=False).fit_transform(texts)
+    after = HFEmbeddingTransformer(model_name_or_path=lora, output="tokens",
+                                   progress=False).fit_transform(texts)
+    direct = moments_from_statistics(extract_statistics(lora.loaded_model(), texts,
+                                                        progress=False), -1)
+    score = lambda m: NTPSScorer(n_components=4).fit(m, labels).ntps_  # noqa: E731
+    assert score(after) == pytest.approx(score(direct), abs=1e-9)
+    assert score(after) != pytest.approx(score(before), abs=1e-6)
+    # Its own cache key: the base model's entry is not served for the fine-tune.
+    emb = HFEmbeddingTransformer(model_name_or_path=lora, progress=False).fit()
+    assert emb.model_fingerprint_ == lora.loaded_model().resolved.fingerprint
+    # Through clone (a grid search), FrozenEstimator keeps the fitted fine-tune.
+    from sklearn.base import clone
+
+    frozen = clone(HFEmbeddingTransformer(model_name_or_path=FrozenEstimator(lora),
+                                          output="tokens", progress=False))
+    assert score(frozen.fit_transform(texts)) == pytest.approx(score(after), abs=1e-9)
