@@ -255,13 +255,7 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         return sorted({int(i) % n_layers for i in layers})
 
     def _resolve_layer(self):
-        n = self.n_layers_
-        if not -n <= self.layer < n:
-            raise ValueError(
-                f"layer={self.layer} is out of range: {self.model_name_or_path!r} has {n} hidden "
-                f"states (0 = embeddings .. {n - 1}; negative values count from the end)."
-            )
-        layer = self.layer % n
+        layer = resolve_layer(self.layer, self.n_layers_, self.model_name_or_path)
         if layer not in self.layers_:
             raise ValueError(f"layer={self.layer} is not among layers={self.layers_}.")
         return layer
@@ -365,6 +359,42 @@ def check_texts(X) -> list[str]:
     return texts
 
 
+def encode(loaded, texts, max_length):
+    """Token ids of ``texts``, cut at ``max_length`` and at the model's positions.
+
+    Returns ``(ids, limit, n_truncated)``: the ids of each text, the cut
+    actually used, and how many texts it shortened.
+    """
+    tok, config = loaded.tokenizer, loaded.model.config
+    limit = min(max_length, getattr(config, "max_position_embeddings", None) or max_length)
+    ids = tok(texts, truncation=True, max_length=limit)["input_ids"]
+    return ids, limit, _count_truncated(tok, texts, ids, limit)
+
+
+def padded_batch(loaded, ids):
+    """One batch of token ids, padded, as tensors on the model's device.
+
+    Models number positions 0..T-1 whatever the mask; position ids counted
+    from the attention mask instead make left padding give the states right
+    padding does.
+    """
+    batch = loaded.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+    batch = {k: v.to(loaded.device) for k, v in batch.items()}
+    if "position_ids" in inspect.signature(loaded.model.forward).parameters:
+        batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    return batch
+
+
+def resolve_layer(layer, n_layers: int, name) -> int:
+    """``layer`` as a non-negative hidden-state index, or a ValueError saying the range."""
+    if not -n_layers <= layer < n_layers:
+        raise ValueError(
+            f"layer={layer} is out of range: {name!r} has {n_layers} hidden states "
+            f"(0 = embeddings .. {n_layers - 1}; negative values count from the end)."
+        )
+    return int(layer) % n_layers
+
+
 def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=512,
                        with_moments=True, progress=True, sort_by_length=True):
     """Run the model once over ``texts`` and return the statistics of ``layers`` (None: all).
@@ -382,9 +412,8 @@ def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=
     """
     import torch
 
-    tok, model = loaded.tokenizer, loaded.model
-    limit = min(max_length, getattr(model.config, "max_position_embeddings", None) or max_length)
-    encoded = tok(texts, truncation=True, max_length=limit)["input_ids"]
+    model = loaded.model
+    encoded, limit, n_truncated = encode(loaded, texts, max_length)
     kept = list(range(loaded.n_layers)) if layers is None else list(layers)
     lengths = np.array([len(ids) for ids in encoded])
     # Longest first: similar lengths share a batch (little padding), and the
@@ -394,17 +423,11 @@ def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=
     acc = MomentAccumulator(pooling=POOLINGS, autoregressive=with_moments,
                             precision=float(torch.finfo(model.dtype).eps) / 2)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    takes_positions = "position_ids" in inspect.signature(model.forward).parameters
     pending = _Pending(acc, _STATS_BUFFER_BYTES)
     with torch.inference_mode():
         for idx in tqdm(batches, desc="Embedding", unit="batch", disable=not progress, delay=2):
-            batch = tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
-            batch = {k: v.to(loaded.device) for k, v in batch.items()}
+            batch = padded_batch(loaded, [encoded[i] for i in idx])
             mask = batch["attention_mask"].bool()
-            if takes_positions:
-                # Models number positions 0..T-1 whatever the mask; count real
-                # tokens instead, so left padding gives the same states as right.
-                batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
             hidden = model(**batch, output_hidden_states=True).hidden_states
             # (n_layers, n_valid_tokens, d), text after text: pads dropped
             # whichever side they are on.
@@ -417,7 +440,7 @@ def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=
     for p in POOLINGS:
         stats[f"pooled_{p}"] = stats[f"pooled_{p}"][:, inverse]
     stats.update(layers=None if layers is None else kept, truncation_limit=limit,
-                 n_truncated=_count_truncated(tok, texts, encoded, limit))
+                 n_truncated=n_truncated)
     return stats
 
 

@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
 from ._warnings import warn_at_caller
-from .embedding import _count_truncated, check_texts
+from .embedding import check_texts, encode, padded_batch, resolve_layer
 from .models import LoadedModel, ResolvedModel, _progress_bars, load_model
 from .moments import POOLINGS
 
@@ -278,7 +278,7 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         import torch
 
         base = self._load_base()
-        layer = _resolve_layer(self.layer, base.n_layers, self.model_name_or_path)
+        layer = resolve_layer(self.layer, base.n_layers, self.model_name_or_path)
         targets = resolve_target_modules(base.model, self.target_modules)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, val = self._split(yi, seed)
@@ -740,10 +740,7 @@ def _epoch_batches(indices, lengths, batch_size, generator):
 
 
 def _encode(loaded, texts, max_length):
-    tok, model = loaded.tokenizer, loaded.model
-    limit = min(max_length, getattr(model.config, "max_position_embeddings", None) or max_length)
-    encoded = tok(texts, truncation=True, max_length=limit)["input_ids"]
-    n_truncated = _count_truncated(tok, texts, encoded, limit)
+    encoded, limit, n_truncated = encode(loaded, texts, max_length)
     if n_truncated:
         warn_at_caller(f"{n_truncated} of {len(texts)} texts were truncated to max_length={limit} "
                        "tokens.")
@@ -754,12 +751,8 @@ def _pooled(loaded, model, ids, layer, pooling):
     """Pooled float32 hidden states of one batch of token ids at ``layer``, padding excluded."""
     import torch
 
-    batch = loaded.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
-    batch = {k: v.to(loaded.device) for k, v in batch.items()}
+    batch = padded_batch(loaded, ids)
     mask = batch["attention_mask"]
-    if _takes_positions(loaded.model):
-        # count real tokens, so left padding gives the states right padding does
-        batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
     hidden = model(**batch, output_hidden_states=True).hidden_states[layer]
     if pooling == "last":
         last = mask.shape[1] - 1 - mask.flip(-1).argmax(-1)
@@ -768,21 +761,6 @@ def _pooled(loaded, model, ids, layer, pooling):
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1)
     return pooled.float()
-
-
-def _takes_positions(model):
-    import inspect
-
-    return "position_ids" in inspect.signature(model.forward).parameters
-
-
-def _resolve_layer(layer, n_layers, name):
-    if not -n_layers <= layer < n_layers:
-        raise ValueError(
-            f"layer={layer} is out of range: {name!r} has {n_layers} hidden states (0 = embeddings "
-            f".. {n_layers - 1}; negative values count from the end)."
-        )
-    return int(layer) % n_layers
 
 
 def _jsonable(value):
