@@ -52,7 +52,6 @@ class _NTPSBase(BaseEstimator):
         self.options_ = make_options(centering=self.centering, shrinkage=self.shrinkage,
                                      rtol=self.rtol, precision=moments.precision)
         fit = fit_ntps(moments, yi, len(classes), options=self.options_)
-        basis, dims = fit.nested
         curve = fit.curve(self.variant)
 
         self.n_features_in_ = d
@@ -61,7 +60,7 @@ class _NTPSBase(BaseEstimator):
         self.ar_eigenvalues_ = fit.eigenvalues
         # Orthonormal rows spanning the top-k subspace, like PCA's components_;
         # fewer than k rows when C0 has rank < k (then the whole range of C0).
-        self.components_ = basis[:, : dims[min(k, dims.shape[0]) - 1]].T
+        self.components_ = fit.components(k).T
         self.perception_components_ = fit.perception.U[:, :k].T
         self.ntps_curve_ = curve
         self.ntps_ = self.score_ = float(curve[k - 1])

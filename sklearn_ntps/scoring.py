@@ -25,7 +25,14 @@ from sklearn.utils import check_consistent_length
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from .moments import Moments, compute_moments
-from .subspaces import Whitening, nested_basis, regularize, top_generalized_eigenvectors, whiten
+from .subspaces import (
+    Whitening,
+    nested_basis,
+    nested_coordinates,
+    regularize,
+    top_generalized_eigenvectors,
+    whiten,
+)
 
 VARIANTS = ("paper", "whitened")
 # The numerical floor, in unit roundoffs of the states' dtype. Two processes
@@ -142,7 +149,7 @@ class PerceptionSide:
     Sxy: np.ndarray
     U: np.ndarray
 
-    @property
+    @cached_property
     def M(self) -> np.ndarray:
         """``Sxx^{-1/2} Sxy`` in the whitened coordinates: what a least-squares probe reads."""
         return self.whitening.whitener.T @ self.Sxy
@@ -240,10 +247,11 @@ def curve_from_subspaces(perception: PerceptionSide, V, *, variant="paper",
     ks_v = np.minimum(np.arange(1, d + 1), K)
     if variant == "paper":
         U = perception.U
-        basis, dims = nested if nested is not None else nested_basis(V)
+        coords, dims = (nested[0].T @ U, nested[1]) if nested is not None \
+            else nested_coordinates(V, U)
         # U's first min(k, C) columns against V's first k: a 2-D prefix sum.
         cols = np.minimum(np.arange(1, d + 1), U.shape[1]) - 1
-        captured = np.cumsum(np.cumsum((basis.T @ U) ** 2, axis=0), axis=1)
+        captured = np.cumsum(np.cumsum(coords**2, axis=0), axis=1)
         captured = np.vstack([np.zeros((1, U.shape[1])), captured])
         num = captured[dims[ks_v - 1], cols]
         den = np.cumsum((U**2).sum(axis=0))[cols]
@@ -260,8 +268,8 @@ def _probe_captured(perception: PerceptionSide, V) -> np.ndarray:
     """``||Q_k^T M||^2`` for every k = 1 .. d: the signal a probe on ``V_k^T x`` explains."""
     wh = perception.whitening
     d, K = V.shape
-    basis, dims = nested_basis((wh.basis * np.sqrt(wh.eigenvalues)).T @ V)
-    captured = np.r_[0.0, np.cumsum(((basis.T @ perception.M) ** 2).sum(axis=1))]
+    coords, dims = nested_coordinates(wh.root.T @ V, perception.M)
+    captured = np.r_[0.0, np.cumsum((coords**2).sum(axis=1))]
     return captured[dims[np.minimum(np.arange(1, d + 1), K) - 1]]
 
 
@@ -311,8 +319,13 @@ class Fit:
 
     eigenvalues: np.ndarray
     V: np.ndarray
-    nested: tuple
     perception: PerceptionSide
+
+    def components(self, k) -> np.ndarray:
+        """Orthonormal basis (d, <= k) of the top-k autoregressive subspace."""
+        # The basis of a prefix of V is the prefix of the whole one's: factor no more.
+        basis, dims = nested_basis(self.V[:, :k])
+        return basis[:, : dims[-1]]
 
     @cached_property
     def captured(self) -> np.ndarray:
@@ -320,8 +333,7 @@ class Fit:
 
     def curve(self, variant) -> np.ndarray:
         return curve_from_subspaces(self.perception, self.V, variant=variant,
-                                    nested=self.nested, captured=self.captured
-                                    if variant == "whitened" else None)
+                                    captured=self.captured if variant == "whitened" else None)
 
     def excess_loss(self) -> np.ndarray:
         return excess_loss_curve(self.perception, self.V, captured=self.captured)
@@ -331,7 +343,7 @@ def fit_ntps(moments: Moments, y_indices, n_classes, *, options: Options) -> Fit
     """Solve both sides once; every variant and every k are then read off cheaply."""
     eigenvalues, V = autoregressive_subspace(moments, options=options)
     perception = perception_side(moments.pooled, y_indices, n_classes, options=options)
-    return Fit(eigenvalues, V, nested_basis(V), perception)
+    return Fit(eigenvalues, V, perception)
 
 
 def _fit_arrays(X, y, centering, shrinkage, rtol):

@@ -2,8 +2,9 @@
 
 Both sides of NTPS are generalized eigenproblems ``A v = lambda B v`` with
 ``A = G G^T`` positive semi-definite and ``B`` a (often singular) covariance.
-They are solved on the range of ``B``: eigendecompose ``B``, keep eigenvalues
-above ``rtol * max``, whiten, then take the left singular vectors of the
+They are solved on the range of ``B``: factor ``B`` (Cholesky when it is
+comfortably positive definite, else an eigendecomposition keeping eigenvalues
+above ``rtol * max``), whiten, then take the left singular vectors of the
 whitened ``G`` (the eigenvectors of the whitened ``A``, more accurately).
 Largest eigenvalues come first; the authors' dense code took the smallest.
 """
@@ -18,23 +19,23 @@ from scipy import linalg
 
 @dataclass(frozen=True, eq=False)
 class Whitening:
-    """Eigenbasis of a PSD matrix ``B`` restricted to its numerical range.
+    """A factor ``B ~= root @ root.T`` on ``B``'s numerical range, and its whitener.
 
-    ``basis`` (d, m) has orthonormal columns, ``eigenvalues`` (m,) are > 0,
-    so ``B ~= basis @ diag(eigenvalues) @ basis.T``.
+    ``root`` and ``whitener`` are (d, m) with ``whitener.T @ root = I``, so
+    ``whitener.T @ B @ whitener = I``. Any square root serves NTPS: every
+    quantity it feeds is unchanged when ``root -> root @ O`` for an orthogonal
+    ``O`` (and ``whitener -> whitener @ O``). :func:`whiten` takes the Cholesky
+    factor when ``B`` is comfortably positive definite, the eigenbasis
+    otherwise; ``eigenvalues`` (m,) are known on the second path only.
     """
 
-    basis: np.ndarray
-    eigenvalues: np.ndarray
-
-    @property
-    def whitener(self) -> np.ndarray:
-        """``W`` (d, m) with ``W.T @ B @ W = I``."""
-        return self.basis / np.sqrt(self.eigenvalues)
+    root: np.ndarray
+    whitener: np.ndarray
+    eigenvalues: np.ndarray | None = None
 
     @property
     def rank(self) -> int:
-        return self.eigenvalues.shape[0]
+        return self.root.shape[1]
 
 
 def regularize(B: np.ndarray, *, shrinkage: float = 0.0, floor: float = 0.0,
@@ -69,7 +70,7 @@ def regularize(B: np.ndarray, *, shrinkage: float = 0.0, floor: float = 0.0,
 
 
 def whiten(B: np.ndarray, *, rtol: float | None = None) -> Whitening:
-    """Eigendecompose the PSD matrix ``B`` on its range.
+    """Factor the PSD matrix ``B`` on its range.
 
     Parameters
     ----------
@@ -78,16 +79,57 @@ def whiten(B: np.ndarray, *, rtol: float | None = None) -> Whitening:
     rtol : float, default=None
         Eigenvalues at most ``rtol * max(eigenvalues)`` are treated as zero.
         ``None`` uses ``d * eps``, the cut-off of :func:`scipy.linalg.pinvh`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> wh = whiten(np.diag([4.0, 1.0, 0.0]))
+    >>> wh.rank, wh.eigenvalues
+    (2, array([4., 1.]))
+    >>> whiten(np.diag([4.0, 1.0])).eigenvalues is None  # positive definite: Cholesky
+    True
     """
     d = B.shape[0]
     if rtol is None:
         rtol = d * np.finfo(np.float64).eps
+    wh = _cholesky_whitening(B, rtol)
+    if wh is not None:
+        return wh
     w, Q = linalg.eigh(B, driver="evd")
     top = w.max(initial=0.0)
     keep = w > rtol * top if top > 0 else np.zeros_like(w, dtype=bool)
     # eigh returns ascending order; the range is kept largest first.
     keep_idx = np.flatnonzero(keep)[::-1]
-    return Whitening(basis=Q[:, keep_idx], eigenvalues=w[keep_idx])
+    w, Q = w[keep_idx], Q[:, keep_idx]
+    return Whitening(root=Q * np.sqrt(w), whitener=Q / np.sqrt(w), eigenvalues=w)
+
+
+def _cholesky_whitening(B, rtol):
+    """The Cholesky factor of ``B`` when the eigenvalue cut-off would keep every direction.
+
+    A fraction of an eigendecomposition's cost. ``B`` is factored after
+    scaling to a unit diagonal (Cholesky's accuracy then depends on the scaled
+    conditioning only), and taken only when LAPACK's estimate of
+    ``1 / cond_1(B)``, a lower bound on ``lambda_min / lambda_max`` up to the
+    estimator's factor of a few, is a hundred times above ``rtol``: then the
+    eigen path drops nothing and both give the same subspaces. Otherwise
+    (a singular ``B``, say) None.
+    """
+    diag = np.diag(B)
+    if diag.size == 0 or not (diag > 0).all():
+        return None
+    s = 1.0 / np.sqrt(diag)
+    Ls, info = linalg.lapack.dpotrf(B * s[:, None] * s[None, :], lower=1, clean=1)
+    if info != 0:
+        return None
+    L = Ls / s[:, None]
+    rcond, info = linalg.lapack.dpocon(L, np.abs(B).sum(axis=0).max(), uplo="L")
+    if info != 0 or not rcond > 100 * rtol:
+        return None
+    Ls_inv, info = linalg.lapack.dtrtri(Ls, lower=1)
+    if info != 0:
+        return None
+    return Whitening(root=L, whitener=Ls_inv.T * s[:, None])
 
 
 def top_generalized_eigenvectors(G, B, n_components=None, *, rtol=None):
@@ -166,7 +208,7 @@ def nested_basis(V: np.ndarray, *, rtol: float = 1e-8, block: int = 64):
         # Full column rank, the common case: one Householder QR, whose first k
         # columns span the first k of V. Only a dependent column needs the loop.
         Q, R = np.linalg.qr(V)
-        if np.all(np.abs(np.diag(R)) > 10 * rtol * norms):
+        if _independent(R, norms, rtol):
             return Q, np.arange(1, K + 1)
     basis = np.empty((d, min(d, K)))
     dims = np.empty(K, dtype=np.intp)
@@ -186,6 +228,35 @@ def nested_basis(V: np.ndarray, *, rtol: float = 1e-8, block: int = 64):
                 r += 1
             dims[lo + j] = r
     return basis[:, :r], dims
+
+
+def nested_coordinates(V: np.ndarray, M: np.ndarray, *, rtol: float = 1e-8):
+    """``(basis.T @ M, dims)`` for ``basis, dims = nested_basis(V)``, without forming ``basis``.
+
+    The curves need only the coordinates of a few columns ``M`` in the nested
+    spans: Householder QR applies its reflectors to them instead of building
+    the basis, half the cost of :func:`nested_basis` for a square ``V``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> V = np.array([[1.0, 1.0], [0.0, 1.0]]); M = np.array([[0.0], [2.0]])
+    >>> coords, dims = nested_coordinates(V, M)
+    >>> np.abs(coords).ravel(), dims
+    (array([0., 2.]), array([1, 2]))
+    """
+    d, K = V.shape
+    if 0 < K <= d and M.shape[1] > 0:
+        MQ, R = linalg.qr_multiply(V, M.T, mode="right")
+        if _independent(R, np.linalg.norm(V, axis=0), rtol):
+            return MQ.T, np.arange(1, K + 1)
+    basis, dims = nested_basis(V, rtol=rtol)
+    return basis.T @ M, dims
+
+
+def _independent(R, norms, rtol) -> bool:
+    # A column whose new part is small against its norm depends on those before it.
+    return bool(np.all(np.abs(np.diag(R)) > 10 * rtol * norms))
 
 
 def _fix_signs(vectors: np.ndarray) -> np.ndarray:

@@ -63,3 +63,44 @@ def test_nested_basis_block_size_does_not_matter(block):
     ref, ref_dims = nested_basis(V, block=64)
     np.testing.assert_array_equal(dims, ref_dims)
     np.testing.assert_allclose(np.abs(basis.T @ ref), np.eye(5), atol=1e-10)
+
+
+def test_whiten_takes_cholesky_when_well_conditioned_and_eigen_otherwise():
+    G, B = random_problem(d=12, p=3, seed=3)
+    B = B * np.r_[1e4, np.ones(11)][:, None] * np.r_[1e4, np.ones(11)]  # unequal scales
+    chol = whiten(B)
+    assert chol.eigenvalues is None and chol.rank == 12
+    np.testing.assert_allclose(chol.root @ chol.root.T, B, rtol=1e-10, atol=1e-10 * B.max())
+    np.testing.assert_allclose(chol.whitener.T @ B @ chol.whitener, np.eye(12), atol=1e-8)
+    np.testing.assert_allclose(chol.whitener.T @ chol.root, np.eye(12), atol=1e-10)
+    # Near the eigenvalue cut-off the eigen path decides what is dropped.
+    near = np.diag([1.0, 1e-14, 0.5])
+    assert whiten(near).eigenvalues is not None
+    assert whiten(near, rtol=1e-10).rank == 2
+
+
+def test_both_factorisations_give_the_same_generalized_eigenvectors(monkeypatch):
+    from sklearn_ntps import subspaces
+
+    G, B = random_problem(d=15, p=15, seed=4)
+    vals, vecs = top_generalized_eigenvectors(G, B)
+    monkeypatch.setattr(subspaces, "_cholesky_whitening", lambda B, rtol: None)
+    ref_vals, ref_vecs = top_generalized_eigenvectors(G, B)
+    np.testing.assert_allclose(vals, ref_vals, rtol=1e-9)
+    np.testing.assert_allclose(vecs, ref_vecs, atol=1e-7 * np.abs(ref_vecs).max())
+
+
+@pytest.mark.parametrize("dependent", [False, True])
+def test_nested_coordinates_equal_those_in_the_nested_basis(dependent):
+    from sklearn_ntps.subspaces import nested_coordinates
+
+    rng = np.random.default_rng(5)
+    V = rng.normal(size=(8, 6))
+    if dependent:
+        V[:, 3] = V[:, 0] - 2 * V[:, 1]
+    M = rng.normal(size=(8, 3))
+    coords, dims = nested_coordinates(V, M)
+    basis, ref_dims = nested_basis(V)
+    np.testing.assert_array_equal(dims, ref_dims)
+    # Each coordinate is defined up to the sign of its basis vector.
+    np.testing.assert_allclose(np.abs(coords), np.abs(basis.T @ M), atol=1e-12)
