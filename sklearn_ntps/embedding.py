@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.externals.array_api_compat import array_namespace
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._set_output import _wrap_data_with_container
 from sklearn.utils.validation import check_is_fitted
@@ -396,11 +397,14 @@ def resolve_layer(layer, n_layers: int, name) -> int:
 
 
 def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=512,
-                       with_moments=True, progress=True, sort_by_length=True):
+                       with_moments=True, progress=True, sort_by_length=True, on_device=None):
     """Run the model once over ``texts`` and return the statistics of ``layers`` (None: all).
 
     Texts are tokenized once, sorted by length into batches (little padding),
-    and restored to input order at the end.
+    and restored to input order at the end. ``on_device`` (default: on a CUDA
+    model) keeps the hidden states on the model's device and sums the moments
+    there, in float64, so only the d x d results cross to the host; otherwise
+    they are summed in numpy, whose ``c.T @ c`` is a symmetric rank-k update.
 
     Returns
     -------
@@ -422,6 +426,9 @@ def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=
     # States arrive upcast to float32: their precision is the model's dtype's.
     acc = MomentAccumulator(pooling=POOLINGS, autoregressive=with_moments,
                             precision=float(torch.finfo(model.dtype).eps) / 2)
+    if on_device is None:
+        on_device = model.device.type == "cuda"
+    host = (lambda t: t) if on_device else (lambda t: t.cpu().numpy())
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     pending = _Pending(acc, _STATS_BUFFER_BYTES)
     with torch.inference_mode():
@@ -431,7 +438,7 @@ def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=
             hidden = model(**batch, output_hidden_states=True).hidden_states
             # (n_layers, n_valid_tokens, d), text after text: pads dropped
             # whichever side they are on.
-            pending.add(torch.stack([hidden[i] for i in kept])[:, mask].float().cpu().numpy(),
+            pending.add(host(torch.stack([hidden[i] for i in kept])[:, mask].float()),
                         mask.sum(dim=1).cpu().numpy())
         pending.flush()
     inverse = np.empty_like(order)
@@ -464,7 +471,9 @@ class _Pending:
 
     def flush(self):
         if self.states:
-            self.acc.update(np.concatenate(self.states, axis=1), np.concatenate(self.lengths))
+            states = self.states[0] if len(self.states) == 1 else \
+                array_namespace(self.states[0]).concat(self.states, axis=1)
+            self.acc.update(states, np.concatenate(self.lengths))
             self.states, self.lengths = [], []
 
 

@@ -8,7 +8,9 @@ NTPS needs, per layer, only sufficient statistics of the token hidden states:
 
 They are sums, so they stream (memory ``O(n d + d^2)`` whatever the number of
 tokens) and the moments of two shards add up to the moments of the whole.
-Everything is accumulated in float64 whatever the dtype of the states.
+Everything is accumulated in float64 whatever the dtype of the states, on the
+device the states live on: the accumulator speaks the array API, so a CUDA
+tensor's moments are summed on the GPU and only the d x d results come back.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.externals.array_api_compat import (
+    array_namespace,
+    device,
+    is_array_api_obj,
+    is_numpy_array,
+)
 
 POOLINGS = ("mean", "last")
 
@@ -193,36 +201,44 @@ class MomentAccumulator:
 
         Parameters
         ----------
-        states : array-like of shape (n_layers, n_tokens, n_features) or (n_tokens, n_features)
+        states : array of shape (n_layers, n_tokens, n_features) or (n_tokens, n_features)
             Valid token states of the batch, packed: text after text, in order.
+            A numpy array, or any array-API array (a torch tensor on a GPU,
+            say): the sums are then kept on its device, in float64.
         lengths : array-like of int, shape (n_texts,)
             Number of tokens of each text; they sum to ``n_tokens``. Every
             length must be at least 1.
         """
-        states = np.asarray(states)
-        self.precision = max(self.precision, unit_roundoff(states.dtype))
+        if is_numpy_array(states) or not is_array_api_obj(states):
+            states, xp = np.asarray(states), np
+        else:
+            xp = array_namespace(states)
+        self.precision = max(self.precision, _roundoff(xp, states.dtype))
         if states.ndim == 2:
-            states = states[np.newaxis]
+            states = states[None]
         lengths = np.asarray(lengths, dtype=np.intp)
         n_layers, n_tokens, d = states.shape
         if lengths.sum() != n_tokens or (lengths < 1).any():
             raise ValueError("lengths must be >= 1 and sum to the number of tokens.")
         self._check_shape((n_layers, d))
+        dev = device(states)
         if self.autoregressive and self._c0 is None:
-            self._c0 = np.zeros((n_layers, d, d))
-            self._c1 = np.zeros((n_layers, d, d))
-            self._first = np.zeros((n_layers, 2, d))
+            self._c0 = xp.zeros((n_layers, d, d), dtype=xp.float64, device=dev)
+            self._c1 = xp.zeros((n_layers, d, d), dtype=xp.float64, device=dev)
+            self._first = xp.zeros((n_layers, 2, d), dtype=xp.float64, device=dev)
         ends = np.cumsum(lengths)
         # Position p of every text at least p + 1 long: a loop over positions
         # (not texts) builds all prefix sums with vectorised row additions.
         steps = [ends[lengths > p] - lengths[lengths > p] + p for p in range(1, lengths.max())]
-        pooled = {p: np.empty((n_layers, len(lengths), d)) for p in self.poolings}
+        index = _Index(xp, dev, lengths, ends, steps)
+        pooled = {p: xp.empty((n_layers, len(lengths), d), dtype=xp.float64, device=dev)
+                  for p in self.poolings}
         # Non-finite states are caught below, once, instead of warning per layer.
         with np.errstate(invalid="ignore", over="ignore"):
-            self._accumulate(states, lengths, ends, steps, pooled)
+            self._accumulate(xp, states, index, pooled)
         # A non-finite state spreads into every sum it touches: stop at once.
-        finite = all(np.isfinite(v).all() for v in pooled.values())
-        if not (finite and (self._c0 is None or np.isfinite(self._c0).all())):
+        finite = all(bool(xp.all(xp.isfinite(v))) for v in pooled.values())
+        if not (finite and (self._c0 is None or bool(xp.all(xp.isfinite(self._c0))))):
             raise ValueError(
                 "Hidden states contain NaN or infinity (a float16 overflow? try "
                 "torch_dtype='float32'); nothing from this batch can be trusted."
@@ -232,27 +248,27 @@ class MomentAccumulator:
         if self.autoregressive:
             self.n_pairs += n_tokens - len(lengths)
 
-    def _accumulate(self, states, lengths, ends, steps, pooled):
+    def _accumulate(self, xp, states, index, pooled):
         # One layer at a time keeps the float64 copies in cache: the passes over
         # the states cost little next to the two matrix products.
         for layer in range(states.shape[0]):
-            h = states[layer].astype(np.float64)
-            contexts = None
-            if self.autoregressive:
-                contexts = h.copy()
-                for idx in steps:
-                    contexts[idx] += contexts[idx - 1]
-            for p in self.poolings:
-                pooled[p][layer] = _pool(h, lengths, p, contexts)
+            h = xp.astype(states[layer], xp.float64)
+            contexts = xp.asarray(h, copy=True)
+            for idx, prev in index.steps:
+                contexts[idx] += contexts[prev]
+            # A text's last prefix sum is the sum of its tokens: the mean for free.
+            if "mean" in pooled:
+                pooled["mean"][layer] = contexts[index.last] / index.lengths[:, None]
+            if "last" in pooled:
+                pooled["last"][layer] = h[index.last]
             if self.autoregressive:
                 # The last token of a text has no next token: zeroing its
                 # context drops that pair, so both products run on views.
-                contexts[ends - 1] = 0.0
+                contexts[index.last] = 0.0
                 self._c0[layer] += contexts.T @ contexts
                 self._c1[layer] += contexts[:-1].T @ h[1:]
-                first = self._first[layer]
-                first[0] += contexts.sum(axis=0)
-                first[1] += h.sum(axis=0) - h[ends - lengths].sum(axis=0)
+                self._first[layer, 0] += xp.sum(contexts, axis=0)
+                self._first[layer, 1] += xp.sum(h, axis=0) - xp.sum(h[index.first], axis=0)
 
     def _check_shape(self, shape):
         if self._shape is None:
@@ -271,12 +287,11 @@ class MomentAccumulator:
             raise ValueError("Cannot merge accumulators with different settings.")
         self._check_shape(other._shape)
         if other._c0 is not None:
-            if self._c0 is None:
-                self._c0, self._c1 = np.zeros_like(other._c0), np.zeros_like(other._c1)
-                self._first = np.zeros_like(other._first)
-            self._c0 += other._c0
-            self._c1 += other._c1
-            self._first += other._first
+            # Shards may have run on different devices: their sums meet on the host.
+            for name in ("_c0", "_c1", "_first"):
+                mine = getattr(self, name)
+                theirs = _to_numpy(getattr(other, name))
+                setattr(self, name, theirs.copy() if mine is None else _to_numpy(mine) + theirs)
         self.precision = max(self.precision, other.precision)
         for p in self.poolings:
             self._pooled[p].extend(other._pooled[p])
@@ -287,7 +302,8 @@ class MomentAccumulator:
         """Pooled features of every layer, shape (n_layers, n_texts, n_features)."""
         if self._shape is None:
             raise ValueError("No texts were accumulated.")
-        return np.concatenate(self._pooled[pooling or self.poolings[0]], axis=1)
+        return np.concatenate([_to_numpy(p) for p in self._pooled[pooling or self.poolings[0]]],
+                              axis=1)
 
     def moments(self, layer: int = 0, pooling: str | None = None) -> Moments:
         """The accumulated :class:`Moments` of one layer."""
@@ -301,7 +317,8 @@ class MomentAccumulator:
         out = {f"pooled_{p}": self.pooled(p) for p in self.poolings}
         out["precision"] = self.precision
         if self.autoregressive:
-            out.update(c0=self._c0, c1=self._c1, first=self._first, n_pairs=self.n_pairs)
+            out.update(c0=_to_numpy(self._c0), c1=_to_numpy(self._c1),
+                       first=_to_numpy(self._first), n_pairs=self.n_pairs)
         return out
 
 
@@ -314,6 +331,30 @@ def moments_from_statistics(stats, layer: int, pooling: str = "mean") -> Moments
         c1=np.array(stats["c1"][layer]), n_pairs=int(stats["n_pairs"]),
         context_sum=first[0], target_sum=first[1], precision=float(stats["precision"]),
     )
+
+
+class _Index:
+    """A batch's token positions, as index arrays on the states' device."""
+
+    def __init__(self, xp, dev, lengths, ends, steps):
+        put = (lambda a: a) if xp is np else (lambda a: xp.asarray(a, device=dev))
+        self.last, self.first = put(ends - 1), put(ends - lengths)
+        self.steps = [(put(idx), put(idx - 1)) for idx in steps]
+        self.lengths = put(lengths.astype(np.float64))
+
+
+def _to_numpy(a) -> np.ndarray:
+    """A host numpy copy of an array-API array (a CUDA tensor, say); numpy arrays as they are."""
+    if a is None or isinstance(a, np.ndarray):
+        return a
+    return np.asarray(a.cpu() if hasattr(a, "cpu") else a)
+
+
+def _roundoff(xp, dtype) -> float:
+    if xp is np:
+        return unit_roundoff(dtype)
+    own = float(xp.finfo(dtype).eps) / 2 if xp.isdtype(dtype, "real floating") else 0.0
+    return max(own, _FLOAT32_ROUNDOFF)
 
 
 def unit_roundoff(dtype) -> float:
@@ -449,15 +490,9 @@ def _input_precision(X) -> float:
                default=_FLOAT32_ROUNDOFF)
 
 
-def _pool(states, lengths, pooling, contexts=None):
-    """The pooling rule, for packed states of shape (..., n_tokens, n_features).
-
-    ``contexts``, the per-text prefix sums when already computed, give the
-    mean for free: a text's last prefix sum is the sum of its tokens.
-    """
+def _pool(states, lengths, pooling):
+    """The pooling rule for packed numpy states of shape (n_tokens, n_features)."""
     ends = np.cumsum(lengths)
     if pooling == "last":
-        return states[..., ends - 1, :]
-    sums = contexts[..., ends - 1, :] if contexts is not None else np.add.reduceat(
-        states, ends - lengths, axis=-2)
-    return sums / lengths[:, None]
+        return states[ends - 1]
+    return np.add.reduceat(states, ends - lengths, axis=0) / lengths[:, None]

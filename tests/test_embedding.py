@@ -405,3 +405,15 @@ def test_resources_are_checked_before_the_model_runs(tiny_llama, ntps_cache, mon
     with pytest.raises(MemoryError, match="layers=") as info:
         emb(tiny_llama, output="tokens").fit_transform(TEXTS)
     assert isinstance(info.value, ValueError) and calls == []
+
+
+def test_moments_summed_on_the_model_device_equal_the_host_path(tiny_llama):
+    # The CUDA path (states stay on the device, float64 sums there), run on the CPU device.
+    loaded = load_model(tiny_llama, progress=False)
+    kw = dict(batch_size=3, max_length=32, progress=False)
+    host = embedding.extract_statistics(loaded, TEXTS, on_device=False, **kw)
+    dev = embedding.extract_statistics(loaded, TEXTS, on_device=True, **kw)
+    for name in ("pooled_mean", "pooled_last", "c0", "c1", "first"):
+        np.testing.assert_allclose(dev[name], host[name], rtol=1e-12,
+                                   atol=1e-12 * np.abs(host[name]).max())
+    assert dev["n_pairs"] == host["n_pairs"]

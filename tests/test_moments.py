@@ -195,3 +195,31 @@ def test_precision_comes_from_the_dtype_of_the_states():
     acc = MomentAccumulator(precision=unit_roundoff(np.float16))   # bf16 states arrive as float32
     acc.update(np.ones((4, 3), dtype=np.float32), [2, 2])
     assert acc.moments().precision == unit_roundoff(np.float16)
+
+
+def test_torch_states_are_summed_on_their_device_and_match_numpy():
+    # The GPU path: the same accumulator on tensors (here on the CPU device).
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(24)
+    lengths = rng.integers(1, 12, size=50)
+    states = rng.normal(size=(3, lengths.sum(), 6)).astype(np.float32)
+    ref = MomentAccumulator(pooling=("mean", "last"))
+    ref.update(states, lengths)
+    got = MomentAccumulator(pooling=("mean", "last"))
+    got.update(torch.from_numpy(states), lengths)
+    assert got._c0.dtype == torch.float64 and isinstance(got._c0, torch.Tensor)
+    a, b = ref.statistics(), got.statistics()
+    for name in ("pooled_mean", "pooled_last", "c0", "c1", "first"):
+        assert isinstance(b[name], np.ndarray)
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-12, atol=1e-12 * np.abs(a[name]).max())
+    assert b["n_pairs"] == a["n_pairs"] and b["precision"] == a["precision"]
+    half = MomentAccumulator()
+    half.update(torch.ones(4, 3, dtype=torch.float16), [2, 2])
+    assert half.precision == np.finfo(np.float16).eps / 2
+    # Shards from a device and from the host merge on the host.
+    merged = MomentAccumulator(pooling=("mean", "last")).merge(got).merge(ref)
+    np.testing.assert_allclose(merged.statistics()["c0"], 2 * a["c0"], rtol=1e-12)
+    bad = torch.from_numpy(states.copy())
+    bad[0, 3, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        MomentAccumulator().update(bad, lengths)
