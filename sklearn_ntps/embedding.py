@@ -180,6 +180,29 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         self.model_params_ = {name: getattr(self, name) for name in self._MODEL_PARAMS}
         return self
 
+    def partial_fit(self, X=None, y=None):
+        """Fit on the first call, then only check the texts: for streams of batches.
+
+        The transformer learns nothing from texts, so a stream is
+        ``emb.partial_fit(batch)``, then ``emb.transform(batch)``, whose
+        :class:`~sklearn_ntps.Moments` add up (``sum`` or ``+``) to those of
+        all the batches, for ``NTPSScorer.partial_fit`` or ``fit``.
+
+        Parameters
+        ----------
+        X : sequence of str, default=None
+        y : ignored
+
+        Returns
+        -------
+        self : HFEmbeddingTransformer
+        """
+        if not hasattr(self, "model_params_"):
+            return self.fit(X, y)
+        if X is not None:
+            check_texts(X)
+        return self
+
     def transform(self, X):
         """Hidden-state features of the texts at ``layer``.
 

@@ -41,9 +41,15 @@ class _NTPSBase(BaseEstimator):
 
     _parameter_constraints: dict = dict(PARAMETER_CONSTRAINTS)
 
-    def _fit_ntps(self, X, y):
+    def _fit_ntps(self, X, y, *, stream=False):
         moments = compute_moments(X)
         check_consistent_length(moments, y)
+        if stream:
+            moments, y = self._extend_stream(moments, y)
+        else:
+            # fit starts over: no stream to continue (it would hold 2 d^2 floats).
+            self.__dict__.pop("moments_", None)
+            self.__dict__.pop("_y_stream", None)
         # Our encoding first: its message names labels that cannot be sorted.
         classes, yi = encode_labels(y)
         check_classification_targets(y)
@@ -66,7 +72,26 @@ class _NTPSBase(BaseEstimator):
         self.ntps_ = self.score_ = float(curve[k - 1])
         self.excess_loss_curve_ = fit.excess_loss()
         self.excess_loss_ = float(self.excess_loss_curve_[k - 1])
-        return moments
+        if stream:
+            self.moments_, self._y_stream = moments, y
+        return moments, y
+
+    def _extend_stream(self, moments, y):
+        """The moments and labels of every batch given to partial_fit, this one last."""
+        if not hasattr(self, "moments_"):
+            if hasattr(self, "n_features_in_"):
+                raise ValueError(
+                    f"This {type(self).__name__} was fitted with fit, which keeps no moments to "
+                    "add to; partial_fit continues a stream of partial_fit calls. Start one "
+                    "from an unfitted copy (sklearn.base.clone)."
+                )
+            return moments, np.asarray(y)
+        if moments.n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {moments.n_features} features, but {type(self).__name__} is fitted "
+                f"with {self.n_features_in_} features."
+            )
+        return self.moments_ + moments, np.concatenate([self._y_stream, np.asarray(y)])
 
     def _pooled(self, X):
         check_is_fitted(self)
@@ -86,6 +111,24 @@ class _NTPSBase(BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.target_tags.required = True
         return tags
+
+
+_PARTIAL_FIT_DOC = """Add a batch of labelled texts, and refit on every batch given so far.
+
+        The moments are sums, so the stream holds ``O(n d + d^2)`` numbers and
+        ends in the fit that one call to ``fit`` on all the batches gives (to
+        float64 rounding). Each call solves the eigenproblems again; ``fit``
+        starts over and keeps no stream.
+
+        Parameters
+        ----------
+        X : sequence of ndarray of shape (n_tokens_i, n_features), or Moments
+        y : array-like of shape (n_texts,)
+
+        Returns
+        -------
+        self
+        """
 
 
 _PARAMETERS_DOC = """
@@ -147,6 +190,8 @@ class NTPSScorer(_NTPSBase):
     n_components_ : int
         The resolved k.
     n_features_in_ : int
+    moments_ : Moments
+        After :meth:`partial_fit` only: the summed moments of every batch so far.
 
     See Also
     --------
@@ -194,6 +239,13 @@ class NTPSScorer(_NTPSBase):
         """
         self._fit_ntps(X, y)
         return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y):
+        self._fit_ntps(X, y, stream=True)
+        return self
+
+    partial_fit.__doc__ = _PARTIAL_FIT_DOC
 
     def score(self, X, y):
         """NTPS of ``(X, y)`` against the fitted autoregressive subspace.
@@ -250,7 +302,7 @@ class NTPSSubspaceProbe(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transf
         The fitted clone of ``estimator``.
     classes_ : ndarray of shape (n_classes,)
     ntps_, ntps_curve_, excess_loss_, excess_loss_curve_, components_, ar_eigenvalues_,
-    perception_components_, options_, n_components_, n_features_in_
+    perception_components_, options_, n_components_, n_features_in_, moments_
         As in :class:`NTPSScorer`, for the training texts.
 
     Examples
@@ -293,7 +345,15 @@ class NTPSSubspaceProbe(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transf
         -------
         self : NTPSSubspaceProbe
         """
-        moments = self._fit_ntps(X, y)
+        return self._fit_probe(*self._fit_ntps(X, y))
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y):
+        return self._fit_probe(*self._fit_ntps(X, y, stream=True))
+
+    partial_fit.__doc__ = _PARTIAL_FIT_DOC
+
+    def _fit_probe(self, moments, y):
         base = self.estimator
         if base is None:
             base = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))

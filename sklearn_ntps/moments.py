@@ -79,6 +79,8 @@ class Moments:
     >>> whole = compute_moments(states[:2]) + compute_moments(states[2:])
     >>> bool(np.allclose(whole.c0, m.c0))
     True
+    >>> bool(np.allclose(sum(compute_moments([s]) for s in states).c1, m.c1))
+    True
     """
 
     pooled: np.ndarray
@@ -114,6 +116,10 @@ class Moments:
                 f"Cannot merge moments of {self.n_features} and {other.n_features} features."
             )
         return resample_blocks([self, other], [1, 1])
+
+    def __radd__(self, other):
+        # sum() of a stream of batches' moments starts from 0.
+        return self if isinstance(other, int) and other == 0 else NotImplemented
 
 
 def resample_blocks(parts: Sequence[Moments], counts) -> Moments:

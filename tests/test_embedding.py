@@ -417,3 +417,19 @@ def test_moments_summed_on_the_model_device_equal_the_host_path(tiny_llama):
         np.testing.assert_allclose(dev[name], host[name], rtol=1e-12,
                                    atol=1e-12 * np.abs(host[name]).max())
     assert dev["n_pairs"] == host["n_pairs"]
+
+
+def test_a_stream_of_batches_gives_the_fit_of_all_texts(tiny_llama, ntps_cache):
+    # One text per forward pass: float32 kernels then see the same shapes whatever the batching.
+    kw = dict(model_name_or_path=tiny_llama, output="tokens", batch_size=1, progress=False)
+    whole = HFEmbeddingTransformer(**kw).fit(TEXTS).transform(TEXTS)
+    stream_emb = HFEmbeddingTransformer(**kw)
+    scorer = NTPSScorer(n_components=4)
+    batches = [slice(0, 3), slice(3, 8)]
+    for b in batches:
+        scorer.partial_fit(stream_emb.partial_fit(TEXTS[b]).transform(TEXTS[b]), LABELS[b])
+    summed = sum(stream_emb.transform(TEXTS[b]) for b in batches)
+    np.testing.assert_allclose(summed.c0, whole.c0, rtol=1e-12)
+    np.testing.assert_array_equal(summed.pooled, whole.pooled)
+    ref = NTPSScorer(n_components=4).fit(whole, LABELS)
+    np.testing.assert_allclose(scorer.ntps_curve_, ref.ntps_curve_, atol=1e-10)

@@ -238,3 +238,33 @@ def test_probe_feature_names_and_set_output():
     frame = probe.set_output(transform="pandas").transform(X)
     assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(
         probe.get_feature_names_out())
+
+
+@pytest.mark.parametrize("Estimator", [NTPSScorer, NTPSSubspaceProbe])
+def test_partial_fit_on_a_stream_equals_one_fit(Estimator):
+    X, y = make_texts(n_texts=120, n_features=10, n_classes=3, min_len=1, seed=31)
+    one = Estimator(n_components=4).fit(X, y)
+    stream = Estimator(n_components=4)
+    for lo in range(0, 120, 50):
+        stream.partial_fit(X[lo : lo + 50], y[lo : lo + 50])
+    assert len(stream.moments_) == 120
+    np.testing.assert_allclose(stream.ntps_curve_, one.ntps_curve_, atol=1e-10)
+    np.testing.assert_allclose(stream.excess_loss_curve_, one.excess_loss_curve_, atol=1e-10)
+    np.testing.assert_allclose(np.abs(stream.components_ @ one.components_.T), np.eye(4),
+                               atol=1e-8)
+    if Estimator is NTPSSubspaceProbe:
+        np.testing.assert_array_equal(stream.predict(X), one.predict(X))
+    # fit starts over and keeps no stream; partial_fit then refuses to guess.
+    stream.fit(X, y)
+    assert not hasattr(stream, "moments_")
+    with pytest.raises(ValueError, match="fitted with fit"):
+        stream.partial_fit(X[:10], y[:10])
+
+
+def test_partial_fit_checks_the_features_of_each_batch():
+    X, y = make_texts(n_texts=40, n_features=6, seed=32)
+    other, _ = make_texts(n_texts=40, n_features=7, seed=32)
+    scorer = NTPSScorer(n_components=2).partial_fit(X, y)
+    with pytest.raises(ValueError, match="7 features, but NTPSScorer is fitted with 6"):
+        scorer.partial_fit(other, y)
+    assert len(scorer.moments_) == 40  # nothing lost
