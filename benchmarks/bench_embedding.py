@@ -3,7 +3,8 @@
 Prints ratios measured in one run on the same texts (BANKING77, bundled):
 
 (a) all-layer statistics (pooled features + C0, C1 for every layer) over the
-    bare forward pass of the same batches (target: at most 1.10x);
+    bare forward pass of the same batches (target: at most 1.10x), and the
+    same for a few layers (``layers=``) and summed on the model's device;
 (c) unsorted batching over length-sorted batching, on texts of mixed length;
 and the time to embed the texts with their statistics.
 
@@ -17,20 +18,20 @@ import numpy as np
 import torch
 
 from sklearn_ntps.datasets import load_banking77, load_sms_spam
-from sklearn_ntps.embedding import extract_statistics
+from sklearn_ntps.embedding import encode, extract_statistics, padded_batch
 from sklearn_ntps.models import load_model
 
 
 def bare_forward(loaded, texts, batch_size, max_length):
-    """The same sorted batches through the model, nothing else."""
-    tok = loaded.tokenizer
-    ids = tok(texts, truncation=True, max_length=max_length)["input_ids"]
-    order = np.argsort([-len(i) for i in ids], kind="stable")
+    """The same sorted batches through the model, nothing else (on any device)."""
+    encoded, _, _ = encode(loaded, texts, max_length)
+    order = np.argsort([-len(i) for i in encoded], kind="stable")
     with torch.inference_mode():
         for lo in range(0, len(order), batch_size):
-            batch = tok.pad({"input_ids": [ids[i] for i in order[lo : lo + batch_size]]},
-                            return_tensors="pt")
+            batch = padded_batch(loaded, [encoded[i] for i in order[lo : lo + batch_size]])
             loaded.model(**batch, output_hidden_states=True)
+        if loaded.device.type == "cuda":
+            torch.cuda.synchronize()
 
 
 def best_of(repeats, fn):
@@ -61,6 +62,12 @@ def main():
     print(f"bare forward            {forward:7.2f} s")
     print(f"pooled, all layers      {pooled:7.2f} s   ratio {pooled / forward:.2f}x")
     print(f"(a) NTPS stats, all     {stats:7.2f} s   ratio {stats / forward:.2f}x (target <= 1.10x)")
+    few = [loaded.n_layers // 3, 2 * loaded.n_layers // 3, loaded.n_layers - 1]
+    some = best_of(args.repeats, lambda: extract_statistics(loaded, texts, layers=few, **kw))
+    print(f"    NTPS stats, layers {few}  {some:7.2f} s   ratio {some / forward:.2f}x")
+    dev = best_of(args.repeats, lambda: extract_statistics(loaded, texts, on_device=True, **kw))
+    print(f"    NTPS stats, all, summed in torch on {loaded.model.device}  {dev:7.2f} s   "
+          f"ratio {dev / forward:.2f}x")
 
     # Mixed lengths: short queries and long SMS messages, shuffled together.
     mixed = texts[: args.texts // 2] + load_sms_spam(split="train", n_samples=args.texts // 2).data
