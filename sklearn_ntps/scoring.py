@@ -122,6 +122,10 @@ class Options:
     shrinkage: object = None
     rtol: float = 0.0
 
+    def definite(self, intensity) -> bool:
+        """Whether the floor or a shrinkage makes a covariance positive definite."""
+        return self.rtol > 0 or intensity > 0
+
     def intensity(self, estimate) -> float:
         """The shrinkage intensity; ``estimate()`` gives Ledoit-Wolf's when asked for."""
         if self.shrinkage is None:
@@ -164,7 +168,8 @@ def perception_side(pooled, y_indices, n_classes, *, options=Options()) -> Perce
     Sxx, Sxy = X.T @ X / n, X.T @ onehot / n
     alpha = options.intensity(lambda: ledoit_wolf_shrinkage(X, assume_centered=True))
     raw = np.einsum("ij,ij->j", pooled, pooled) / n
-    wh = whiten(regularize(Sxx, shrinkage=alpha, floor=options.rtol, scale=raw))
+    wh = whiten(regularize(Sxx, shrinkage=alpha, floor=options.rtol, scale=raw),
+                definite=options.definite(alpha))
     if wh.rank == 0:
         raise ValueError("The pooled features are all zero (or constant, when centred): "
                          "NTPS is undefined.")
@@ -204,7 +209,7 @@ def autoregressive_subspace(moments: Moments, *, options=Options()):
     C0, C1 = C0 / n, C1 / n
     alpha = options.intensity(lambda: rblw_shrinkage(C0, n))
     C0 = regularize(C0, shrinkage=alpha, floor=options.rtol, scale=raw)
-    eigenvalues, V = top_generalized_eigenvectors(C1, C0)
+    eigenvalues, V = top_generalized_eigenvectors(C1, whiten(C0, definite=options.definite(alpha)))
     if V.shape[1] == 0:
         raise ValueError(
             "The next-token contexts are all equal, so their centred covariance C0 is zero: "

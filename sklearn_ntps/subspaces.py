@@ -2,9 +2,9 @@
 
 Both sides of NTPS are generalized eigenproblems ``A v = lambda B v`` with
 ``A = G G^T`` positive semi-definite and ``B`` a (often singular) covariance.
-They are solved on the range of ``B``: factor ``B`` (Cholesky when it is
-comfortably positive definite, else an eigendecomposition keeping eigenvalues
-above ``rtol * max``), whiten, then take the left singular vectors of the
+They are solved on the range of ``B``: factor ``B`` (Cholesky when a floor or
+shrinkage made it positive definite, else an eigendecomposition keeping
+eigenvalues above ``rtol * max``), whiten, then take the left singular vectors of the
 whitened ``G`` (the eigenvectors of the whitened ``A``, more accurately).
 Largest eigenvalues come first; the authors' dense code took the smallest.
 """
@@ -69,7 +69,7 @@ def regularize(B: np.ndarray, *, shrinkage: float = 0.0, floor: float = 0.0,
     return out
 
 
-def whiten(B: np.ndarray, *, rtol: float | None = None) -> Whitening:
+def whiten(B: np.ndarray, *, rtol: float | None = None, definite: bool = False) -> Whitening:
     """Factor the PSD matrix ``B`` on its range.
 
     Parameters
@@ -79,6 +79,10 @@ def whiten(B: np.ndarray, *, rtol: float | None = None) -> Whitening:
     rtol : float, default=None
         Eigenvalues at most ``rtol * max(eigenvalues)`` are treated as zero.
         ``None`` uses ``d * eps``, the cut-off of :func:`scipy.linalg.pinvh`.
+    definite : bool, default=False
+        ``B`` was made positive definite by its caller (a numerical floor or
+        shrinkage), so its whole space is kept: a Cholesky factor, a fraction
+        of an eigendecomposition's cost, unless it proves numerically unsound.
 
     Examples
     --------
@@ -86,15 +90,16 @@ def whiten(B: np.ndarray, *, rtol: float | None = None) -> Whitening:
     >>> wh = whiten(np.diag([4.0, 1.0, 0.0]))
     >>> wh.rank, wh.eigenvalues
     (2, array([4., 1.]))
-    >>> whiten(np.diag([4.0, 1.0])).eigenvalues is None  # positive definite: Cholesky
+    >>> whiten(np.diag([4.0, 1.0]), definite=True).eigenvalues is None  # Cholesky
     True
     """
     d = B.shape[0]
+    if definite:
+        wh = _cholesky_whitening(B)
+        if wh is not None:
+            return wh
     if rtol is None:
         rtol = d * np.finfo(np.float64).eps
-    wh = _cholesky_whitening(B, rtol)
-    if wh is not None:
-        return wh
     w, Q = linalg.eigh(B, driver="evd")
     top = w.max(initial=0.0)
     keep = w > rtol * top if top > 0 else np.zeros_like(w, dtype=bool)
@@ -104,32 +109,33 @@ def whiten(B: np.ndarray, *, rtol: float | None = None) -> Whitening:
     return Whitening(root=Q * np.sqrt(w), whitener=Q / np.sqrt(w), eigenvalues=w)
 
 
-def _cholesky_whitening(B, rtol):
-    """The Cholesky factor of ``B`` when the eigenvalue cut-off would keep every direction.
+# Largest condition number of a unit-diagonal matrix whose Cholesky factor is
+# trusted: its relative error is about cond * eps, here at most 1e-8.
+_CHOLESKY_MAX_COND = 1e-8 / float(np.finfo(np.float64).eps)
 
-    A fraction of an eigendecomposition's cost. ``B`` is factored after
-    scaling to a unit diagonal (Cholesky's accuracy then depends on the scaled
-    conditioning only), and taken only when LAPACK's estimate of
-    ``1 / cond_1(B)``, a lower bound on ``lambda_min / lambda_max`` up to the
-    estimator's factor of a few, is a hundred times above ``rtol``: then the
-    eigen path drops nothing and both give the same subspaces. Otherwise
-    (a singular ``B``, say) None.
+
+def _cholesky_whitening(B):
+    """``B``'s Cholesky factor, computed after scaling ``B`` to a unit diagonal; None if unsound.
+
+    Scaling makes the factor's accuracy depend on the scaled conditioning
+    only, which a floor relative to each coordinate's diagonal bounds
+    (about ``d / rtol``) whatever the spread of the coordinates' scales.
     """
     diag = np.diag(B)
     if diag.size == 0 or not (diag > 0).all():
         return None
     s = 1.0 / np.sqrt(diag)
-    Ls, info = linalg.lapack.dpotrf(B * s[:, None] * s[None, :], lower=1, clean=1)
+    scaled = B * s[:, None] * s[None, :]
+    Ls, info = linalg.lapack.dpotrf(scaled, lower=1, clean=1)
     if info != 0:
         return None
-    L = Ls / s[:, None]
-    rcond, info = linalg.lapack.dpocon(L, np.abs(B).sum(axis=0).max(), uplo="L")
-    if info != 0 or not rcond > 100 * rtol:
+    rcond, info = linalg.lapack.dpocon(Ls, np.abs(scaled).sum(axis=0).max(), uplo="L")
+    if info != 0 or not rcond * _CHOLESKY_MAX_COND > 1:
         return None
     Ls_inv, info = linalg.lapack.dtrtri(Ls, lower=1)
     if info != 0:
         return None
-    return Whitening(root=L, whitener=Ls_inv.T * s[:, None])
+    return Whitening(root=Ls / s[:, None], whitener=Ls_inv.T * s[:, None])
 
 
 def top_generalized_eigenvectors(G, B, n_components=None, *, rtol=None):

@@ -65,26 +65,24 @@ def test_nested_basis_block_size_does_not_matter(block):
     np.testing.assert_allclose(np.abs(basis.T @ ref), np.eye(5), atol=1e-10)
 
 
-def test_whiten_takes_cholesky_when_well_conditioned_and_eigen_otherwise():
-    G, B = random_problem(d=12, p=3, seed=3)
+def test_whiten_takes_cholesky_when_told_b_is_definite_and_eigen_otherwise():
+    _, B = random_problem(d=12, p=3, seed=3)
     B = B * np.r_[1e4, np.ones(11)][:, None] * np.r_[1e4, np.ones(11)]  # unequal scales
-    chol = whiten(B)
+    chol = whiten(B, definite=True)
     assert chol.eigenvalues is None and chol.rank == 12
     np.testing.assert_allclose(chol.root @ chol.root.T, B, rtol=1e-10, atol=1e-10 * B.max())
     np.testing.assert_allclose(chol.whitener.T @ B @ chol.whitener, np.eye(12), atol=1e-8)
     np.testing.assert_allclose(chol.whitener.T @ chol.root, np.eye(12), atol=1e-10)
-    # Near the eigenvalue cut-off the eigen path decides what is dropped.
-    near = np.diag([1.0, 1e-14, 0.5])
-    assert whiten(near).eigenvalues is not None
-    assert whiten(near, rtol=1e-10).rank == 2
+    assert whiten(B).eigenvalues is not None
+    # A "definite" matrix that is not (or too close to singular) takes the eigen path.
+    assert whiten(np.diag([1.0, 0.0, 0.5]), definite=True).rank == 2
+    near = np.array([[1.0, 1 - 1e-12], [1 - 1e-12, 1.0]])
+    assert whiten(near, definite=True).eigenvalues is not None
 
 
-def test_both_factorisations_give_the_same_generalized_eigenvectors(monkeypatch):
-    from sklearn_ntps import subspaces
-
+def test_both_factorisations_give_the_same_generalized_eigenvectors():
     G, B = random_problem(d=15, p=15, seed=4)
-    vals, vecs = top_generalized_eigenvectors(G, B)
-    monkeypatch.setattr(subspaces, "_cholesky_whitening", lambda B, rtol: None)
+    vals, vecs = top_generalized_eigenvectors(G, whiten(B, definite=True))
     ref_vals, ref_vecs = top_generalized_eigenvectors(G, B)
     np.testing.assert_allclose(vals, ref_vals, rtol=1e-9)
     np.testing.assert_allclose(vecs, ref_vecs, atol=1e-7 * np.abs(ref_vecs).max())
