@@ -8,7 +8,7 @@ import inspect
 from pathlib import Path
 
 import sklearn_ntps
-from sklearn_ntps import datasets, peers, prescreen, report, study
+from sklearn_ntps import datasets, distributed, moments, peers, prescreen, report, study
 
 SECTIONS = {
     "Estimators": [sklearn_ntps.HFEmbeddingTransformer, sklearn_ntps.NTPSScorer,
@@ -22,6 +22,9 @@ SECTIONS = {
     "Data sets": [datasets.load_banking77, datasets.load_clinc150, datasets.load_sms_spam,
                   datasets.load_trec, datasets.load_rotten_tomatoes, datasets.load_dataset,
                   datasets.make_token_states],
+    "Sharding on Dask": [distributed.sharded_statistics, distributed.plan_shards,
+                         distributed.describe_model, distributed.get_client,
+                         distributed.local_cluster, moments.merge_statistics],
     "Report and study": [report.run_report, report.save_report, report.default_scorers,
                          study.summarize, study.recommend, prescreen.run_prescreen,
                          prescreen.recommend],

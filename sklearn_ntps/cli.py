@@ -55,6 +55,12 @@ def _parser():
     rep.add_argument("--max-length", type=int, default=512)
     rep.add_argument("--device", default="auto")
     rep.add_argument("--random-state", type=int, default=0)
+    rep.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run the forward passes on the workers of this Dask scheduler "
+                     "(tcp://host:8786), sharded; needs sklearn-ntps[dask]")
+    rep.add_argument("--workers", type=int, metavar="N",
+                     help="start a local Dask cluster of N one-thread worker processes for the "
+                     "run, and shard the forward passes over it")
     rep.add_argument("--no-plot", action="store_true", help="skip the PNG")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     pre = sub.add_parser(
@@ -132,6 +138,13 @@ def _report(args):
     # Every check that can fail does so before the first forward pass.
     if args.n_bootstrap < 0 or args.n_blocks < 2:
         raise ValueError("--n-bootstrap must be >= 0 and --n-blocks >= 2.")
+    if args.scheduler and args.workers is not None:
+        raise ValueError("--scheduler and --workers exclude each other: connect to a cluster "
+                         "or start one.")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}.")
+    if args.scheduler or args.workers:
+        _require("distributed", "dask")
     if not args.no_plot:
         _require_matplotlib()
     folder = check_writable(args.output_dir)
@@ -152,17 +165,29 @@ def _report(args):
             if "n_components" in scorer.get_params():
                 scorer.set_params(n_components=args.n_components)
     start = time.perf_counter()
-    report = run_report(
-        models, datasets, scorers=scorers, n_bootstrap=args.n_bootstrap,
-        n_blocks=args.n_blocks, random_state=args.random_state,
-        embedding_params={"batch_size": args.batch_size, "max_length": args.max_length,
-                          "device": args.device},
-        progress=not args.no_progress,
-    )
+    with _scheduler(args) as scheduler:
+        report = run_report(
+            models, datasets, scorers=scorers, n_bootstrap=args.n_bootstrap,
+            n_blocks=args.n_blocks, random_state=args.random_state,
+            embedding_params={"batch_size": args.batch_size, "max_length": args.max_length,
+                              "device": args.device, "scheduler": scheduler},
+            progress=not args.no_progress,
+        )
     print(report.to_text())
     paths = save_report(report, folder, plot=not args.no_plot)
     print(f"Wrote {', '.join(str(p) for p in paths)} in {time.perf_counter() - start:.0f} s.")
     return 0
+
+
+def _scheduler(args):
+    """The Dask scheduler address of the run: given, or of a local cluster open for the run."""
+    import contextlib
+
+    if not args.workers:
+        return contextlib.nullcontext(args.scheduler)
+    from .distributed import local_cluster
+
+    return local_cluster(args.workers)
 
 
 def _prescreen(args):

@@ -88,6 +88,14 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         shows and clears the cache.
     progress : bool, default=True
         Show progress bars on long work (they appear after two seconds).
+    scheduler : str, default=None
+        Address of a Dask scheduler (``"tcp://host:8786"``) to shard the forward
+        passes over its workers (:func:`~sklearn_ntps.distributed.sharded_statistics`,
+        ``pip install "sklearn-ntps[dask]"``); None runs them in this process.
+        Each worker loads the model once; ``fit`` asks a worker for the model's
+        shape and fingerprint, so this process loads no weights. The results
+        are the same (pooled features bit for bit, moments to float64
+        rounding), so the cache is shared with in-process runs.
 
     Attributes
     ----------
@@ -133,6 +141,7 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         "cache": ["boolean", str, os.PathLike, None],
         "cache_max_bytes": [None, Interval(Real, 0, None, closed="left"), str],
         "progress": ["boolean"],
+        "scheduler": [None, str],
     }
     # Which weights and how they are loaded: changing one after fit needs a new fit.
     _MODEL_PARAMS = ("model_name_or_path", "device", "torch_dtype", "trust_remote_code")
@@ -141,6 +150,7 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         self, *, model_name_or_path="SmolLM2-135M", layer=-1, layers=None, pooling="mean",
         output="pooled", batch_size=16, max_length=512, device="auto", torch_dtype="auto",
         trust_remote_code=False, cache=True, cache_max_bytes=None, progress=True,
+        scheduler=None,
     ):
         self.model_name_or_path = model_name_or_path
         self.layer = layer
@@ -155,6 +165,7 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         self.cache = cache
         self.cache_max_bytes = cache_max_bytes
         self.progress = progress
+        self.scheduler = scheduler
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
@@ -173,13 +184,13 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         if X is not None:
             check_texts(X)
         cache.resolve_max_bytes(self.cache_max_bytes)  # a bad cap fails before any work
-        loaded = self._load()
-        self.n_layers_ = loaded.n_layers
-        self.layers_ = self._resolve_layers(loaded.n_layers)
+        info = self._describe()
+        self.n_layers_ = info["n_layers"]
+        self.layers_ = self._resolve_layers(info["n_layers"])
         self.layer_ = self._resolve_layer()
-        self.n_features_out_ = loaded.hidden_size
-        self.model_fingerprint_ = loaded.resolved.fingerprint
-        self.dtype_ = str(loaded.model.dtype).replace("torch.", "")
+        self.n_features_out_ = info["hidden_size"]
+        self.model_fingerprint_ = info["fingerprint"]
+        self.dtype_ = info["dtype"]
         self.model_params_ = {name: getattr(self, name) for name in self._MODEL_PARAMS}
         return self
 
@@ -287,6 +298,22 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
             raise ValueError(f"layer={self.layer} is not among layers={self.layers_}.")
         return layer
 
+    def _describe(self):
+        """The model's shape and identity, from a worker when there is a scheduler."""
+        if self.scheduler is not None:
+            from .distributed import describe_model
+
+            return describe_model(self.model_name_or_path, scheduler=self.scheduler,
+                                  **self._load_params())
+        loaded = self._load()
+        return {"n_layers": loaded.n_layers, "hidden_size": loaded.hidden_size,
+                "fingerprint": loaded.resolved.fingerprint,
+                "dtype": str(loaded.model.dtype).replace("torch.", "")}
+
+    def _load_params(self):
+        return {"device": self.device, "torch_dtype": self.torch_dtype,
+                "trust_remote_code": self.trust_remote_code}
+
     def _load(self):
         source = self.model_name_or_path
         # A FrozenEstimator keeps a fitted fine-tune through clone (GridSearchCV).
@@ -296,10 +323,7 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         if not isinstance(source, (str, os.PathLike)):
             raise ValueError(f"model_name_or_path must be a name, a path or a fitted "
                              f"HFLoRAClassifier, got {type(source).__name__}.")
-        return load_model(
-            source, device=self.device, torch_dtype=self.torch_dtype,
-            trust_remote_code=self.trust_remote_code, progress=self.progress,
-        )
+        return load_model(source, progress=self.progress, **self._load_params())
 
     def _extract(self, texts, *, with_moments):
         """The kept layers' statistics of ``texts``: from memory, disk, or the model.
@@ -320,10 +344,15 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         # Before the model runs: a clear error with the figure, not a crash an hour in.
         cache.check_resources(len(self.layers_), self.n_features_out_, len(texts),
                               with_moments=with_moments, folder=folder)
-        stats = extract_statistics(
-            self._load(), texts, layers=kept, batch_size=self.batch_size,
-            max_length=self.max_length, with_moments=with_moments, progress=self.progress,
-        )
+        params = {"layers": kept, "batch_size": self.batch_size, "max_length": self.max_length,
+                  "with_moments": with_moments, "progress": self.progress}
+        if self.scheduler is None:
+            stats = extract_statistics(self._load(), texts, **params)
+        else:  # where the passes run is not in the key: the results are the same
+            from .distributed import sharded_statistics
+
+            stats = sharded_statistics(self.model_name_or_path, texts, scheduler=self.scheduler,
+                                       **self._load_params(), **params)
         label = (f"{self.model_name_or_path}, {len(texts)} texts, "
                  f"{'moments' if with_moments else 'pooled'}")
         return cache.store(folder, name, stats, max_bytes=self.cache_max_bytes, label=label)

@@ -363,6 +363,91 @@ def _roundoff(xp, dtype) -> float:
     return max(own, _FLOAT32_ROUNDOFF)
 
 
+def merge_statistics(parts) -> dict:
+    """The statistics of consecutive shards of texts, merged in shard order.
+
+    Each part is what :func:`~sklearn_ntps.embedding.extract_statistics` (or
+    :meth:`MomentAccumulator.statistics`) returns for one shard. The pooled
+    features are concatenated along the text axis; ``c0``, ``c1``, ``first``,
+    ``n_pairs`` and ``n_truncated`` are summed in float64, so the result equals
+    the statistics of all the texts at once up to float64 rounding.
+
+    Parameters
+    ----------
+    parts : sequence of dict
+        The shards' statistics, in the order of their texts.
+
+    Returns
+    -------
+    dict
+        The same keys as the parts.
+
+    Raises
+    ------
+    ValueError
+        If there is no part, or the parts disagree on the kept layers, the
+        number of features, the statistics held or the truncation limit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps.moments import MomentAccumulator, merge_statistics
+    >>> states = np.arange(24, dtype=np.float32).reshape(2, 6, 2)  # 2 layers, 6 tokens
+    >>> def stats(lo, hi, lengths):
+    ...     acc = MomentAccumulator()
+    ...     acc.update(states[:, lo:hi], lengths)
+    ...     return acc.statistics()
+    >>> merged = merge_statistics([stats(0, 4, [4]), stats(4, 6, [2])])
+    >>> bool(np.array_equal(merged["c0"], stats(0, 6, [4, 2])["c0"]))
+    True
+    >>> merged["pooled_mean"].shape, merged["n_pairs"]
+    ((2, 2, 2), 4)
+    """
+    parts = list(parts)
+    if not parts:
+        raise ValueError("merge_statistics needs at least one part, got none.")
+    head = parts[0]
+    pooled = sorted(k for k in head if k.startswith("pooled_"))
+    summed = [k for k in ("c0", "c1", "first") if head.get(k) is not None]
+    if not pooled:
+        raise ValueError("Part 0 holds no pooled features: not a statistics dict.")
+    for i, part in enumerate(parts[1:], 1):
+        found = sorted(k for k in part if k.startswith("pooled_")), \
+            [k for k in ("c0", "c1", "first") if part.get(k) is not None]
+        if found != (pooled, summed):
+            raise ValueError(f"Part {i} holds {found[0] + found[1]}, part 0 holds "
+                             f"{pooled + summed}: shards must be extracted alike.")
+        for name, get in (("layers", _layer_list), ("truncation_limit", dict.get)):
+            if get(part, name) != get(head, name):
+                raise ValueError(f"Part {i} has {name}={get(part, name)!r}, part 0 has "
+                                 f"{name}={get(head, name)!r}: shards must be extracted alike.")
+        shape, expected = np.shape(part[pooled[0]]), np.shape(head[pooled[0]])
+        if (shape[0], shape[-1]) != (expected[0], expected[-1]):
+            raise ValueError(f"Part {i} has {shape[0]} layers of {shape[-1]} features, part 0 "
+                             f"has {expected[0]} of {expected[-1]}.")
+    out = {k: np.concatenate([p[k] for p in parts], axis=1) for k in pooled}
+    for k in summed:
+        # In shard order, in float64: the same sums as one pass, up to rounding.
+        total = np.array(head[k], dtype=np.float64)
+        for part in parts[1:]:
+            total += part[k]
+        out[k] = total
+    if summed:
+        out["n_pairs"] = sum(int(p["n_pairs"]) for p in parts)
+    out["precision"] = max(float(p["precision"]) for p in parts)
+    for name in ("layers", "truncation_limit"):
+        if name in head:
+            out[name] = head[name]
+    if "n_truncated" in head:
+        out["n_truncated"] = sum(int(p.get("n_truncated") or 0) for p in parts)
+    return out
+
+
+def _layer_list(stats, name):
+    layers = stats.get(name)
+    return None if layers is None else [int(i) for i in layers]
+
+
 def unit_roundoff(dtype) -> float:
     """Relative precision of hidden states stored as ``dtype``, never finer than float32's."""
     dtype = np.dtype(dtype)
