@@ -20,10 +20,15 @@ from .estimators import NTPSScorer
 from .report import default_probe
 
 VARIANTS = ("whitened", "paper")
-# Rule C of docs/lora.md, fitted on the bundled study (SmolLM2-135M, 13 tasks):
-# the variant, the line gain = intercept + slope * NTPS, and Spearman's interval.
-# None until the study has run: the command then recommends nothing from NTPS.
-RULE_C = None
+# Rule C of docs/lora.md, fitted on the bundled study (SmolLM2-135M, 13 tasks,
+# 2026-11-29; docs/lora/prescreen.json, `python docs/lora_tables.py` prints it):
+# the variant with the more negative Spearman, the line gain = intercept + slope
+# * NTPS, and Spearman's 95% interval. It straddles zero, so the rule recommends
+# nothing from NTPS; the constants are kept so the command can say why.
+RULE_C = {
+    "variant": "paper", "intercept": -0.12667, "slope": 0.29396,
+    "rho": -0.23205, "low": -0.67981, "high": 0.33769, "n_tasks": 13, "significant": False,
+}
 WORTH_IT_POINTS = 2.0
 
 

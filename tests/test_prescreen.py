@@ -121,3 +121,19 @@ def test_ntps_after_lora_in_one_line_equals_the_merged_weights(tiny_llama, ntps_
     frozen = clone(HFEmbeddingTransformer(model_name_or_path=FrozenEstimator(lora),
                                           output="tokens", progress=False))
     assert score(frozen.fit_transform(texts)) == pytest.approx(score(after), abs=1e-9)
+
+
+def test_the_stored_rule_is_the_bundled_studys_and_says_why_it_recommends_nothing():
+    import json
+    from pathlib import Path
+
+    from sklearn_ntps.prescreen import RULE_C, Prescreen
+
+    data = json.loads((Path(__file__).parents[1] / "docs/lora/prescreen.json").read_text())
+    refit = fit_rule(Prescreen(model=data["model"], rows=data["rows"]))
+    assert refit.keys() == RULE_C.keys()
+    for key, value in RULE_C.items():
+        assert refit[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float)
+                              else value), key
+    assert recommend({"whitened": 0.1, "paper": 0.1}) == ("no evidence from NTPS", None)
+    assert "[-0.68, +0.34], not below zero" in rule_text(RULE_C)
