@@ -433,21 +433,3 @@ def test_a_stream_of_batches_gives_the_fit_of_all_texts(tiny_llama, ntps_cache):
     np.testing.assert_array_equal(summed.pooled, whole.pooled)
     ref = NTPSScorer(n_components=4).fit(whole, LABELS)
     np.testing.assert_allclose(scorer.ntps_curve_, ref.ntps_curve_, atol=1e-10)
-
-
-def test_moments_summed_in_a_worker_thread_are_the_same_to_the_bit(tiny_llama, monkeypatch):
-    loaded = load_model(tiny_llama, progress=False)
-    monkeypatch.setattr(embedding, "_STATS_BUFFER_BYTES", 1)  # a flush after every batch
-    kw = dict(batch_size=2, max_length=32, progress=False)
-    monkeypatch.setattr(embedding, "_OVERLAP_STATISTICS", False)
-    serial = embedding.extract_statistics(loaded, TEXTS, **kw)
-    monkeypatch.setattr(embedding, "_OVERLAP_STATISTICS", True)
-    overlapped = embedding.extract_statistics(loaded, TEXTS, **kw)
-    for name in ("pooled_mean", "c0", "c1", "first"):
-        np.testing.assert_array_equal(overlapped[name], serial[name])
-    # An error in the worker reaches the caller.
-    def broken(self, states, lengths):
-        raise ValueError("Hidden states contain NaN")
-    monkeypatch.setattr(embedding.MomentAccumulator, "update", broken)
-    with pytest.raises(ValueError, match="NaN"):
-        embedding.extract_statistics(loaded, TEXTS, **kw)
