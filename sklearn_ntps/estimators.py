@@ -35,12 +35,14 @@ from .scoring import (
     perception_side,
     resolve_n_components,
 )
+from .subspaces import one_blas_pool
 
 class _NTPSBase(BaseEstimator):
     """Fit the autoregressive subspace and the NTPS curve of the training texts."""
 
     _parameter_constraints: dict = dict(PARAMETER_CONSTRAINTS)
 
+    @one_blas_pool()
     def _fit_ntps(self, X, y, *, stream=False):
         moments = compute_moments(X)
         check_consistent_length(moments, y)
@@ -247,6 +249,7 @@ class NTPSScorer(_NTPSBase):
 
     partial_fit.__doc__ = _PARTIAL_FIT_DOC
 
+    @one_blas_pool()
     def score(self, X, y):
         """NTPS of ``(X, y)`` against the fitted autoregressive subspace.
 

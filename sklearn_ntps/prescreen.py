@@ -87,8 +87,13 @@ class Prescreen:
         return out.getvalue()
 
 
-def recommend(ntps_by_variant: dict, rule=RULE_C) -> tuple[str, float | None]:
-    """Rule C: ``("LoRA likely worth it" | "LoRA likely not worth it" | "no evidence", gain)``."""
+def recommend(ntps_by_variant: dict, rule="bundled") -> tuple[str, float | None]:
+    """Rule C: ``("LoRA likely worth it" | "LoRA likely not worth it" | "no evidence", gain)``.
+
+    ``rule`` is a :func:`fit_rule` dict, ``"bundled"`` (:data:`RULE_C`, the
+    bundled study's) or None (no rule).
+    """
+    rule = _resolve_rule(rule)
     if rule is None or not rule.get("significant"):
         return "no evidence from NTPS", None
     predicted = 100 * (rule["intercept"] + rule["slope"] * ntps_by_variant[rule["variant"]])
@@ -122,7 +127,11 @@ def fit_rule(prescreen: Prescreen) -> dict:
             "n_tasks": len(rows), "significant": bool(rho["high"] < 0)}
 
 
-def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule=RULE_C,
+def _resolve_rule(rule):
+    return RULE_C if isinstance(rule, str) and rule == "bundled" else rule
+
+
+def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundled",
                   embedding_params=None, progress=True) -> Prescreen:
     """NTPS before (and after) LoRA, the frozen probe, LoRA and the gain, for each task.
 
@@ -136,7 +145,8 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule=RULE_C,
         False scores NTPS and the probe only, and recommends by rule C.
     lora_params : dict, default=None
         :class:`~sklearn_ntps.lora.HFLoRAClassifier` parameters (the protocol's by default).
-    rule : dict, default=RULE_C
+    rule : dict, "bundled" or None, default="bundled"
+        Rule C's constants; "bundled" is :data:`RULE_C`, the bundled study's.
     embedding_params : dict, default=None
     progress : bool, default=True
 
@@ -148,6 +158,7 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule=RULE_C,
 
     from .embedding import HFEmbeddingTransformer
 
+    rule = _resolve_rule(rule)
     out = Prescreen(model=model, rule=rule)
     params = dict(progress=progress, **(embedding_params or {}))
     for name, (X_train, y_train, X_test, y_test) in tasks.items():

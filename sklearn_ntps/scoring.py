@@ -29,6 +29,7 @@ from .subspaces import (
     Whitening,
     nested_basis,
     nested_coordinates,
+    one_blas_pool,
     regularize,
     top_generalized_eigenvectors,
     whiten,
@@ -363,6 +364,7 @@ def _fit_arrays(X, y, centering, shrinkage, rtol):
 @validate_params({**_DATA_CONSTRAINTS, **{k: v for k, v in PARAMETER_CONSTRAINTS.items()
                                           if k != "n_components"}},
                  prefer_skip_nested_validation=True)
+@one_blas_pool()
 def ntps_curve(X, y, *, variant="whitened", centering=False, shrinkage=None,
                rtol=None) -> np.ndarray:
     """NTPS of labelled texts for every subspace dimension k = 1 .. n_features.
@@ -399,6 +401,7 @@ def ntps_curve(X, y, *, variant="whitened", centering=False, shrinkage=None,
 
 @validate_params({**_DATA_CONSTRAINTS, **PARAMETER_CONSTRAINTS},
                  prefer_skip_nested_validation=True)
+@one_blas_pool()
 def ntps_score(X, y, *, n_components=0.25, variant="whitened", centering=False, shrinkage=None,
                rtol=None) -> float:
     """Next Token Perception Score of labelled texts from their hidden states.

@@ -102,3 +102,23 @@ def test_nested_coordinates_equal_those_in_the_nested_basis(dependent):
     np.testing.assert_array_equal(dims, ref_dims)
     # Each coordinate is defined up to the sign of its basis vector.
     np.testing.assert_allclose(np.abs(coords), np.abs(basis.T @ M), atol=1e-12)
+
+
+def test_one_blas_pool_puts_numpys_blas_on_one_thread_and_restores_it():
+    from threadpoolctl import threadpool_info
+
+    from sklearn_ntps.subspaces import _numpy_blas_beside_scipys, one_blas_pool
+
+    def threads():
+        return {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+
+    before = threads()
+    with one_blas_pool():
+        inside = threads()
+    assert threads() == before
+    limited = _numpy_blas_beside_scipys()
+    mine = set() if limited is None else {lib.filepath for lib in limited.lib_controllers}
+    assert all(inside[path] == (1 if path in mine else before[path]) for path in before)
+    # pip's wheels bundle one OpenBLAS each in numpy.libs and scipy.libs.
+    if any("numpy.libs" in path for path in before) and any("scipy.libs" in p for p in before):
+        assert mine and all("numpy.libs" in path for path in mine)
