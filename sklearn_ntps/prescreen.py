@@ -106,12 +106,15 @@ def rule_text(rule) -> str:
     if rule is None:
         return ("Rule C (docs/lora.md): no fitted rule is available, so NTPS recommends nothing; "
                 "run LoRA to measure the gain.")
-    verdict = "below zero" if rule["significant"] else "not below zero: NTPS gave no evidence"
-    return (f"Rule C (docs/lora.md), from the bundled study ({rule['n_tasks']} tasks): "
+    head = (f"Rule C (docs/lora.md), from the bundled study ({rule['n_tasks']} tasks): "
             f"Spearman(NTPS_{rule['variant']}, gain) = {rule['rho']:+.2f} "
-            f"[{rule['low']:+.2f}, {rule['high']:+.2f}], {verdict}; predicted gain = "
-            f"{100 * rule['intercept']:+.1f} {100 * rule['slope']:+.1f} x NTPS points; "
-            f"'worth it' from {WORTH_IT_POINTS:.0f} points.")
+            f"[{rule['low']:+.2f}, {rule['high']:+.2f}]")
+    if not rule["significant"]:
+        return (f"{head}, not below zero: NTPS gave no evidence about LoRA's gain, so nothing "
+                "is recommended from it; run LoRA to measure the gain.")
+    return (f"{head}, below zero; predicted gain = {100 * rule['intercept']:+.1f} "
+            f"{100 * rule['slope']:+.1f} x NTPS points; 'worth it' from "
+            f"{WORTH_IT_POINTS:.0f} points.")
 
 
 def fit_rule(prescreen: Prescreen) -> dict:
