@@ -109,11 +109,12 @@ def rule_text(rule) -> str:
     head = (f"Rule C (docs/lora.md), from the bundled study ({rule['n_tasks']} tasks): "
             f"Spearman(NTPS_{rule['variant']}, gain) = {rule['rho']:+.2f} "
             f"[{rule['low']:+.2f}, {rule['high']:+.2f}]")
+    line = f"gain = {100 * rule['intercept']:+.1f} {100 * rule['slope']:+.1f} x NTPS points"
     if not rule["significant"]:
         return (f"{head}, not below zero: NTPS gave no evidence about LoRA's gain, so nothing "
-                "is recommended from it; run LoRA to measure the gain.")
-    return (f"{head}, below zero; predicted gain = {100 * rule['intercept']:+.1f} "
-            f"{100 * rule['slope']:+.1f} x NTPS points; 'worth it' from "
+                f"is recommended from it (the fitted line, {line}, is not used); run LoRA to "
+                "measure the gain.")
+    return (f"{head}, below zero; predicted {line}; 'worth it' from "
             f"{WORTH_IT_POINTS:.0f} points.")
 
 
