@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -277,14 +278,30 @@ def one_blas_pool():
     other), and each pool's threads spin while the other works: an NTPS fit
     and score at d = 576 took 0.40 s with both pools on two threads, 0.13 s
     with NumPy's on one (2 cores; no loss at d = 2048). Where both share one
-    library (conda's MKL, say) nothing is limited.
+    library (conda's MKL, say) nothing is limited. The limit is process-wide,
+    so concurrent fits (a threading backend) share it: the first to enter
+    sets it, the last to leave restores the original.
     """
     numpy_blas = _numpy_blas_beside_scipys()
     if numpy_blas is None:
         yield
         return
-    with numpy_blas.limit(limits=1):
+    with _LIMIT_LOCK:
+        if not _LIMIT_HOLDERS:
+            _LIMIT_HOLDERS.append(numpy_blas.limit(limits=1))
+        _LIMIT_HOLDERS.append(None)
+    try:
         yield
+    finally:
+        with _LIMIT_LOCK:
+            _LIMIT_HOLDERS.pop()
+            if len(_LIMIT_HOLDERS) == 1:
+                _LIMIT_HOLDERS.pop().restore_original_limits()
+
+
+# The active limiter first, then one entry per fit inside one_blas_pool.
+_LIMIT_LOCK = threading.Lock()
+_LIMIT_HOLDERS: list = []
 
 
 @functools.cache

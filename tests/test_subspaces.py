@@ -122,3 +122,39 @@ def test_one_blas_pool_puts_numpys_blas_on_one_thread_and_restores_it():
     # pip's wheels bundle one OpenBLAS each in numpy.libs and scipy.libs.
     if any("numpy.libs" in path for path in before) and any("scipy.libs" in p for p in before):
         assert mine and all("numpy.libs" in path for path in mine)
+
+
+def test_nested_and_concurrent_fits_restore_the_blas_threads_when_the_last_one_leaves():
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from sklearn_ntps.subspaces import _numpy_blas_beside_scipys, one_blas_pool
+
+    def threads():
+        return {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+
+    before = threads()
+    numpy_blas = _numpy_blas_beside_scipys()
+    mine = set() if numpy_blas is None else {lib.filepath for lib in numpy_blas.lib_controllers}
+    with one_blas_pool():
+        with one_blas_pool():
+            pass
+        # The inner fit left; the outer one still holds the limit.
+        assert all(n == (1 if path in mine else before[path]) for path, n in threads().items())
+    assert threads() == before
+    inside, leave = threading.Barrier(3), threading.Event()
+
+    def fit():
+        with one_blas_pool():
+            inside.wait()
+            leave.wait()
+
+    workers = [threading.Thread(target=fit) for _ in range(2)]
+    for w in workers:
+        w.start()
+    inside.wait()
+    leave.set()
+    for w in workers:
+        w.join()
+    assert threads() == before
