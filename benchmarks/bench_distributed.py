@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from sklearn_ntps.datasets import load_banking77
 from sklearn_ntps.distributed import (
@@ -68,7 +69,9 @@ def main():
     extract_statistics(loaded, texts[:8], **kw)  # warm-up: the first pass allocates
     t_default, _ = timed(lambda: extract_statistics(loaded, texts, **kw), args.repeats)
     torch.set_num_threads(1)  # as on the workers, so the states agree bit for bit
-    t_one, single = timed(lambda: extract_statistics(loaded, texts, **kw), args.repeats)
+    # Dask's workers also start with one BLAS thread (OPENBLAS_NUM_THREADS=1 and the like).
+    with threadpool_limits(1):
+        t_one, single = timed(lambda: extract_statistics(loaded, texts, **kw), args.repeats)
     # The merge alone, on the two shards a 2-worker cluster would get.
     lengths = [len(ids) for ids in encode(loaded, texts, 512)[0]]
     parts = [extract_statistics(loaded, [texts[i] for i in s], **kw)
@@ -82,7 +85,7 @@ def main():
     print(f"model {args.model}: {loaded.n_layers} hidden states of {loaded.hidden_size}; "
           f"{len(texts)} BANKING77 texts, batch {args.batch_size}, all-layer statistics")
     print(f"in process, {default_threads} torch threads  {t_default:7.2f} s")
-    print(f"in process, 1 torch thread    {t_one:7.2f} s")
+    print(f"in process, 1 torch and BLAS thread  {t_one:7.2f} s")
     print(f"LocalCluster, 1 worker        {t_1:7.2f} s   overhead over 1 thread "
           f"{t_1 / t_one - 1:+.1%}")
     print(f"LocalCluster, 2 workers       {t_2:7.2f} s   speed-up 1 -> 2 workers {t_1 / t_2:.2f}x")
