@@ -219,7 +219,7 @@ class MomentAccumulator:
             states, xp = np.asarray(states), np
         else:
             xp = array_namespace(states)
-        self.precision = max(self.precision, _roundoff(xp, states.dtype))
+        self.precision = max(self.precision, unit_roundoff(states.dtype, xp))
         if states.ndim == 2:
             states = states[None]
         lengths = np.asarray(lengths, dtype=np.intp)
@@ -356,13 +356,6 @@ def _to_numpy(a) -> np.ndarray:
     return np.asarray(a.cpu() if hasattr(a, "cpu") else a)
 
 
-def _roundoff(xp, dtype) -> float:
-    if xp is np:
-        return unit_roundoff(dtype)
-    own = float(xp.finfo(dtype).eps) / 2 if xp.isdtype(dtype, "real floating") else 0.0
-    return max(own, _FLOAT32_ROUNDOFF)
-
-
 def merge_statistics(parts) -> dict:
     """The statistics of consecutive shards of texts, merged in shard order.
 
@@ -448,10 +441,14 @@ def _layer_list(stats, name):
     return None if layers is None else [int(i) for i in layers]
 
 
-def unit_roundoff(dtype) -> float:
-    """Relative precision of hidden states stored as ``dtype``, never finer than float32's."""
-    dtype = np.dtype(dtype)
-    own = float(np.finfo(dtype).eps) / 2 if np.issubdtype(dtype, np.floating) else 0.0
+def unit_roundoff(dtype, xp=np) -> float:
+    """Relative precision of hidden states stored as ``dtype``, never finer than float32's.
+
+    ``xp`` is the array namespace ``dtype`` belongs to (torch's for a tensor's dtype).
+    """
+    if xp is np:
+        dtype = np.dtype(dtype)
+    own = float(xp.finfo(dtype).eps) / 2 if xp.isdtype(dtype, "real floating") else 0.0
     return max(own, _FLOAT32_ROUNDOFF)
 
 
