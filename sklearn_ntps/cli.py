@@ -14,6 +14,17 @@ DEFAULT_TRAIN = 600
 DEFAULT_TEST = 300
 
 
+def _add_run_options(parser, *, output_dir, max_length):
+    """The options every command that runs a model shares; only two defaults differ."""
+    parser.add_argument("--output-dir", default=output_dir, help="where the files go")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=max_length)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="sklearn-ntps",
@@ -50,19 +61,13 @@ def _parser():
                      "test texts (default 0: no intervals; 10 is the validity study's)")
     rep.add_argument("--n-blocks", type=int, default=20,
                      help="blocks the training texts are resampled in (default 20)")
-    rep.add_argument("--output-dir", default="ntps-report", help="where the files go")
-    rep.add_argument("--batch-size", type=int, default=16)
-    rep.add_argument("--max-length", type=int, default=512)
-    rep.add_argument("--device", default="auto")
-    rep.add_argument("--random-state", type=int, default=0)
+    _add_run_options(rep, output_dir="ntps-report", max_length=512)
     rep.add_argument("--scheduler", metavar="ADDRESS",
                      help="run the forward passes on the workers of this Dask scheduler "
                      "(tcp://host:8786), sharded; needs sklearn-ntps[dask]")
     rep.add_argument("--workers", type=int, metavar="N",
                      help="start a local Dask cluster of N one-thread worker processes for the "
                      "run, and shard the forward passes over it")
-    rep.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     pre = sub.add_parser(
         "lora-prescreen",
         help="Will LoRA fine-tuning pay off? NTPS before and after, probe, LoRA and the gain.",
@@ -85,13 +90,7 @@ def _parser():
                      help="NTPS and the probe only, and rule C's recommendation")
     pre.add_argument("--epochs", type=int, default=3)
     pre.add_argument("--learning-rate", type=float, default=1e-3)
-    pre.add_argument("--output-dir", default="ntps-prescreen")
-    pre.add_argument("--batch-size", type=int, default=16)
-    pre.add_argument("--max-length", type=int, default=64)
-    pre.add_argument("--device", default="auto")
-    pre.add_argument("--random-state", type=int, default=0)
-    pre.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    pre.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_run_options(pre, output_dir="ntps-prescreen", max_length=64)
     cache = sub.add_parser(
         "cache",
         help="Show or clear the cache of extracted statistics.",
