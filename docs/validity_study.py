@@ -1,41 +1,53 @@
-"""Rule A of docs/validity.md: which NTPS configuration becomes the default.
+"""The validity study of docs/validity.md: every score against a tuned, held-out probe.
 
-Runs the 32 NTPS configurations (variant x centering x shrinkage x k) on every
-layer of the bundled models and data sets, with the held-out probe, checks
-each configuration's numerical stability, and applies rule A as written
-(including its leave-one-data-set-out check). Writes ``docs/validity/rule_a.csv``
-(one row per model, data set, layer) and ``docs/validity/rule_a.json``.
+The population, the caps and the rules are the constants below and section 1
+of docs/validity.md, committed before any number of the study existed.
 
-    python docs/validity_study.py            # about 25 minutes on 2 CPU cores
+    python docs/validity_study.py            # run what is missing, then every table
+    python docs/validity_study.py --tables   # the tables again, from docs/validity/rows/
+
+Each (data set, model) job writes ``docs/validity/rows/<data set>__<model>.csv``
+when it finishes, so a killed run resumes where it stopped. Two jobs run at a
+time, one thread each (this machine has 2 cores). ``tables`` writes
+``docs/validity/study.json`` and ``docs/validity/tables.md``.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import itertools
 import json
+import os
+import platform
+import subprocess
 import sys
+import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import clone
 
-from sklearn_ntps import HFEmbeddingTransformer
-from sklearn_ntps.datasets import load_dataset
-from sklearn_ntps.report import _csv, default_probe
-from sklearn_ntps.scoring import encode_labels, fit_ntps, make_options, resolve_n_components
-from sklearn_ntps.study import PROBE, perturb_moments, replicate_metrics
-
-MODELS = ["SmolLM2-135M", "all-MiniLM-L6-v2"]
-DATASETS = ["banking77", "clinc150", "sms_spam", "trec", "rotten_tomatoes"]
-N_TRAIN = N_TEST = 1000
-KS = (0.05, 0.1, 0.25, 0.5)
-SETUPS = list(itertools.product((False, True), (None, "ledoit-wolf")))
-CURRENT = {"variant": "paper", "centering": False, "shrinkage": None, "k": 0.25}
-MARGIN = 0.05
 OUT = Path(__file__).parent / "validity"
+MODELS = ("SmolLM2-135M", "all-MiniLM-L6-v2", "all-mpnet-base-v2")
+DATASETS = ("banking77", "clinc150", "sms_spam", "trec", "rotten_tomatoes",
+            "twenty_newsgroups", "dbpedia", "yahoo_answers", "mcid", "x_topic")
+# The caps of the protocol (docs/validity.md, section 1).
+POOL = {"n_texts": 1200, "min_per_class": 30, "max_classes": 40}
+EMBEDDING = {"max_length": 64, "batch_size": 16, "cache": False}
+PARTITIONS = {"n_blocks": 10, "n_test_blocks": 3, "n_replicates": 3}
+SEED = 0
+# Rule A's grid, and the authors' sweep of k for the paper's protocol.
+KS = (0.05, 0.1, 0.25, 0.5)
+PAPER_KS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.95)
+SETUPS = list(itertools.product((False, True), (None, "ledoit-wolf")))
+CURRENT = {"variant": "whitened", "centering": False, "shrinkage": None, "k": 0.25}
+MARGIN = 0.05
 
 
-def name(variant, centering, shrinkage, k):
+# ----------------------------------------------------------------- the columns
+def config_name(variant, centering, shrinkage, k):
     return f"{variant}|c={int(centering)}|s={shrinkage or 'none'}|k={k}"
 
 
@@ -44,10 +56,22 @@ def configs():
         yield {"variant": variant, "centering": centering, "shrinkage": shrinkage, "k": k}
 
 
+def paper_name(k):
+    return f"paper_exact|k={k}"
+
+
+# The report's NTPS columns (default_scorers) as configurations of the grid.
+NTPS_COLUMNS = {"ntps": config_name(**CURRENT),
+                "ntps_paper": config_name(**{**CURRENT, "variant": "paper"}),
+                "ntps_paper_exact": paper_name(0.25)}
+
+
 def ntps_columns(moments, y):
-    """Every configuration's NTPS of one layer, four eigen-setups for all 32."""
+    """Rule A's 32 configurations and the paper's exact score at the authors' k sweep."""
+    from sklearn_ntps.scoring import encode_labels, fit_ntps, make_options, resolve_n_components
+
     classes, yi = encode_labels(y)
-    row = {}
+    d, row = moments.n_features, {}
     for centering, shrinkage in SETUPS:
         options = make_options(centering=centering, shrinkage=shrinkage,
                                precision=moments.precision)
@@ -55,35 +79,84 @@ def ntps_columns(moments, y):
         for variant in ("paper", "whitened"):
             curve = fit.curve(variant)
             for k in KS:
-                row[name(variant, centering, shrinkage, k)] = float(
-                    curve[resolve_n_components(k, moments.n_features) - 1])
+                row[config_name(variant, centering, shrinkage, k)] = float(
+                    curve[resolve_n_components(k, d) - 1])
+    exact = fit_ntps(moments, yi, len(classes),
+                     options=make_options(rtol=0.0, precision=moments.precision)).curve("paper")
+    for k in PAPER_KS:
+        row[paper_name(k)] = float(exact[resolve_n_components(k, d) - 1])
+    # The report's three NTPS columns are among these: taken from them, not fitted again.
+    for column, name in NTPS_COLUMNS.items():
+        row[column] = row[name]
     return row
 
 
-def layer_rows():
-    rows = []
-    for dataset in DATASETS:
-        train = load_dataset(dataset, split="train", n_samples=N_TRAIN, random_state=0)
-        test = load_dataset(dataset, split="test", n_samples=N_TEST, random_state=0)
-        for model in MODELS:
-            emb = dict(model_name_or_path=model, progress=False)
-            tokens = HFEmbeddingTransformer(output="tokens", **emb).fit()
-            pooled = HFEmbeddingTransformer(output="pooled", **emb).fit()
-            for (layer, moments), (_, test_pooled) in zip(tokens.transform_layers(train.data),
-                                                          pooled.transform_layers(test.data)):
-                probe = clone(default_probe()).fit(moments.pooled, train.target)
-                rows.append({"model": model, "dataset": dataset, "layer": layer, "replicate": 0,
-                             PROBE: float(probe.score(test_pooled, test.target)),
-                             **ntps_columns(moments, train.target)})
-                print(dataset, model, layer, f"{rows[-1][PROBE]:.3f}", flush=True)
-    return rows
+def scorers():
+    """The report's scorers but its NTPS columns, which :func:`ntps_columns` gives."""
+    from sklearn_ntps.report import default_scorers
+
+    return {k: v for k, v in default_scorers().items() if k not in NTPS_COLUMNS}
 
 
-def stability():
-    """Largest relative move of each configuration under 1e-6 relative noise on the moments."""
+# ----------------------------------------------------------------- the jobs
+def pool(dataset):
+    """The study's texts of one data set: study_pool of every text it has."""
+    from sklearn_ntps.datasets import load_dataset
+    from sklearn_ntps.study import study_pool
+
+    data = load_dataset(dataset, split="all", random_state=SEED)
+    idx = study_pool(data.target, **POOL, random_state=[SEED, zlib.crc32(dataset.encode())])
+    return [data.data[i] for i in idx], np.asarray(data.target)[idx]
+
+
+def rows_path(dataset, model):
+    return OUT / "rows" / f"{dataset}__{Path(model).name}.csv"
+
+
+def job(dataset, model):
+    """One (data set, model): every layer, replicate, score and probe; written atomically."""
+    from sklearn_ntps.models import load_model
+    from sklearn_ntps.report import _csv, run_report, write_atomic
+
+    start = time.perf_counter()
+    texts, y = pool(dataset)
+    report = run_report([model], {dataset: (texts, y)}, scorers=scorers(), random_state=SEED,
+                        embedding_params=EMBEDDING, extra_columns=ntps_columns, progress=False,
+                        **PARTITIONS)
+    tok = load_model(model, progress=False).tokenizer
+    lengths = np.array([len(ids) for ids in tok(texts, truncation=False)["input_ids"]])
+    meta = {"dataset": dataset, "model": model, "seconds": time.perf_counter() - start,
+            "n_texts": len(texts), "n_classes": int(np.unique(y).size),
+            "n_train": report.datasets[dataset]["n_train"],
+            "median_tokens": float(np.median(lengths)),
+            "truncated_share": float(np.mean(lengths > EMBEDDING["max_length"])),
+            "provenance": provenance()}
+    path = rows_path(dataset, model)
+    write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
+    write_atomic(path, _csv(report.columns, report.rows))  # last: its presence means done
+    return meta
+
+
+def _one_thread():
+    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+
+
+def stability(model="SmolLM2-135M"):
+    """Rule A, step 1: each configuration's largest relative move under 1e-6 noise."""
+    from sklearn_ntps import HFEmbeddingTransformer
+    from sklearn_ntps.datasets import load_dataset
+    from sklearn_ntps.study import feature_scale, perturb_moments
+
     data = load_dataset("banking77", split="train", n_samples=120, random_state=0)
-    moments = HFEmbeddingTransformer(output="tokens", layer=15, progress=False).fit_transform(
-        data.data)
+    emb = HFEmbeddingTransformer(model_name_or_path=model, output="tokens", progress=False,
+                                 cache=False).fit()
+    moments = emb.set_params(layer=emb.n_layers_ // 2).transform(data.data)
+    moments = moments.scaled(feature_scale(moments.pooled))
     base = ntps_columns(moments, data.target)
     worst = dict.fromkeys(base, 0.0)
     rng = np.random.default_rng(0)
@@ -94,41 +167,80 @@ def stability():
     return worst
 
 
-def rule_a(rows, eligible, datasets):
-    """Steps 2-3 of rule A on the rows of ``datasets``; returns (winner, criteria)."""
-    names = [name(**c) for c in configs()]
-    used = [r for r in rows if r["dataset"] in datasets]
-    metrics = replicate_metrics(used, names, baselines=())
-    crit = {n: metrics["layer_spearman", n, "mean"] for n in names}
-    best = max(crit[n] for n in names if n in eligible)
-    close = [c for c in configs() if name(**c) in eligible and crit[name(**c)] >= best - MARGIN]
-    changes = lambda c: sum(c[key] != CURRENT[key] for key in CURRENT)  # noqa: E731
-    winner = min(close, key=lambda c: (changes(c), -crit[name(**c)]))
-    return winner, crit
+def run_jobs(models=MODELS, datasets=DATASETS, workers=2):
+    (OUT / "rows").mkdir(parents=True, exist_ok=True)
+    if not (OUT / "stability.json").exists():
+        from sklearn_ntps.report import write_atomic
+
+        write_atomic(OUT / "stability.json", json.dumps(stability(models[0]), indent=1))
+    # Largest first (SmolLM2's 31 layers, long texts), so the two workers end together.
+    todo = [(d, m) for m in models for d in datasets if not rows_path(d, m).exists()]
+    start = time.perf_counter()
+
+    def report(i, meta):
+        print(f"[{i}/{len(todo)}] {meta['dataset']} / {meta['model']}: {meta['seconds']:.0f} s "
+              f"({time.perf_counter() - start:.0f} s in all)", flush=True)
+
+    if workers == 1:  # in this process: for a dry run and for debugging
+        for i, (d, m) in enumerate(todo, 1):
+            report(i, job(d, m))
+        return
+    with ProcessPoolExecutor(workers, initializer=_one_thread) as pool_:
+        futures = [pool_.submit(job, d, m) for d, m in todo]
+        for i, future in enumerate(as_completed(futures), 1):
+            report(i, future.result())
 
 
-def main():
-    OUT.mkdir(exist_ok=True)
-    moves = stability()
-    eligible = {n for n, move in moves.items() if move < 0.01}
-    rows = layer_rows()
-    winner, crit = rule_a(rows, eligible, DATASETS)
-    held_out = {}
-    for left_out in DATASETS:
-        others = [d for d in DATASETS if d != left_out]
-        pick, _ = rule_a(rows, eligible, others)
-        _, on_left = rule_a(rows, eligible, [left_out])
-        held_out[left_out] = {"pick": name(**pick), "criterion_on_left_out": on_left[name(**pick)]}
-    columns = ["model", "dataset", "layer", PROBE, *crit]
-    (OUT / "rule_a.csv").write_text(_csv(columns, rows))
-    (OUT / "rule_a.json").write_text(json.dumps({
-        "winner": winner, "criterion": crit, "moves_under_1e-6_noise": moves,
-        "eligible": sorted(eligible), "leave_one_dataset_out": held_out}, indent=2))
-    print("winner:", winner, f"criterion {crit[name(**winner)]:+.3f}")
-    for n in sorted(crit, key=crit.get, reverse=True)[:8]:
-        print(f"  {n:36s} {crit[n]:+.3f} {'eligible' if n in eligible else 'UNSTABLE'}")
-    print("leave one data set out:", json.dumps(held_out, indent=1))
+# ----------------------------------------------------------------- the tables
+def main(argv=None):
+    global OUT
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", action="store_true", help="only the tables, from the rows")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--smoke", metavar="MODEL",
+                        help="a dry run of every code path on MODEL (a tiny one), three data sets "
+                        "and 200 texts each, into --out; not the study")
+    parser.add_argument("--out", type=Path, default=OUT, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    OUT = args.out
+    models, datasets = MODELS, DATASETS
+    if args.smoke:
+        models, datasets = (args.smoke,), ("sms_spam", "trec", "banking77")
+        POOL.update(n_texts=200, min_per_class=10, max_classes=6)
+    if not args.tables:
+        run_jobs(models, datasets, args.workers)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from validity_tables import write_tables
+
+    write_tables(OUT)
     return 0
+
+
+def provenance():
+    def git(*cmd):
+        return subprocess.run(["git", *cmd], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+
+    import sklearn
+    import torch
+    import transformers
+
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": bool(git("status",
+                                                                                 "--porcelain")),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
+def read_rows(folder=OUT):
+    rows = []
+    for path in sorted((folder / "rows").glob("*.csv")):
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                rows.append({k: v if k in ("model", "dataset") else
+                             int(v) if k in ("layer", "replicate") else float(v)
+                             for k, v in r.items()})
+    return rows
 
 
 if __name__ == "__main__":

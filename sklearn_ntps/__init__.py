@@ -8,7 +8,14 @@ from .embedding import HFEmbeddingTransformer
 from .estimators import NTPSScorer, NTPSSubspaceProbe
 from .lora import HFLoRAClassifier
 from .moments import MomentAccumulator, Moments, compute_moments, pooled_features
-from .peer_estimators import HScoreScorer, LogMEScorer, RankMeScorer, TransRateScorer
+from .peer_estimators import (
+    HScoreScorer,
+    KNNScorer,
+    LogMEScorer,
+    RankMeScorer,
+    RidgeProbeScorer,
+    TransRateScorer,
+)
 from .scoring import ntps_curve, ntps_score
 
 __version__ = "0.1.0.dev0"
@@ -17,12 +24,14 @@ __all__ = [
     "HFEmbeddingTransformer",
     "HFLoRAClassifier",
     "HScoreScorer",
+    "KNNScorer",
     "LogMEScorer",
     "MomentAccumulator",
     "Moments",
     "NTPSScorer",
     "NTPSSubspaceProbe",
     "RankMeScorer",
+    "RidgeProbeScorer",
     "TransRateScorer",
     "compute_moments",
     "ntps_curve",

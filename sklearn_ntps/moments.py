@@ -108,6 +108,32 @@ class Moments:
         n = max(len(self), 1)
         return self.c0 / n, self.c1 / n
 
+    def scaled(self, scale) -> Moments:
+        """The moments of the states ``diag(scale) h``, each feature multiplied by its scale.
+
+        A linear map of the hidden space passes through every sum exactly, so
+        this is what extracting the rescaled states would give; a shift would
+        not (the contexts are sums of a varying number of states).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_ntps.moments import compute_moments
+        >>> states = [np.arange(6.0).reshape(3, 2)]
+        >>> m = compute_moments(states).scaled([1.0, 10.0])
+        >>> bool(np.allclose(m.c1, compute_moments([states[0] * [1, 10]]).c1))
+        True
+        """
+        s = np.asarray(scale, dtype=np.float64)
+        if s.shape != (self.n_features,):
+            raise ValueError(f"scale must hold one value per feature ({self.n_features}), "
+                             f"got shape {s.shape}.")
+        outer = np.outer(s, s)
+        first = {name: getattr(self, name) * s for name in _FIRST_ORDER} \
+            if self.has_first_order else {}
+        return Moments(pooled=self.pooled * s, c0=self.c0 * outer, c1=self.c1 * outer,
+                       n_pairs=self.n_pairs, precision=self.precision, **first)
+
     def __add__(self, other: Moments) -> Moments:
         if not isinstance(other, Moments):
             return NotImplemented

@@ -9,7 +9,7 @@ features (``output="pooled"``): one pipeline serves NTPS and its peers.
 
 from __future__ import annotations
 
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
@@ -55,7 +55,7 @@ class _PeerScorer(BaseEstimator):
         self
         """
         features = self._features(X, y, reset=True)
-        self.score_ = self._compute(features, y)
+        self.score_ = self._fit_compute(features, y)
         return self
 
     def score(self, X, y=None):
@@ -73,6 +73,10 @@ class _PeerScorer(BaseEstimator):
         """
         check_is_fitted(self)
         return self._compute(self._features(X, y, reset=False), y)
+
+    def _fit_compute(self, features, y):
+        """The training score; a subclass that stores more fitted attributes sets them here."""
+        return self._compute(features, y)
 
     def _features(self, X, y, *, reset):
         """Pooled features, validated as scikit-learn validates a feature matrix."""
@@ -168,14 +172,15 @@ class HScoreScorer(_PeerScorer):
 class TransRateScorer(_PeerScorer):
     """TransRate (Huang et al., ICML 2022): the coding rate of the features minus its class part.
 
-    See :func:`sklearn_ntps.peers.transrate` for the formula and how it
-    relates to the authors' code. It is not invariant to the scale of the
-    features: only ``X / eps`` matters.
+    The distortion is relative to the root-mean-square of the centred
+    features, ``eps * rms(Z)``, so the score is invariant to a global scale of
+    the features. See :func:`sklearn_ntps.peers.transrate` for the formula and
+    how it relates to the authors' code.
 
     Parameters
     ----------
     eps : float, default=1e-4
-        Distortion of the coding rate.
+        Relative distortion of the coding rate, in units of ``rms(Z)``.
 
     Attributes
     ----------
@@ -190,6 +195,9 @@ class TransRateScorer(_PeerScorer):
     >>> y = np.arange(200) % 2
     >>> X = rng.normal(size=(200, 5)) + 3 * y[:, None]
     >>> bool(TransRateScorer().fit(X, y).score_ > 0)
+    True
+    >>> scores = [TransRateScorer().fit(c * X, y).score_ for c in (1.0, 100.0)]
+    >>> bool(np.isclose(*scores))  # invariant to a global scale
     True
     """
 
@@ -236,3 +244,93 @@ class RankMeScorer(_PeerScorer):
 
     def _compute(self, features, y):
         return peers.rankme(features, eps=self.eps)
+
+
+class KNNScorer(_PeerScorer):
+    """Leave-one-out k-nearest-neighbour accuracy (transformer-ranker's kNN; Sorkhei et al., 2025).
+
+    Each sample is classified by the majority class of its ``n_neighbors``
+    nearest other samples in Euclidean distance, ties going to the smallest
+    class; the score is the fraction classified right, exactly
+    ``cross_val_score(KNeighborsClassifier(n_neighbors), X, y, cv=LeaveOneOut())``
+    without refits. See :func:`sklearn_ntps.peers.knn_accuracy`.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=3
+        At least 1, and below the number of samples.
+
+    Attributes
+    ----------
+    score_ : float
+        The leave-one-out accuracy of the training data, in [0, 1].
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps import KNNScorer
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(200) % 2
+    >>> X = rng.normal(size=(200, 5)) + 3 * y[:, None]
+    >>> round(KNNScorer().fit(X, y).score_, 3)
+    1.0
+    """
+
+    _parameter_constraints: dict = {"n_neighbors": [Interval(Integral, 1, None, closed="left")]}
+
+    def __init__(self, *, n_neighbors=3):
+        self.n_neighbors = n_neighbors
+
+    def _compute(self, features, y):
+        return peers.knn_accuracy(features, y, n_neighbors=self.n_neighbors)
+
+
+class RidgeProbeScorer(_PeerScorer):
+    """Leave-one-out accuracy of a ridge linear probe, its alpha chosen by leave-one-out error.
+
+    ``RidgeClassifier`` on ``{-1, 1}`` class indicators with an unpenalised
+    intercept; the leave-one-out predictions for every alpha come in closed
+    form from one SVD of the centred features; the alpha of smallest
+    leave-one-out mean squared error is ``RidgeClassifierCV(alphas=alphas)``'s,
+    and the score is the leave-one-out accuracy at that alpha. ``score(X, y)``
+    chooses the alpha afresh on ``(X, y)``, as the other scores read only the
+    data they are given. See :func:`sklearn_ntps.peers.ridge_loo_accuracy`.
+
+    Parameters
+    ----------
+    alphas : array-like of float > 0, default=np.logspace(-3, 3, 13)
+        Candidate penalties, in the units of the raw features (as in
+        scikit-learn): the score is not invariant to the scale of the features.
+
+    Attributes
+    ----------
+    score_ : float
+        The leave-one-out accuracy of the training data at ``alpha_``, in [0, 1].
+    alpha_ : float
+        The alpha chosen on the training data.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps import RidgeProbeScorer
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(200) % 2
+    >>> X = rng.normal(size=(200, 5)) + 3 * y[:, None]
+    >>> probe = RidgeProbeScorer().fit(X, y)
+    >>> round(probe.score_, 3), round(probe.alpha_, 1)
+    (0.995, 31.6)
+    """
+
+    _parameter_constraints: dict = {"alphas": ["array-like"]}
+
+    def __init__(self, *, alphas=peers._RIDGE_ALPHAS):
+        self.alphas = alphas
+
+    def _fit_compute(self, features, y):
+        score, self.alpha_ = peers._ridge_loo(features, y, self.alphas)
+        return score
+
+    def _compute(self, features, y):
+        return peers.ridge_loo_accuracy(features, y, alphas=self.alphas)

@@ -1,9 +1,11 @@
-"""Peer transferability scores of a feature matrix: LogME, H-score, TransRate, RankMe.
+"""Peer transferability scores of a feature matrix: LogME, H-score, TransRate, RankMe,
+leave-one-out k-NN accuracy and a leave-one-out ridge probe.
 
 Each score reads one 2-D feature matrix (rows are samples), and the class
-labels where it needs them, in float64; higher is better for all four. Each
-costs at most one eigendecomposition or SVD of the features (or of their
-covariance); TransRate needs none, only log-determinants of Gram matrices.
+labels where it needs them, in float64; higher is better for all six. LogME,
+H-score, RankMe and the ridge probe cost one eigendecomposition or SVD of the
+features (or of their covariance); TransRate needs none, only log-determinants
+of Gram matrices; k-NN needs the pairwise distances, O(n^2 d), in blocks of rows.
 They are written from the papers:
 
 * LogME: You, Liu, Wang, Long, ICML 2021, "LogME: Practical Assessment of
@@ -17,17 +19,26 @@ They are written from the papers:
   Transferability Estimation".
 * RankMe: Garrido, Balestriero, Najman, LeCun, ICML 2023, "RankMe: Assessing the
   downstream performance of pretrained self-supervised representations by their rank".
+* k-NN: Sorkhei, Matsoukas, Fredin Haslum, Konuk, Smith, TMLR 2025, "k-NN as a
+  Simple and Effective Estimator of Transferability"; the ``KNN`` estimator of
+  transformer-ranker (Garbas, Ploner, Akbik, NAACL 2025 demos, "TransformerRanker:
+  A Tool for Efficiently Finding the Best-Suited Language Models for Downstream
+  Classification Tasks").
+* Ridge probe: leave-one-out ridge regression in closed form (Golub, Heath,
+  Wahba, Technometrics 1979; Rifkin, Lippert, 2007, "Notes on Regularized
+  Least Squares"), as scikit-learn's ``RidgeClassifierCV`` selects its alpha.
 """
 
 from __future__ import annotations
 
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.covariance import ledoit_wolf, shrunk_covariance
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-__all__ = ["check_features", "hscore", "logme", "rankme", "transrate"]
+__all__ = ["check_features", "hscore", "knn_accuracy", "logme", "rankme", "ridge_loo_accuracy",
+           "transrate"]
 
 # LogME's fixed point converges linearly: tens to a few hundred steps reach
 # 1e-10 in practice; the cap bounds the slow crawl towards an infinite alpha or beta.
@@ -310,25 +321,38 @@ def transrate(features, y, *, eps=1e-4):
     """TransRate: coding rate of the features minus their coding rate given the class.
 
     With ``Z`` the features centred once over all samples (not per class),
-    ``Z_c`` its rows of class ``c`` and ``R(A, eps) = 1/2 logdet(I + d / (m eps^2)
-    A^T A)`` for an ``m x d`` matrix ``A``::
+    ``Z_c`` its rows of class ``c``, ``rms(Z) = sqrt(mean(Z**2))`` over all
+    ``n d`` entries and ``R(A, delta) = 1/2 logdet(I + d / (m delta^2) A^T A)``
+    for an ``m x d`` matrix ``A``::
 
-        TransRate = R(Z, eps) - sum_c (n_c / n) R(Z_c, eps)
+        TransRate = R(Z, delta) - sum_c (n_c / n) R(Z_c, delta),   delta = eps * rms(Z)
 
-    This is the paper's formula (the lossy coding rate of Ma et al. 2007), not
-    the authors' released code, which uses ``1 / (m eps)`` for ``d / (m eps^2)``
-    and weighs the classes by ``1 / K`` rather than ``n_c / n``. The paper's form
-    is kept because its weights make the score a true rate reduction: the
+    This is the paper's formula (the lossy coding rate of Ma et al. 2007) with
+    the distortion ``delta`` relative to the scale of the features: the score
+    is invariant to a global scale, ``transrate(c * X, y) == transrate(X, y)``
+    for ``c > 0``. With an absolute distortion the score grows with the scale
+    of the features whatever the task (on a language model's layers, whose
+    activations grow with depth, it picks the deepest). On standardised
+    features (every column of zero mean and unit population variance)
+    ``rms(Z) = 1``, and the score is the paper's at distortion ``eps``.
+
+    The authors' released code uses ``1 / (m eps)`` for ``d / (m delta^2)``
+    and weighs the classes by ``1 / K`` rather than ``n_c / n``. The paper's
+    form is kept because its weights make the score a true rate reduction: the
     class second moments ``Z_c^T Z_c / n_c`` average, with weights ``n_c / n``,
     to ``Z^T Z / n``, so by concavity of logdet the score is ``>= 0``, and 0
     when all classes share one second moment, however unbalanced the classes.
-    On balanced classes the code's value is this one at ``eps = sqrt(d * eps_code)``.
+    On balanced classes the code's value on ``Z / rms(Z)`` is this one at
+    ``eps = sqrt(d * eps_code)``: the relation holds up to that rescaling.
 
     Each log-determinant goes through the smaller Gram matrix (``A A^T`` or
     ``A^T A``, same determinant), so ``n < d`` stays cheap. Gram eigenvalues below
     the rounding level of the whole's (``max(n, d) * eps`` of its largest) count as
     zero, so rank-deficient features (always when ``n <= d``: centring removes one
-    dimension) give a finite score however large ``features / eps``.
+    dimension) give a finite score however small ``eps``. A column whose centred
+    values stay within the rounding of its mean (``n * eps`` of its largest
+    magnitude, ``eps`` the float64 machine epsilon) is constant and counts as
+    zero: rescaled to unit ``rms``, its rounding would otherwise read as signal.
 
     Parameters
     ----------
@@ -337,13 +361,17 @@ def transrate(features, y, *, eps=1e-4):
     y : array-like of shape (n_samples,)
         Class labels.
     eps : float, default=1e-4
-        Distortion: the features are coded up to a squared error ``eps^2``.
+        Relative distortion: the features are coded up to a squared error
+        ``(eps * rms(Z))^2``.
 
     Returns
     -------
     score : float
-        In nats. Not scale-invariant: only ``features / eps`` matters, so
-        ``transrate(c * X, y, eps=c * eps) == transrate(X, y, eps=eps)``.
+        In nats, ``>= 0``. 0 for constant features (all-zero ``Z``): no class
+        is told apart from another. Invariant to a global scale and to a
+        rotation of the features; to other invertible linear maps only
+        approximately, where every class is coded far above the distortion
+        (``log|det A|`` then cancels between the whole and the classes).
 
     Examples
     --------
@@ -354,19 +382,31 @@ def transrate(features, y, *, eps=1e-4):
     >>> noise = rng.normal(size=(300, 8))
     >>> round(transrate(noise, y), 3)  # about d (d + 1) (K - 1) / (4 n) = 0.12
     0.126
-    >>> round(transrate(noise + 3 * np.eye(3, 8)[y], y), 3)
+    >>> X = noise + 3 * np.eye(3, 8)[y]
+    >>> round(transrate(X, y), 3)
     0.525
+    >>> bool(np.isclose(transrate(1e3 * X, y), transrate(X, y)))  # scale-invariant
+    True
     """
     X, codes = _check_labelled(features, y, "TransRate")
     n = X.shape[0]
-    X = X - X.mean(axis=0)
+    Z = X - X.mean(axis=0)
+    # A constant column centres to the rounding of its mean, not to zero.
+    Z[:, np.abs(Z).max(axis=0) <= n * _EPS * np.abs(X).max(axis=0)] = 0.0
+    top = np.abs(Z).max()
+    if top == 0.0:
+        return 0.0  # R(0) = 0 for the whole and for every class
+    # delta = eps * rms(Z): code Z / rms(Z) at distortion eps. Dividing by the
+    # largest entry first keeps the squares of tiny (subnormal) features from underflowing.
+    Z /= top
+    Z /= np.sqrt(np.mean(Z**2))
     counts = np.bincount(codes)
-    lam = _gram_eigenvalues(X)
+    lam = _gram_eigenvalues(Z)
     # One rounding level for every Gram, the whole's: a class's Gram lies below it, so a
     # direction dropped from the whole is dropped from every class (the score stays >= 0).
-    floor = max(X.shape) * _EPS * max(lam.max(initial=0.0), 0.0)
-    rate = _coding_rate(lam, X.shape, eps, floor)
-    rate_given_y = sum(nc / n * _coding_rate(_gram_eigenvalues(X[codes == c]), (nc, X.shape[1]),
+    floor = max(Z.shape) * _EPS * max(lam.max(initial=0.0), 0.0)
+    rate = _coding_rate(lam, Z.shape, eps, floor)
+    rate_given_y = sum(nc / n * _coding_rate(_gram_eigenvalues(Z[codes == c]), (nc, Z.shape[1]),
                                              eps, floor) for c, nc in enumerate(counts))
     return float(rate - rate_given_y)
 
@@ -429,3 +469,223 @@ def rankme(features, *, eps=1e-7):
     p = sigma / total + eps
     p = p[p > 0]  # 0 log 0 = 0 when eps = 0
     return float(np.exp(-np.sum(p * np.log(p))))
+
+
+# Rows of squared distances computed at once: blocks of about 2^22 entries
+# (32 MiB in float64) keep k-NN's memory O(block * n) rather than n^2.
+_KNN_BLOCK_ENTRIES = 1 << 22
+
+
+@validate_params({"features": ["array-like"], "y": ["array-like", None],
+                  "n_neighbors": [Interval(Integral, 1, None, closed="left")]},
+                 prefer_skip_nested_validation=True)
+def knn_accuracy(features, y, *, n_neighbors=3):
+    """Leave-one-out k-nearest-neighbour accuracy of the features.
+
+    Each sample ``i`` is classified by a majority vote of the classes of its
+    ``k = n_neighbors`` nearest other samples (itself excluded), in Euclidean
+    distance::
+
+        knn_accuracy = 1/n sum_i [ argmax_c #{j in N_k(i) : y_j = c} == y_i ]
+
+    with ``N_k(i)`` the ``k`` samples ``j != i`` nearest to ``i``. A tie between
+    classes goes to the smallest class (in sorted label order), as in
+    scikit-learn's ``KNeighborsClassifier`` and ``torch.mode``; a tie in distance
+    at the ``k``-th neighbour to the sample that comes first. Nothing is refitted:
+    it equals ``cross_val_score(KNeighborsClassifier(n_neighbors=k), X, y,
+    cv=LeaveOneOut()).mean()`` (up to those distance ties), in one pass over the
+    pairwise distances.
+
+    This is the k-NN estimator of transformer-ranker (Garbas, Ploner, Akbik,
+    "TransformerRanker: A Tool for Efficiently Finding the Best-Suited Language
+    Models for Downstream Classification Tasks", NAACL 2025 demos; its ``KNN``
+    class: ``k = 3``, Euclidean distance, the sample itself excluded, micro-F1,
+    which is the accuracy); Sorkhei, Matsoukas, Fredin Haslum, Konuk, Smith, "k-NN as a
+    Simple and Effective Estimator of Transferability", TMLR 2025, find such a plain k-NN accuracy a
+    strong transferability estimate.
+
+    The squared distances ``||a||^2 + ||b||^2 - 2 a.b`` are computed in float64,
+    clipped at 0, in blocks of rows of about 2^22 entries: memory is
+    ``O(block * n)``, time ``O(n^2 d)``.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        Features, read as given: the score is invariant to a global scale, a
+        translation and a rotation of the features, not to rescaling single
+        features.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    n_neighbors : int, default=3
+        ``k``, at least 1 and below ``n_samples`` (each sample has ``n_samples - 1``
+        others).
+
+    Returns
+    -------
+    score : float
+        The fraction of samples whose neighbours' vote gives their class, in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps.peers import knn_accuracy
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(300) % 3
+    >>> noise = rng.normal(size=(300, 8))
+    >>> round(knn_accuracy(noise, y), 3)  # chance: 1 / 3
+    0.313
+    >>> round(knn_accuracy(noise + 3 * np.eye(3, 8)[y], y), 3)
+    0.943
+    """
+    if isinstance(n_neighbors, (bool, np.bool_)):
+        raise ValueError(f"n_neighbors must be an int >= 1, got {n_neighbors!r}.")
+    X, codes = _check_labelled(features, y, "k-NN accuracy")
+    n = X.shape[0]
+    k = int(n_neighbors)
+    if k >= n:
+        raise ValueError(f"n_neighbors={k} must be below n_samples={n}: leaving one sample "
+                         f"out leaves {n - 1} neighbour(s) to vote.")
+    n_classes = int(codes.max()) + 1
+    sq = np.einsum("ij,ij->i", X, X)
+    block = max(1, min(n, _KNN_BLOCK_ENTRIES // n))
+    correct = 0
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        rows = np.arange(stop - start)
+        D = X[start:stop] @ X.T
+        D *= -2.0
+        D += sq[start:stop, None]
+        D += sq[None, :]
+        np.maximum(D, 0.0, out=D)
+        D[rows, rows + start] = np.inf  # itself excluded
+        # The k smallest, with a tie at the k-th distance going to the first samples.
+        kth = np.take_along_axis(D, np.argpartition(D, k - 1, axis=1)[:, k - 1:k], axis=1)
+        nearer = D < kth
+        tied = D == kth
+        need = k - nearer.sum(axis=1, keepdims=True)
+        chosen = nearer | (tied & (np.cumsum(tied, axis=1) <= need))
+        neighbours = np.nonzero(chosen)[1].reshape(-1, k)  # exactly k a row, row-major
+        votes = np.bincount((rows[:, None] * n_classes + codes[neighbours]).ravel(),
+                            minlength=rows.size * n_classes).reshape(-1, n_classes)
+        correct += int(np.sum(votes.argmax(axis=1) == codes[start:stop]))  # first max: smallest
+    return correct / n
+
+
+_RIDGE_ALPHAS = tuple(np.logspace(-3, 3, 13).tolist())
+
+
+@validate_params({"features": ["array-like"], "y": ["array-like", None],
+                  "alphas": ["array-like"]},
+                 prefer_skip_nested_validation=True)
+def ridge_loo_accuracy(features, y, *, alphas=_RIDGE_ALPHAS):
+    """Leave-one-out accuracy of a ridge linear probe, in closed form.
+
+    The probe is scikit-learn's ``RidgeClassifier``: a ridge regression of the
+    class indicators coded in ``{-1, 1}`` (for two classes one column, +1 for
+    the second class) with an unpenalised intercept; it predicts the class of
+    the largest output (for two classes, the second class where the output is
+    positive). Its leave-one-out (LOO) predictions come without refits, for
+    every ``alpha``, from one thin SVD ``Z = U diag(s) V^T`` of the centred
+    features (Golub, Heath, Wahba, Technometrics 1979, "Generalized
+    cross-validation as a method for choosing a good ridge parameter"; Rifkin,
+    Lippert, 2007, "Notes on regularized least squares")::
+
+        H = U diag(s^2 / (s^2 + alpha)) U^T + 1 1^T / n
+        T_loo_i = (Yhat_i - h_ii T_i) / (1 - h_ii),   Yhat = H T
+
+    with ``T`` the (n, n_outputs) targets and ``h_ii`` the diagonal of the hat
+    matrix ``H``. ``alpha`` is the one of ``alphas`` with the smallest LOO mean
+    squared error over all entries of ``T`` (the first on a tie), as
+    ``RidgeClassifierCV(alphas=alphas)`` chooses its ``alpha_``; the score is
+    the LOO accuracy at that ``alpha``, what refitting ``RidgeClassifier(alpha)``
+    ``n`` times, each time without one sample, would give.
+
+    Cost: one SVD, ``O(n d min(n, d))``, then ``O(n r K)`` per alpha (``r`` the
+    rank, ``K`` the number of classes). Singular values below ``max(n, d) *
+    eps`` of the largest (``eps`` the float64 machine epsilon) count as zero;
+    ``1 - h_ii`` and the residuals are formed from ``alpha / (s^2 + alpha)``,
+    so interpolating probes (``n <= d``, small ``alpha``) keep their accuracy.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        Features, read as given.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    alphas : array-like of float > 0, default=np.logspace(-3, 3, 13)
+        Candidate ridge penalties, in the units of the raw features as in
+        scikit-learn (they are compared with the squared singular values of the
+        centred features): the score is not invariant to the scale of the
+        features unless the alphas are scaled with its square.
+
+    Returns
+    -------
+    score : float
+        The LOO accuracy at the chosen alpha, in [0, 1]. Invariant to a
+        translation and a rotation of the features.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps.peers import ridge_loo_accuracy
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(300) % 3
+    >>> noise = rng.normal(size=(300, 8))
+    >>> round(ridge_loo_accuracy(noise, y), 3)  # chance: 1 / 3
+    0.313
+    >>> round(ridge_loo_accuracy(noise + 3 * np.eye(3, 8)[y], y), 3)
+    0.963
+    """
+    return _ridge_loo(features, y, alphas)[0]
+
+
+def _ridge_loo(features, y, alphas):
+    """``(LOO accuracy, chosen alpha)`` of :func:`ridge_loo_accuracy`."""
+    X, codes = _check_labelled(features, y, "the ridge probe")
+    alphas = _check_alphas(alphas)
+    n, d = X.shape
+    n_classes = int(codes.max()) + 1
+    # RidgeClassifier's targets: LabelBinarizer(neg_label=-1), one column for two classes.
+    T = -np.ones((n, n_classes))
+    T[np.arange(n), codes] = 1.0
+    if n_classes == 2:
+        T = T[:, 1:]
+    Tc = T - T.mean(axis=0)
+    U, s, _ = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
+    keep = s > max(n, d) * _EPS * s[0]
+    U, s2 = U[:, keep], s[keep] ** 2
+    UtT = U.T @ Tc
+    U2 = U**2
+    if U.shape[1] == n - 1:
+        # U spans every centred direction: nothing lies outside it but rounding.
+        out_res, out_lev = np.zeros_like(Tc), np.zeros(n)
+    else:
+        out_res = Tc - U @ UtT
+        out_lev = np.maximum(1.0 - 1.0 / n - U2.sum(axis=1), 0.0)
+    best = None
+    for alpha in alphas:
+        shrink = alpha / (s2 + alpha)  # 1 - s^2 / (s^2 + alpha), without the cancellation
+        # T - H T and 1 - h_ii, each read off the directions that alpha shrinks.
+        residual = out_res + U @ (shrink[:, None] * UtT)
+        loo_error = residual / (out_lev + U2 @ shrink)[:, None]
+        mse = float(np.mean(loo_error**2))
+        if best is None or mse < best[0]:
+            best = (mse, alpha, T - loo_error)
+    _, alpha, loo = best
+    predicted = (loo[:, 0] > 0).astype(int) if n_classes == 2 else loo.argmax(axis=1)
+    return float(np.mean(predicted == codes)), alpha
+
+
+def _check_alphas(alphas):
+    """The candidate ridge penalties as a 1-D float array, each finite and > 0."""
+    if isinstance(alphas, (str, bytes)):
+        raise ValueError(f"alphas must be an array-like of positive floats, got {alphas!r}.")
+    try:
+        values = np.asarray(alphas, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"alphas must be an array-like of positive floats, "
+                         f"got {alphas!r}.") from None
+    if values.size == 0 or not np.all(np.isfinite(values)) or not np.all(values > 0):
+        raise ValueError(f"alphas must be a non-empty array-like of finite floats > 0, "
+                         f"got {alphas!r}.")
+    return [float(a) for a in values]

@@ -1,12 +1,15 @@
-"""The main job: every score and a held-out linear probe, for every layer of some models and data sets.
+"""The main job: every score and a held-out probe, for every layer of some models and data sets.
 
-For each (model, data set), one forward pass over the training texts gives
-every layer's statistics (in blocks, so the bootstrap can resample them) and
-one over the test texts the pooled features the probe is scored on. Per
-layer, each scorer is fitted on the training texts and the probe is trained
-there and scored on the test texts; each bootstrap replicate redoes that on
-resampled training blocks and test texts. :mod:`sklearn_ntps.study` turns the
-table into correlations, regrets and intervals. Files are written atomically,
+For each (model, data set), the texts are dealt into disjoint blocks with the
+class proportions of the whole, and the model runs once over each block,
+giving every layer's statistics. A replicate is one random partition of the
+blocks into training and test blocks (no text on both sides, none twice).
+Per layer and replicate, the states are rescaled feature by feature as the
+probe's scaler does (the rule of docs/validity.md that puts every score on the
+probe's footing), every scorer is fitted on the training blocks, and the probe
+(its C chosen by cross-validation on the training texts) is trained there and
+scored on the test blocks. :mod:`sklearn_ntps.study` turns the table into
+correlations, regrets and intervals over tasks. Files are written atomically,
 so an interrupted run leaves no half-written file.
 """
 
@@ -17,6 +20,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,22 +28,40 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from .embedding import HFEmbeddingTransformer
 from .estimators import NTPSScorer
 from .moments import resample_blocks
-from .peer_estimators import HScoreScorer, LogMEScorer, RankMeScorer, TransRateScorer
-from .study import BASELINES, PROBE, recommend, summarize
+from .peer_estimators import (
+    HScoreScorer,
+    KNNScorer,
+    LogMEScorer,
+    RankMeScorer,
+    RidgeProbeScorer,
+    TransRateScorer,
+)
+from .study import (
+    BASELINES,
+    PROBE,
+    PROBE_TRAIN,
+    block_partitions,
+    feature_scale,
+    recommend,
+    stratified_blocks,
+    summarize,
+)
 
-
-# The score the report recommends, chosen by rule B of docs/validity.md: the
-# lowest mean regret of the layer it picks, 1.1 accuracy points over 10 (model,
-# data set) pairs; its interval did not separate from H-score's (1.9 points).
+# The score the report recommends, chosen by rule B of docs/validity.md.
 RECOMMENDED = "logme"
+# The probe's C is chosen among these (1e-4 .. 100) by 3-fold cross-validation on the
+# training texts.
+PROBE_CS = tuple(np.logspace(-4, 2, 7))
 
 
 def default_scorers() -> dict:
@@ -55,12 +77,29 @@ def default_scorers() -> dict:
         "hscore": HScoreScorer(),
         "transrate": TransRateScorer(),
         "rankme": RankMeScorer(),
+        "knn": KNNScorer(),
+        "ridge_loo": RidgeProbeScorer(),
     }
 
 
 def default_probe():
-    """Standardised features and a logistic regression: the accuracy every score is judged by."""
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    """The accuracy every score is judged by: standardised features and a logistic regression
+    whose C is chosen by stratified 3-fold cross-validation on the training texts."""
+    cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+    return make_pipeline(StandardScaler(), LogisticRegressionCV(
+        Cs=list(PROBE_CS), cv=cv, max_iter=1000, scoring="accuracy", **_l2_only()))
+
+
+def _l2_only() -> dict:
+    """Pure L2 and plain attributes, said the way this scikit-learn version wants it said."""
+    import inspect
+
+    defaults = {k: p.default for k, p in
+                inspect.signature(LogisticRegressionCV).parameters.items()}
+    out = {"l1_ratios": (0.0,)} if defaults.get("l1_ratios") == "warn" else {}
+    if "use_legacy_attributes" in defaults:
+        out["use_legacy_attributes"] = False
+    return out
 
 
 @dataclass
@@ -68,25 +107,29 @@ class Report:
     """The long table of a study and what :mod:`~sklearn_ntps.study` makes of it.
 
     ``rows`` hold one dict per (model, dataset, layer, replicate) with a
-    column per scorer and ``probe_accuracy``; replicate 0 is the point estimate.
+    column per scorer, ``probe_accuracy`` (held out), ``probe_train_accuracy``
+    and the probe's ``probe_C``; every replicate is a partition of the texts
+    into disjoint training and test blocks.
     """
 
     scores: list
-    datasets: dict = field(default_factory=dict)  # name -> {"n_train", "n_test"}
-    n_bootstrap: int = 0
+    datasets: dict = field(default_factory=dict)  # name -> sizes
+    n_replicates: int = 1
     rows: list = field(default_factory=list)
+    extra: list = field(default_factory=list)  # further columns, not candidates
 
     @property
     def models(self) -> list:
         return list(dict.fromkeys(r["model"] for r in self.rows))
 
     @property
-    def point_rows(self) -> list:
-        return [r for r in self.rows if r["replicate"] == 0]
-
-    @property
     def candidates(self) -> list:
         return [*self.scores, *BASELINES]
+
+    @property
+    def columns(self) -> list:
+        return ["model", "dataset", "layer", "replicate", *self.scores, *self.extra, PROBE,
+                PROBE_TRAIN, "probe_C"]
 
     @cached_property
     def summary(self) -> dict:
@@ -97,57 +140,64 @@ class Report:
         return recommend(self.rows, self.candidates)
 
     def to_text(self) -> str:
-        """The tables the command line prints: per-group correlations and regrets, then the pick."""
+        """The tables the command line prints: correlations and regrets (in accuracy points)."""
         s, width = self.summary, max(len(c) for c in self.candidates)
-        lines = [f"{len(self.models)} model(s) x {len(self.datasets)} data set(s); 95% intervals "
-                 f"from {self.n_bootstrap} bootstrap replicates" if self.n_bootstrap else
-                 "No bootstrap replicates: no intervals (use --n-bootstrap)."]
         groups = sorted({g for (m, _, g) in s if m == "layer_regret" and g != "mean"})
-        shown = [*groups, "mean"] if len(groups) > 1 else groups
-        for metric, title in (("layer_spearman", "Spearman with probe accuracy across layers"),
-                              ("layer_regret", "Regret of the layer each score picks "
-                                               "(best probe accuracy minus accuracy there)")):
+        lines = [f"{len(self.models)} model(s) x {len(self.datasets)} data set(s) = "
+                 f"{len(groups)} task(s); {self.n_replicates} replicate(s), each a random "
+                 "partition of the texts into disjoint training and test blocks."]
+        if len(groups) > 1:
+            lines.append("Means over tasks carry 95% intervals from a bootstrap over the tasks "
+                         "(Student's t); brackets with 'reps' give the range over replicates.")
+        for metric, title, names, points in (
+                ("layer_spearman", "Spearman with probe accuracy across layers", self.scores,
+                 False),
+                ("layer_regret", "Regret of the layer each score picks, in accuracy points "
+                 "(best probe accuracy minus the accuracy there)", self.candidates, True)):
             lines += ["", title]
-            names = self.scores if metric == "layer_spearman" else self.candidates
-            for g in shown:
-                label = "mean" if g == "mean" else f"{g[0][-20:]} / {g[1]}"
-                cells = [f"{n:<{width}} {_fmt(s.get((metric, n, g)))}" for n in names]
+            for g in [*groups, "mean"] if len(groups) > 1 else groups:
+                label = f"mean over {len(groups)} tasks" if g == "mean" else \
+                    f"{g[0][-20:]} / {g[1]}"
                 lines.append(f"  {label}:")
-                lines += [f"    {c}" for c in cells]
+                lines += [f"    {n:<{width}} {_fmt(s.get((metric, n, g)), points)}"
+                          for n in names]
         rec = self.recommendation
         verdict = "its interval separates from every other" if rec["separated"] else \
             "no separation from: " + ", ".join(rec["not_separated_from"])
-        best = ", ".join(rec["tied"])
-        lines += ["", f"On these data, lowest mean layer regret: {best} ({verdict})."]
+        lines += ["", f"On these data, lowest mean layer regret: {', '.join(rec['tied'])} "
+                      f"({verdict})."]
         if RECOMMENDED in self.scores:
             lines += ["", f"Recommended layer, by {RECOMMENDED} (the score docs/validity.md "
                           "recommends):"]
             for g in groups:
-                picked = s["layer_pick", RECOMMENDED, g]["estimate"]
+                pick = s["layer_pick", RECOMMENDED, g]
+                agree = pick["picks"].count(pick["estimate"])
                 regret = s["layer_regret", RECOMMENDED, g]["estimate"]
-                lines.append(f"  {g[0][-20:]} / {g[1]}: layer {picked:.0f} "
-                             f"({100 * regret:.1f} accuracy points below the best layer here)")
+                lines.append(f"  {g[0][-20:]} / {g[1]}: layer {pick['estimate']} (picked in "
+                             f"{agree} of {len(pick['picks'])} replicates; {regret:.1f} accuracy "
+                             "points below the best layer here, on average)")
         return "\n".join(lines)
 
+    def summary_rows(self) -> list:
+        return [{"metric": m, "score": n, "group": g if isinstance(g, str) else " / ".join(
+            map(str, g)), **{k: v for k, v in cell.items() if k != "picks"}}
+            for (m, n, g), cell in self.summary.items()]
+
     def to_json(self) -> str:
-        summary = [{"metric": m, "score": n, "group": g if isinstance(g, str) else list(g), **v}
-                   for (m, n, g), v in self.summary.items()]
-        data = {"scores": self.scores, "datasets": self.datasets, "n_bootstrap": self.n_bootstrap,
-                "rows": self.point_rows, "summary": summary,
-                "recommendation": self.recommendation}
+        data = {"scores": self.scores, "datasets": self.datasets,
+                "n_replicates": self.n_replicates, "rows": self.rows,
+                "summary": self.summary_rows(), "recommendation": self.recommendation}
         # Strict JSON has no NaN: an undefined correlation or interval is null.
         return json.dumps(_nan_to_none(data), indent=2, allow_nan=False)
 
-    def to_csv(self, replicates=False) -> str:
-        """The per-layer table (every replicate with ``replicates=True``)."""
-        columns = ["model", "dataset", "layer", "replicate", *self.scores, PROBE]
-        return _csv(columns, self.rows if replicates else self.point_rows)
+    def to_csv(self) -> str:
+        """The per-layer table, one row per replicate."""
+        return _csv(self.columns, self.rows)
 
     def summary_csv(self) -> str:
-        columns = ["metric", "score", "group", "estimate", "se", "low", "high"]
-        rows = [{"metric": m, "score": n, "group": g if isinstance(g, str) else " / ".join(
-            map(str, g)), **v} for (m, n, g), v in self.summary.items()]
-        return _csv(columns, rows)
+        columns = ["metric", "score", "group", "estimate", "se", "low", "high", "n", "rep_low",
+                   "rep_high"]
+        return _csv(columns, self.summary_rows())
 
 
 def _nan_to_none(value):
@@ -160,12 +210,17 @@ def _nan_to_none(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _fmt(cell):
+def _fmt(cell, points=False):
     if cell is None or not np.isfinite(cell["estimate"]):
         return "    n/a"
-    if not np.isfinite(cell["se"]):
-        return f"{cell['estimate']:+7.3f}"
-    return f"{cell['estimate']:+7.3f}  [{cell['low']:+.3f}, {cell['high']:+.3f}]"
+    f = "{:6.1f}" if points else "{:+7.3f}"
+    text = f.format(cell["estimate"])
+    if np.isfinite(cell.get("se", np.nan)):
+        text += f"  [{f.format(cell['low']).strip()}, {f.format(cell['high']).strip()}]"
+    if cell.get("rep_high", np.nan) != cell.get("rep_low", np.nan):
+        text += f"  (reps {f.format(cell['rep_low']).strip()} .. " \
+                f"{f.format(cell['rep_high']).strip()})"
+    return text
 
 
 def _csv(columns, rows):
@@ -176,8 +231,9 @@ def _csv(columns, rows):
     return out.getvalue()
 
 
-def run_report(models, datasets, *, scorers=None, probe=None, n_bootstrap=0, n_blocks=20,
-               random_state=0, embedding_params=None, progress=True) -> Report:
+def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_blocks=10,
+               n_test_blocks=3, random_state=0, embedding_params=None, extra_columns=None,
+               progress=True) -> Report:
     """Every score and the held-out probe, for every layer of every model on every data set.
 
     Parameters
@@ -185,20 +241,26 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_bootstrap=0, n_b
     models : sequence of str
         Anything :class:`~sklearn_ntps.HFEmbeddingTransformer` takes.
     datasets : dict
-        ``name -> (X_train, y_train, X_test, y_test)``, texts and labels.
+        ``name -> (texts, labels)``: the texts the partitions are drawn from.
     scorers : dict, default=None
         ``column -> estimator`` with the NTPSScorer API (``fit(X, y).score_``);
         None uses :func:`default_scorers`.
     probe : classifier, default=None
         None uses :func:`default_probe`.
-    n_bootstrap : int, default=0
-        Bootstrap replicates; each resamples the test texts and the training
-        texts (in ``n_blocks`` random blocks) and refits every score and probe.
-    n_blocks : int, default=20
-        Blocks of training texts for the bootstrap (ignored without it).
+    n_replicates : int, default=1
+        Random partitions of the blocks into training and test blocks; each
+        refits every score and probe.
+    n_blocks, n_test_blocks : int, default=10, 3
+        The texts are dealt into ``n_blocks`` stratified blocks, of which each
+        replicate tests on ``n_test_blocks``.
     random_state : int, default=0
+        With each data set's name, seeds its blocks and partitions, so a
+        study split over several runs draws the same.
     embedding_params : dict, default=None
         Further :class:`~sklearn_ntps.HFEmbeddingTransformer` parameters.
+    extra_columns : callable, default=None
+        ``extra_columns(moments, y) -> dict`` of further columns per row,
+        computed on the same rescaled training moments.
     progress : bool, default=True
 
     Returns
@@ -207,107 +269,125 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_bootstrap=0, n_b
     """
     scorers = default_scorers() if scorers is None else dict(scorers)
     probe = default_probe() if probe is None else probe
-    report = Report(list(scorers), n_bootstrap=n_bootstrap)
-    for name, (X_train, y_train, X_test, y_test) in datasets.items():
-        # Seeded by data set, so a study split over several runs draws the same.
+    report = Report(list(scorers), n_replicates=n_replicates)
+    for name, (texts, y) in datasets.items():
+        texts, y = list(texts), np.asarray(y)
         rng = np.random.default_rng([random_state, zlib.crc32(name.encode())])
-        report.datasets[name] = {"n_train": len(X_train), "n_test": len(X_test)}
-        blocks = _blocks(len(X_train), n_blocks if n_bootstrap else 1, rng)
-        draws = [(rng.multinomial(len(blocks), np.full(len(blocks), 1 / len(blocks))),
-                  rng.integers(0, len(X_test), len(X_test))) for _ in range(n_bootstrap)]
+        blocks = stratified_blocks(y, n_blocks, rng)
+        partitions = block_partitions(n_blocks, n_test_blocks, n_replicates, rng)
+        report.datasets[name] = {
+            "n_texts": len(texts), "n_classes": int(np.unique(y).size),
+            "n_train": [int(sum(blocks[b].size for b in tr)) for tr, _ in partitions]}
         for model in models:
             params = dict(model_name_or_path=model, progress=progress, **(embedding_params or {}))
-            train = HFEmbeddingTransformer(output="tokens", **params).fit()
-            test = HFEmbeddingTransformer(output="pooled", **params).fit()
-            per_block = [train.transform_layers([X_train[i] for i in b]) for b in blocks]
-            y_blocks = [np.asarray(y_train)[b] for b in blocks]
-            layers = zip(test.transform_layers(X_test), *per_block)
-            for (layer, pooled_test), *parts in tqdm(
-                layers, total=test.n_layers_, desc=f"{name}: layers of {model}",
-                disable=not progress, delay=2,
-            ):
-                parts = [m for _, m in parts]
-                for rep, (counts, test_idx) in enumerate(
-                        [(np.ones(len(blocks), dtype=int), None), *draws]):
-                    moments = resample_blocks(parts, counts)
-                    y = np.concatenate([np.tile(yb, c) for yb, c in zip(y_blocks, counts)])
+            emb = HFEmbeddingTransformer(output="tokens", **params).fit()
+            per_block = [emb.transform_layers([texts[i] for i in b]) for b in blocks]
+            for parts in tqdm(zip(*per_block, strict=True), total=len(emb.layers_), delay=2,
+                              desc=f"{name}: layers of {model}", disable=not progress):
+                layer, parts = parts[0][0], [m for _, m in parts]
+                for rep, (train, test) in enumerate(partitions):
                     row = {"model": model, "dataset": name, "layer": layer, "replicate": rep}
-                    for column, scorer in scorers.items():
-                        row[column] = float(clone(scorer).fit(moments, y).score_)
-                    predicted = clone(probe).fit(moments.pooled, y).predict(pooled_test)
-                    hits = predicted == np.asarray(y_test)
-                    row[PROBE] = float(hits.mean() if test_idx is None else hits[test_idx].mean())
+                    row.update(_evaluate(parts, [y[b] for b in blocks], train, test, scorers,
+                                         probe, extra_columns))
                     report.rows.append(row)
+            if extra_columns is not None and not report.extra:
+                report.extra = [c for c in report.rows[-1] if c not in report.columns]
     return report
 
 
-def _blocks(n, n_blocks, rng):
-    if n_blocks == 1:
-        return [np.arange(n)]
-    return [np.sort(b) for b in np.array_split(rng.permutation(n), min(n_blocks, n))]
+def _evaluate(parts, y_blocks, train, test, scorers, probe, extra_columns) -> dict:
+    """One replicate of one layer: every score on the training blocks, the probe on the test."""
+    moments = resample_blocks([parts[b] for b in train], np.ones(len(train), dtype=int))
+    y_train = np.concatenate([y_blocks[b] for b in train])
+    scale = feature_scale(moments.pooled)
+    moments = moments.scaled(scale)
+    X_test = np.concatenate([parts[b].pooled for b in test]) * scale
+    y_test = np.concatenate([y_blocks[b] for b in test])
+    row = {column: float(clone(scorer).fit(moments, y_train).score_)
+           for column, scorer in scorers.items()}
+    if extra_columns is not None:
+        row.update(extra_columns(moments, y_train))
+    with warnings.catch_warnings():
+        # Unconverged CV folds at the largest C are expected; they are not chosen.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = clone(probe).fit(moments.pooled, y_train)
+    row[PROBE] = float(fitted.score(X_test, y_test))
+    row[PROBE_TRAIN] = float(fitted.score(moments.pooled, y_train))
+    last = fitted[-1] if isinstance(fitted, Pipeline) else fitted
+    row["probe_C"] = float(np.ravel(getattr(last, "C_", [np.nan]))[0])
+    return row
 
 
 def plot_report(report: Report) -> bytes:
-    """Per-layer panels (each score rescaled to [0, 1] beside probe accuracy) and the summaries.
-
-    Uses matplotlib's object API, so a notebook's backend and figures are left alone.
-    """
-    from matplotlib.figure import Figure
-
-    groups = list(dict.fromkeys((r["model"], r["dataset"]) for r in report.point_rows))
-    n_cols = max(2, min(3, len(groups)))
-    n_rows = -(-len(groups) // n_cols) + 1
-    fig = Figure(figsize=(5.6 * n_cols, 4.2 * n_rows), layout="constrained")
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    summary = report.summary
-    for ax, group in zip(axes[:-1].ravel(), groups):
-        _plot_layers(ax, report, group)
-    for ax in axes[:-1].ravel()[len(groups):]:
-        ax.set_visible(False)
-    _plot_bars(axes[-1][0], summary, report.candidates, "layer_regret", 100,
-               "regret of the picked layer, accuracy points (mean over panels)")
-    _plot_bars(axes[-1][1], summary, report.scores, "layer_spearman", 1,
-               "Spearman with probe accuracy across layers (mean over panels)")
-    for ax in axes[-1][2:]:
-        ax.set_visible(False)
-    intervals = (f"bars: 95% intervals from {report.n_bootstrap} bootstrap replicates"
-                 if report.n_bootstrap else "no intervals (--n-bootstrap)")
-    fig.suptitle(f"Which score tracks a held-out linear probe? {len(report.models)} model(s), "
-                 f"{len(report.datasets)} data set(s); {intervals}", fontsize="medium")
+    """The PNG of :func:`report_figure`."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    report_figure(report).savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
 
 
+def report_figure(report: Report):
+    """Per-task panels (each score rescaled to [0, 1] beside probe accuracy) and the summaries.
+
+    Every panel holds a plot: tasks fill rows of two (a last odd one spans
+    both), and the two summaries share the bottom row. Uses matplotlib's
+    object API, so a notebook's backend and figures are left alone.
+    """
+    from matplotlib.figure import Figure
+
+    groups = list(dict.fromkeys((r["model"], r["dataset"]) for r in report.rows))
+    mosaic = [[f"g{i}", f"g{i + 1}" if i + 1 < len(groups) else f"g{i}"]
+              for i in range(0, len(groups), 2)] + [["regret", "spearman"]]
+    fig = Figure(figsize=(12, 4.4 * len(mosaic)), layout="constrained")
+    axes = fig.subplot_mosaic(mosaic)
+    for i, group in enumerate(groups):
+        _plot_layers(axes[f"g{i}"], report, group)
+    _plot_bars(axes["regret"], report.summary, report.candidates, "layer_regret",
+               "regret of the picked layer, accuracy points")
+    _plot_bars(axes["spearman"], report.summary, report.scores, "layer_spearman",
+               "Spearman with probe accuracy across layers")
+    fig.suptitle(f"Which score tracks a held-out linear probe? {len(report.models)} model(s), "
+                 f"{len(report.datasets)} data set(s), {report.n_replicates} replicate(s)",
+                 fontsize="medium")
+    return fig
+
+
 def _plot_layers(ax, report, group):
-    rows = sorted((r for r in report.point_rows if (r["model"], r["dataset"]) == group),
-                  key=lambda r: r["layer"])
-    layers = [r["layer"] for r in rows]
+    rows = [r for r in report.rows if (r["model"], r["dataset"]) == group]
+    layers = sorted({r["layer"] for r in rows})
+
+    def mean_of(column):
+        return np.array([np.mean([r[column] for r in rows if r["layer"] == layer])
+                         for layer in layers], dtype=float)
+
     for score in report.scores:
-        v = np.array([r[score] for r in rows], dtype=float)
+        v = mean_of(score)
         rho = report.summary.get(("layer_spearman", score, group), {}).get("estimate", np.nan)
         label = f"{score} (ρ={rho:+.2f})" if np.isfinite(rho) else score
         ax.plot(layers, (v - v.min()) / (np.ptp(v) or 1.0), alpha=0.9, label=label,
                 lw=2.6 if score == RECOMMENDED else 1.1)
     ax2 = ax.twinx()
-    ax2.plot(layers, [r[PROBE] for r in rows], "k^--", lw=1.8, ms=3, label="probe accuracy")
-    ax2.set_ylabel("held-out probe accuracy (black)")
-    ax.set(title=f"{group[0][-28:]} on {group[1]}", xlabel="layer (0 = embeddings)",
-           ylabel="score, rescaled to [0, 1]")
+    ax2.plot(layers, 100 * mean_of(PROBE), "k^--", lw=1.8, ms=3, label="probe accuracy")
+    ax2.set_ylabel("held-out probe accuracy, % (black)")
+    ax.set(title=f"{group[0][-28:]} on {group[1]} (mean over replicates)",
+           xlabel="layer (0 = embeddings)", ylabel="score, rescaled to [0, 1]")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3,
+    ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4,
               frameon=False)
 
 
-def _plot_bars(ax, summary, names, metric, scale, title):
-    cells = [summary.get((metric, n, "mean"), {"estimate": np.nan, "low": np.nan,
-                                               "high": np.nan}) for n in names]
-    est = scale * np.array([c["estimate"] for c in cells], dtype=float)
-    err = scale * np.array([[c["estimate"] - c["low"], c["high"] - c["estimate"]]
-                            for c in cells], dtype=float).T
+def _plot_bars(ax, summary, names, metric, title):
+    cells = [summary.get((metric, n, "mean"), {}) for n in names]
+    est = np.array([c.get("estimate", np.nan) for c in cells], dtype=float)
+    low = np.array([c.get("low", np.nan) for c in cells], dtype=float)
+    high = np.array([c.get("high", np.nan) for c in cells], dtype=float)
+    err = np.array([est - low, high - est])
+    has_interval = np.isfinite(err).all(axis=0)
     colors = ["tab:orange" if n == RECOMMENDED else "tab:blue" for n in names]
-    err = None if np.isnan(err).all() else np.nan_to_num(err)  # no replicates: no bars
-    ax.barh(range(len(names)), est, xerr=err, color=colors, alpha=0.8, capsize=3)
+    ax.barh(range(len(names)), est, color=colors, alpha=0.8)
+    if has_interval.any():
+        rows = np.flatnonzero(has_interval)
+        ax.errorbar(est[rows], rows, xerr=err[:, rows], fmt="none", ecolor="k", capsize=3)
+        title += " (mean over tasks, 95% interval over tasks)"
     ax.set_yticks(range(len(names)), names, fontsize="small")
     ax.invert_yaxis()
     ax.axvline(0, color="k", lw=0.8)
@@ -341,15 +421,15 @@ def write_atomic(path: Path, data) -> None:
 
 
 def save_report(report: Report, folder, *, plot=True) -> list:
-    """Write ``report.csv`` (per layer), ``replicates.csv``, ``summary.csv``,
+    """Write ``report.csv`` (per layer and replicate), ``summary.csv``,
     ``report.json`` and ``report.png``; return their paths.
 
     Everything is rendered in memory first, so an error or Ctrl-C leaves the
     folder as it was.
     """
     folder = check_writable(folder)
-    files = {"report.csv": report.to_csv(), "replicates.csv": report.to_csv(replicates=True),
-             "summary.csv": report.summary_csv(), "report.json": report.to_json()}
+    files = {"report.csv": report.to_csv(), "summary.csv": report.summary_csv(),
+             "report.json": report.to_json()}
     if plot:
         files["report.png"] = plot_report(report)
     paths = []

@@ -1,11 +1,15 @@
-"""How well does each score pick layers, models and data sets? Correlations, regret, bootstrap CIs.
+"""The evidence: partitions of texts, correlations and regrets, intervals over tasks, the rules.
 
 Everything here reads one long table, a list of rows with the keys
 ``model``, ``dataset``, ``layer``, ``replicate``, ``probe_accuracy`` and one
-column per score. Replicate 0 holds the point estimates; replicates 1 .. B
-are bootstrap resamples of the same study (training and test texts), so
-every statistic's interval is the point estimate +- 1.96 bootstrap standard
-deviations, and differences between scores are paired replicate by replicate.
+column per score. A replicate is one random partition of a data set's texts
+into disjoint training and test blocks (:func:`block_partitions`); every score
+and probe is refitted on each, and no text is ever repeated.
+
+What a user needs to know generalises over tasks, not over texts, so an
+aggregate (a mean over (model, data set) pairs, say) gets its interval from a
+bootstrap over those tasks (:func:`task_interval`), with Student's t for the
+small number of them; the replicates give the spread beside each estimate.
 numpy and scipy only.
 """
 
@@ -16,17 +20,151 @@ from dataclasses import replace
 
 import numpy as np
 from scipy.stats import spearmanr
+from scipy.stats import t as student_t
 
 PROBE = "probe_accuracy"
+PROBE_TRAIN = "probe_train_accuracy"
 # Fixed rules a score must beat at picking a layer: they need no data at all.
 BASELINES = {
     "last layer": lambda n_layers: n_layers - 1,
     "layer at 2/3 depth": lambda n_layers: int(round(2 * (n_layers - 1) / 3)),
 }
-_Z95 = 1.959964
+AGGREGATIONS = ("best-layer", "layer-mean")
+N_BOOT = 2000
+
+# Which tasks each metric's aggregate resamples, from its group key.
+_PAIR, _DATASET, _MODEL_OF_GROUP = "pair", "dataset", "model"
+_METRIC_UNITS = {
+    "layer_spearman": _PAIR, "layer_regret": _PAIR,
+    "dataset_spearman": _MODEL_OF_GROUP,
+    "model_spearman": _DATASET, "pair_regret": _DATASET,
+    **{f"model_regret[{a}]": _DATASET for a in AGGREGATIONS},
+    **{f"pair_regret[{a}]": _DATASET for a in AGGREGATIONS},
+}
 
 
-def _spearman(a, b) -> float:
+# ----------------------------------------------------------------- partitions
+def stratified_blocks(y, n_blocks, random_state=0) -> list:
+    """Split texts into ``n_blocks`` disjoint blocks with the class proportions of ``y``.
+
+    Each class's texts are shuffled and dealt round the blocks from a random
+    starting block, so every block holds ``n_c // n_blocks`` or one more of
+    class ``c`` and small classes do not pile up in the first blocks.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_texts,)
+    n_blocks : int
+    random_state : int or numpy Generator
+
+    Returns
+    -------
+    list of ndarray
+        Sorted text indices of each block; together they hold each index once.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.study import stratified_blocks
+    >>> [b.tolist() for b in stratified_blocks([0, 0, 0, 0, 1, 1], 2)]
+    [[1, 2, 4], [0, 3, 5]]
+    """
+    y = np.asarray(y)
+    if not 2 <= n_blocks <= len(y):
+        raise ValueError(f"n_blocks must be between 2 and the number of texts ({len(y)}), "
+                         f"got {n_blocks}.")
+    rng = np.random.default_rng(random_state)
+    owner = np.empty(len(y), dtype=np.intp)
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        owner[members] = (rng.integers(n_blocks) + np.arange(members.size)) % n_blocks
+    return [np.flatnonzero(owner == b) for b in range(n_blocks)]
+
+
+def block_partitions(n_blocks, n_test_blocks, n_replicates, random_state=0) -> list:
+    """Distinct random partitions of ``n_blocks`` blocks into training and test blocks.
+
+    Returns
+    -------
+    list of (train_blocks, test_blocks)
+        Sorted block indices; each partition's two sides are disjoint and
+        together hold every block once. No two partitions have the same test blocks.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.study import block_partitions
+    >>> [(tr.tolist(), te.tolist()) for tr, te in block_partitions(4, 1, 2)]
+    [([0, 1, 2], [3]), ([0, 1, 3], [2])]
+    """
+    from math import comb
+
+    if not 1 <= n_test_blocks < n_blocks:
+        raise ValueError(f"n_test_blocks must be between 1 and n_blocks - 1 ({n_blocks - 1}), "
+                         f"got {n_test_blocks}.")
+    if not 1 <= n_replicates <= comb(n_blocks, n_test_blocks):
+        raise ValueError(f"{n_blocks} blocks have {comb(n_blocks, n_test_blocks)} distinct "
+                         f"partitions with {n_test_blocks} test block(s); n_replicates must be "
+                         f"between 1 and that, got {n_replicates}.")
+    rng = np.random.default_rng(random_state)
+    seen, out = set(), []
+    while len(out) < n_replicates:
+        test = tuple(sorted(rng.choice(n_blocks, n_test_blocks, replace=False).tolist()))
+        if test not in seen:
+            seen.add(test)
+            out.append((np.setdiff1d(np.arange(n_blocks), test), np.array(test)))
+    return out
+
+
+def study_pool(y, *, n_texts, min_per_class, max_classes, random_state=0) -> np.ndarray:
+    """The texts a study keeps of a data set: enough per class, a capped number of classes.
+
+    Classes with fewer than ``min_per_class`` texts are left out; of the rest,
+    at most ``max_classes`` are kept, drawn at random. Each kept class then
+    gives ``max(min_per_class, floor(n_texts * share))`` texts (all it has if
+    fewer), ``share`` being its share of the kept classes' texts.
+
+    Returns
+    -------
+    ndarray
+        Sorted indices into ``y``.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.study import study_pool
+    >>> y = [0] * 10 + [1] * 30 + [2] * 2
+    >>> pool = study_pool(y, n_texts=20, min_per_class=4, max_classes=5)
+    >>> [int((pool < 10).sum()), int(((pool >= 10) & (pool < 40)).sum()), int((pool >= 40).sum())]
+    [5, 15, 0]
+    """
+    y = np.asarray(y)
+    rng = np.random.default_rng(random_state)
+    labels, counts = np.unique(y, return_counts=True)
+    eligible = labels[counts >= min_per_class]
+    if eligible.size < 2:
+        raise ValueError(f"fewer than two classes have at least {min_per_class} texts.")
+    if eligible.size > max_classes:
+        eligible = np.sort(rng.choice(eligible, max_classes, replace=False))
+    members = {c: np.flatnonzero(y == c) for c in eligible}
+    total = sum(m.size for m in members.values())
+    kept = []
+    for m in members.values():
+        want = max(min_per_class, int(n_texts * m.size / total))
+        kept.append(rng.choice(m, min(want, m.size), replace=False))
+    return np.sort(np.concatenate(kept))
+
+
+def feature_scale(pooled) -> np.ndarray:
+    """``1 / sd`` of each feature over the training texts (1 where a feature is constant).
+
+    The probe standardises its features; every score reads the states under
+    the same diagonal map (docs/validity.md, "equal footing").
+    """
+    sd = np.asarray(pooled, dtype=np.float64).std(axis=0)
+    return np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0), 1.0)
+
+
+# ----------------------------------------------------------------- one replicate
+def spearman(a, b) -> float:
+    """Spearman's rho, NaN when either side is constant or has fewer than 3 values."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
@@ -50,111 +188,251 @@ def _pick(group, score):
     return int(np.nanargmax(values)) if np.isfinite(values).any() else len(group) - 1
 
 
+def _model_choice(group, score, aggregation):
+    """The model a score picks for a data set, and the row of the layer it then uses."""
+    by_model = _groups(group, ("model",))
+    models = sorted(by_model)
+    values = []
+    for m in models:
+        v = np.array([r[score] for r in by_model[m]], dtype=float)
+        v = v[np.isfinite(v)]
+        values.append(np.nan if not v.size else v.max() if aggregation == "best-layer"
+                      else v.mean())
+    values = np.asarray(values, dtype=float)
+    chosen = by_model[models[int(np.nanargmax(values)) if np.isfinite(values).any() else 0]]
+    return chosen, chosen[_pick(chosen, score)]
+
+
 def replicate_metrics(rows, scores, baselines=tuple(BASELINES)) -> dict:
     """Every metric of one replicate's rows, keyed by (metric, score, group).
 
-    Metrics: ``layer_spearman`` and ``layer_regret`` per (model, dataset),
-    ``layer_pick`` (the picked layer), ``dataset_spearman`` per (model, layer),
-    ``model_spearman`` and ``model_regret`` per dataset, over the (model,
-    layer) pairs of every model; and their means over groups under the group
-    ``"mean"``.
+    * per (model, dataset): ``layer_spearman`` (across its layers, with probe
+      accuracy), ``layer_regret`` (best accuracy minus the accuracy at the
+      layer the score picks) and ``layer_pick``;
+    * per (model, layer): ``dataset_spearman``, across data sets;
+    * per dataset: ``model_spearman`` across every (model, layer) pair,
+      ``pair_regret`` of the pair the score picks among all of them, and for
+      each aggregation of a model's layers (``best-layer``: its best score,
+      ``layer-mean``: the mean; transformer-ranker's two) the regret of the
+      model it picks, ``model_regret[agg]`` (best model's best-layer accuracy
+      minus the picked one's), and ``pair_regret[agg]`` of that model at the
+      layer the score picks in it.
+
+    Regrets are in accuracy points (0-100).
     """
     out = {}
     for (model, dataset), group in _groups(rows, ("model", "dataset")).items():
         acc = np.array([r[PROBE] for r in group])
         for score in (*scores, *baselines):
             picked = _pick(group, score)
-            out["layer_regret", score, (model, dataset)] = float(acc.max() - acc[picked])
+            out["layer_regret", score, (model, dataset)] = 100 * float(acc.max() - acc[picked])
             out["layer_pick", score, (model, dataset)] = group[picked]["layer"]
             if score in scores:
-                out["layer_spearman", score, (model, dataset)] = _spearman(
+                out["layer_spearman", score, (model, dataset)] = spearman(
                     [r[score] for r in group], acc)
     for (model, layer), group in _groups(rows, ("model", "layer")).items():
         for score in scores:
-            out["dataset_spearman", score, (model, layer)] = _spearman(
+            out["dataset_spearman", score, (model, layer)] = spearman(
                 [r[score] for r in group], [r[PROBE] for r in group])
     for (dataset,), group in _groups(rows, ("dataset",)).items():
         acc = np.array([r[PROBE] for r in group])
+        best_of = {m: max(r[PROBE] for r in g) for (m,), g in _groups(group, ("model",)).items()}
         for score in scores:
-            out["model_spearman", score, dataset] = _spearman([r[score] for r in group], acc)
-            out["model_regret", score, dataset] = float(acc.max() - acc[_pick(group, score)])
-    means = defaultdict(list)
-    for (metric, score, _), value in out.items():
-        if metric != "layer_pick":
-            means[metric, score].append(value)
-    for (metric, score), values in means.items():
-        out[metric, score, "mean"] = float(np.nanmean(values)) if np.isfinite(values).any() \
-            else float("nan")
+            out["model_spearman", score, dataset] = spearman([r[score] for r in group], acc)
+            out["pair_regret", score, dataset] = 100 * float(acc.max() - acc[_pick(group, score)])
+            if len(best_of) < 2:
+                continue
+            for agg in AGGREGATIONS:
+                chosen, row = _model_choice(group, score, agg)
+                out[f"model_regret[{agg}]", score, dataset] = 100 * float(
+                    max(best_of.values()) - best_of[chosen[0]["model"]])
+                out[f"pair_regret[{agg}]", score, dataset] = 100 * float(acc.max() - row[PROBE])
     return out
 
 
-def summarize(rows, scores, baselines=tuple(BASELINES)) -> dict:
-    """Point estimate, bootstrap standard error and 95% interval of every metric.
+# ----------------------------------------------------------------- over replicates and tasks
+def task_interval(values, *, n_boot=N_BOOT, random_state=0, confidence=0.95) -> dict:
+    """Mean over tasks with a 95% interval from a bootstrap over the tasks, with t.
 
-    Returns ``{(metric, score, group): {"estimate", "se", "low", "high"}}``.
-    With no bootstrap replicates, ``se`` and the bounds are NaN.
+    The tasks (one value each, NaN left out) are resampled with replacement
+    ``n_boot`` times; the interval is the mean +- ``t(n - 1)`` quantile times
+    the bootstrap standard error, since with ten to thirty tasks the normal
+    quantile would be too narrow.
+
+    Returns
+    -------
+    dict
+        ``estimate``, ``se``, ``low``, ``high`` and ``n`` (tasks used); the
+        bounds are NaN with fewer than two tasks.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.study import task_interval
+    >>> cell = task_interval([1.0, 2.0, 3.0, 4.0])
+    >>> cell["estimate"], cell["n"], round(cell["low"], 1), round(cell["high"], 1)
+    (2.5, 4, 0.8, 4.2)
     """
-    per_rep = {rep: replicate_metrics(group, scores, baselines)
-               for (rep,), group in _groups(rows, ("replicate",)).items()}
-    point = per_rep.pop(0)
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    n = v.size
+    if n == 0:
+        return {"estimate": float("nan"), "se": float("nan"), "low": float("nan"),
+                "high": float("nan"), "n": 0}
+    estimate = float(v.mean())
+    if n < 2:
+        se = float("nan")
+    else:
+        rng = np.random.default_rng(random_state)
+        boot = v[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+        se = float(boot.std(ddof=1))
+    q = float(student_t.ppf(0.5 + confidence / 2, n - 1)) if n > 1 else float("nan")
+    return {"estimate": estimate, "se": se, "low": estimate - q * se,
+            "high": estimate + q * se, "n": n}
+
+
+def group_values(per_rep, metric, score) -> dict:
+    """``{group: [value in each replicate]}`` of one metric and score (means excluded)."""
+    out = defaultdict(list)
+    for m in per_rep:
+        for (met, sc, group), value in m.items():
+            if met == metric and sc == score:
+                out[group].append(value)
+    return dict(out)
+
+
+def _nanmean(values) -> float:
+    """The mean of the finite values; NaN, without a warning, when there are none."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def _task_means(groups: dict, unit) -> dict:
+    """Per task, the mean over its groups (and over replicates) of one metric."""
+    by_task = defaultdict(list)
+    for group, values in groups.items():
+        by_task[group[0] if unit == _MODEL_OF_GROUP else group].append(_nanmean(values))
+    return {t: _nanmean(v) for t, v in by_task.items()}
+
+
+def summarize(rows, scores, baselines=tuple(BASELINES), *, n_boot=N_BOOT) -> dict:
+    """Every metric per group and its mean over tasks, with intervals and spreads.
+
+    Returns ``{(metric, score, group): cell}``, ``group`` being a group key or
+    ``"mean"``. A group's cell holds the mean over replicates (``estimate``)
+    and their range (``rep_low``, ``rep_high``); a mean's cell adds the task
+    interval of :func:`task_interval` (``se``, ``low``, ``high``, ``n``) and
+    the range over replicates of the replicate's own mean. ``layer_pick``
+    cells hold the most frequent pick and ``picks``, one per replicate.
+    """
+    per_rep = [replicate_metrics(group, scores, baselines)
+               for _, group in sorted(_groups(rows, ("replicate",)).items())]
     out = {}
-    for key, estimate in point.items():
-        boot = np.array([m.get(key, np.nan) for m in per_rep.values()], dtype=float)
-        out[key] = _interval(estimate, boot, _BOUNDS.get(key[0], (-np.inf, np.inf)))
+    keys = {(met, sc) for m in per_rep for (met, sc, _) in m}
+    for metric, score in sorted(keys, key=str):
+        groups = group_values(per_rep, metric, score)
+        if metric == "layer_pick":
+            for group, picks in groups.items():
+                values, counts = np.unique(picks, return_counts=True)
+                out[metric, score, group] = {"estimate": int(values[np.argmax(counts)]),
+                                             "picks": [int(p) for p in picks]}
+            continue
+        for group, values in groups.items():
+            out[metric, score, group] = _spread(values)
+        unit = _METRIC_UNITS[metric]
+        cell = task_interval(list(_task_means(groups, unit).values()), n_boot=n_boot)
+        rep_means = [_nanmean(list(_task_means({g: [v[i]] for g, v in groups.items()},
+                                               unit).values()))
+                     for i in range(len(per_rep))]
+        out[metric, score, "mean"] = {**cell, **_spread(rep_means, "rep_low", "rep_high")}
     return out
 
 
-# A normal interval can cross what a metric can reach; it is clipped there.
-_BOUNDS = {"layer_spearman": (-1, 1), "dataset_spearman": (-1, 1), "model_spearman": (-1, 1),
-           "layer_regret": (0, 1), "model_regret": (0, 1)}
+def _spread(values, *names):
+    """Mean and range of the finite values (NaN when there are none)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    values = (v.mean(), v.min(), v.max()) if v.size else (np.nan,) * 3
+    cell = dict(zip(("estimate", "rep_low", "rep_high"), values, strict=True))
+    cell = {k: float(x) for k, x in cell.items()}
+    return {k: cell[k] for k in names} if names else cell
 
 
-def _interval(estimate, boot, bounds=(-np.inf, np.inf)):
-    boot = boot[np.isfinite(boot)]
-    se = float(np.std(boot, ddof=1)) if boot.size > 1 else float("nan")
-    return {"estimate": estimate, "se": se,
-            "low": max(estimate - _Z95 * se, bounds[0]),
-            "high": min(estimate + _Z95 * se, bounds[1])}
-
-
-def paired_regret_differences(rows, candidates, reference, metric="layer_regret") -> dict:
-    """Mean-regret difference ``candidate - reference`` with a paired bootstrap interval.
-
-    Positive means the candidate loses more accuracy than ``reference``.
-    """
+def per_replicate(rows, candidates) -> list:
+    """:func:`replicate_metrics` of each replicate, for scores and baselines alike."""
     scores = [c for c in candidates if c not in BASELINES]
     baselines = [c for c in candidates if c in BASELINES]
-    per_rep = {rep: replicate_metrics(group, scores, baselines)
-               for (rep,), group in _groups(rows, ("replicate",)).items()}
-    out = {}
-    for cand in candidates:
-        if cand == reference:
-            continue
-        diffs = {rep: m[metric, cand, "mean"] - m[metric, reference, "mean"]
-                 for rep, m in per_rep.items()}
-        estimate = diffs.pop(0)
-        out[cand] = _interval(estimate, np.array(list(diffs.values())))
+    return [replicate_metrics(group, scores, baselines)
+            for _, group in sorted(_groups(rows, ("replicate",)).items())]
+
+
+def task_table(per_rep, candidates, metric) -> dict:
+    """``{candidate: {task: mean over replicates and the task's groups}}`` of one metric."""
+    unit = _METRIC_UNITS[metric]
+    return {c: _task_means(group_values(per_rep, metric, c), unit) for c in candidates}
+
+
+def paired_differences(per_rep, candidates, reference, metric="layer_regret", *,
+                       n_boot=N_BOOT) -> dict:
+    """Per task, ``candidate - reference`` of a metric, averaged with a task interval.
+
+    Positive regret differences mean the candidate loses more accuracy than
+    ``reference``. Returns ``{candidate: cell}`` (:func:`task_interval`).
+    """
+    table = task_table(per_rep, [*candidates, reference], metric)
+    ref = table[reference]
+    return {c: task_interval([table[c][t] - ref[t] for t in ref], n_boot=n_boot)
+            for c in candidates if c != reference}
+
+
+def wins(per_rep, candidates, metric="layer_regret") -> dict:
+    """How many tasks each candidate has the lowest regret on (a tie counts for each tied)."""
+    table = task_table(per_rep, candidates, metric)
+    out = dict.fromkeys(candidates, 0)
+    for task in set().union(*(t.keys() for t in table.values())):
+        values = {c: table[c].get(task, np.nan) for c in candidates}
+        finite = [v for v in values.values() if np.isfinite(v)]
+        best = min(finite, default=np.nan)
+        for c, v in values.items():
+            out[c] += bool(np.isfinite(v) and v <= best + 1e-9)
     return out
 
 
-def recommend(rows, candidates) -> dict:
+# ----------------------------------------------------------------- the rules
+def recommend(rows, candidates, *, n_boot=N_BOOT) -> dict:
     """Rule B of docs/validity.md: the candidate with the lowest mean layer regret.
 
-    Returns ``{"pick", "tied", "separated", "not_separated_from", "differences"}``
-    (``tied``: every candidate with the pick's regret, the pick first);
-    ``separated`` is True only when the 95% interval of the paired regret
-    difference with every other candidate lies above zero.
+    Returns ``{"pick", "tied", "separated", "not_separated_from", "differences",
+    "regret", "wins"}`` (``tied``: every candidate with the pick's regret, the
+    pick first); ``separated`` is True only when the 95% task interval of the
+    paired regret difference with every other candidate lies above zero.
     """
-    scores = [c for c in candidates if c not in BASELINES]
-    baselines = [c for c in candidates if c in BASELINES]
-    point = replicate_metrics([r for r in rows if r["replicate"] == 0], scores, baselines)
-    regret = {c: point["layer_regret", c, "mean"] for c in candidates}
-    pick = min(candidates, key=regret.get)
-    diffs = paired_regret_differences(rows, candidates, pick)
+    per_rep = per_replicate(rows, candidates)
+    table = task_table(per_rep, candidates, "layer_regret")
+    regret = {c: _nanmean(list(table[c].values())) for c in candidates}
+    pick = min(candidates, key=lambda c: (regret[c], candidates.index(c)))
+    diffs = paired_differences(per_rep, candidates, pick, n_boot=n_boot)
     close = [c for c, d in diffs.items() if not d["low"] > 0]
-    tied = [c for c in candidates if regret[c] == regret[pick]]
+    tied = [c for c in candidates if abs(regret[c] - regret[pick]) < 1e-9]
     return {"pick": pick, "tied": tied, "separated": not close, "not_separated_from": close,
-            "differences": diffs}
+            "differences": diffs, "regret": regret, "wins": wins(per_rep, candidates)}
+
+
+def leave_one_dataset_out(rows, choose, evaluate) -> dict:
+    """Apply a choosing rule with each data set held out, and score its choice there.
+
+    ``choose(rows)`` returns a choice made on the other data sets' rows;
+    ``evaluate(rows, choice)`` returns the choice's value on the held-out
+    data set's rows. Returns ``{"folds": {dataset: {"choice", "value"}},
+    "mean": task_interval over the held-out data sets}``.
+    """
+    datasets = sorted({r["dataset"] for r in rows})
+    folds = {}
+    for held in datasets:
+        choice = choose([r for r in rows if r["dataset"] != held])
+        folds[held] = {"choice": choice,
+                       "value": evaluate([r for r in rows if r["dataset"] == held], choice)}
+    return {"folds": folds, "mean": task_interval([f["value"] for f in folds.values()])}
 
 
 def perturb_moments(moments, eps, rng):
@@ -173,3 +451,78 @@ def perturb_moments(moments, eps, rng):
         c1=moments.c1 * (1 + eps * rng.normal(size=moments.c1.shape)),
         pooled=pooled + eps * rng.normal(size=pooled.shape) * np.sqrt((pooled**2).mean(0)),
     )
+
+
+def rule_a(rows, configs, *, eligible, current, margin=0.05):
+    """Rule A of docs/validity.md: the NTPS configuration with the best mean layer Spearman.
+
+    ``configs`` maps a column name to its parameters (a dict); among the
+    ``eligible`` columns within ``margin`` of the best mean over tasks, the
+    one that changes the fewest parameters from ``current`` wins, then the
+    higher mean. Returns ``(winner, {column: mean layer Spearman})``, the winner
+    None when no eligible column has a criterion.
+    """
+    names = list(configs)
+    table = task_table(per_replicate(rows, names), names, "layer_spearman")
+    crit = {n: _nanmean(list(table[n].values())) for n in names}
+    best = max((crit[n] for n in names if n in eligible and np.isfinite(crit[n])), default=None)
+    if best is None:
+        return None, crit
+    close = [n for n in names if n in eligible and crit[n] >= best - margin]
+
+    def changes(n):
+        return sum(configs[n][key] != value for key, value in current.items())
+
+    return min(close, key=lambda n: (changes(n), -crit[n])), crit
+
+
+def paper_protocol(rows, k_columns, held_out_column):
+    """The paper's protocol beside a held-out one, on the layer and data-set axes.
+
+    The paper's: Spearman with the probe's *training* accuracy, ``k`` (the
+    keys of ``k_columns``) chosen per task, and on the data-set axis the
+    layer too, to maximise it. The held-out one: ``held_out_column`` (one
+    fixed k) against held-out accuracy, every layer counted. Returns, per
+    axis, the mean over tasks of both, their paired difference (the optimism)
+    and what the paper's choice gives against held-out accuracy.
+    """
+    out = {}
+    layer_tasks = defaultdict(lambda: defaultdict(list))
+    for (model, dataset, _), group in _groups(rows, ("model", "dataset", "replicate")).items():
+        train = [r[PROBE_TRAIN] for r in group]
+        test = [r[PROBE] for r in group]
+        rhos = {k: spearman([r[c] for r in group], train) for k, c in k_columns.items()}
+        k = max(rhos, key=lambda key: -np.inf if np.isnan(rhos[key]) else rhos[key])
+        cell = layer_tasks[model, dataset]
+        cell["paper"].append(rhos[k])
+        cell["paper_choice_held_out"].append(spearman([r[k_columns[k]] for r in group], test))
+        cell["held_out"].append(spearman([r[held_out_column] for r in group], test))
+    out["layers"] = _protocol_cells(layer_tasks)
+    data_tasks = defaultdict(lambda: defaultdict(list))
+    for (model, _), group in _groups(rows, ("model", "replicate")).items():
+        by_layer = _groups(group, ("layer",))
+        best, choice, held = -np.inf, None, []
+        for (layer,), g in by_layer.items():
+            g = sorted(g, key=lambda r: r["dataset"])
+            held.append(spearman([r[held_out_column] for r in g], [r[PROBE] for r in g]))
+            for k, c in k_columns.items():
+                rho = spearman([r[c] for r in g], [r[PROBE_TRAIN] for r in g])
+                if np.isfinite(rho) and rho > best:
+                    best, choice = rho, (layer, k)
+        cell = data_tasks[model]
+        cell["paper"].append(best if choice else np.nan)
+        if choice:
+            g = sorted(by_layer[(choice[0],)], key=lambda r: r["dataset"])
+            cell["paper_choice_held_out"].append(
+                spearman([r[k_columns[choice[1]]] for r in g], [r[PROBE] for r in g]))
+        cell["held_out"].append(_nanmean(held))
+    out["datasets"] = _protocol_cells(data_tasks)
+    return out
+
+
+def _protocol_cells(tasks):
+    means = {name: {t: _nanmean(v[name]) for t, v in tasks.items()}
+             for name in ("paper", "paper_choice_held_out", "held_out")}
+    cells = {name: task_interval(list(m.values())) for name, m in means.items()}
+    cells["optimism"] = task_interval([means["paper"][t] - means["held_out"][t] for t in tasks])
+    return cells

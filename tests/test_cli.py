@@ -18,15 +18,17 @@ def run(*args):
 
 def test_report_end_to_end(tiny_llama, ntps_cache, tmp_path, capsys):
     out = tmp_path / "report"
-    status = run("report", "--model", tiny_llama, "--dataset", "sms_spam", "--n-train", "60",
-                 "--n-test", "40", "--n-components", "4", "--output-dir", str(out), "--no-progress")
+    status = run("report", "--model", tiny_llama, "--dataset", "sms_spam", "--n-texts", "100",
+                 "--n-components", "4", "--output-dir", str(out), "--no-progress")
     assert status == 0
     printed = capsys.readouterr().out
-    assert "Spearman with probe accuracy across layers" in printed and "Regret" in printed
+    assert "Spearman with probe accuracy across layers" in printed
+    assert "Regret of the layer each score picks, in accuracy points" in printed
     rows = list(csv.DictReader(open(out / "report.csv")))
     assert [int(r["layer"]) for r in rows] == [0, 1, 2]
     data = json.loads((out / "report.json").read_text())
-    assert data["datasets"] == {"sms_spam": {"n_train": 60, "n_test": 40}}
+    assert data["datasets"]["sms_spam"]["n_texts"] == 100
+    assert data["datasets"]["sms_spam"]["n_train"] == [70]  # 7 of 10 blocks
     assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -36,18 +38,18 @@ def test_two_models_two_datasets_with_intervals(tiny_llama, ntps_cache, tmp_path
     other = make_tiny_llama(tmp_path / "other", hidden_size=8, n_layers=1, seed=1)
     out = tmp_path / "report"
     status = run("report", "--model", tiny_llama, "--model", other, "--dataset", "banking77",
-                 "--dataset", "sms_spam", "--n-train", "154", "--n-test", "77",
-                 "--n-components", "4", "--n-bootstrap", "2", "--n-blocks", "4",
+                 "--dataset", "sms_spam", "--n-texts", "231", "--n-components", "4",
+                 "--n-replicates", "2", "--n-blocks", "4", "--test-blocks", "1",
                  "--output-dir", str(out), "--no-progress")
     assert status == 0
     rows = list(csv.DictReader(open(out / "report.csv")))
     assert [(r["dataset"], r["model"]) for r in rows] == (
-        [("banking77", tiny_llama)] * 3 + [("banking77", other)] * 2
-        + [("sms_spam", tiny_llama)] * 3 + [("sms_spam", other)] * 2)
-    assert len(list(csv.DictReader(open(out / "replicates.csv")))) == 3 * 10
+        [("banking77", tiny_llama)] * 6 + [("banking77", other)] * 4
+        + [("sms_spam", tiny_llama)] * 6 + [("sms_spam", other)] * 4)
     summary = {(r["metric"], r["score"], r["group"]): r
                for r in csv.DictReader(open(out / "summary.csv"))}
-    for metric in ("layer_spearman", "layer_regret", "model_spearman", "model_regret"):
+    for metric in ("layer_spearman", "layer_regret", "model_spearman", "pair_regret",
+                   "model_regret[best-layer]"):
         cell = summary[metric, "ntps", "mean"]
         assert float(cell["low"]) <= float(cell["estimate"]) <= float(cell["high"]), metric
     # Two data sets are too few for a rank correlation across data sets.
@@ -56,6 +58,15 @@ def test_two_models_two_datasets_with_intervals(tiny_llama, ntps_cache, tmp_path
     data = json.loads((out / "report.json").read_text())
     assert data["recommendation"]["pick"] in [*data["scores"], "last layer", "layer at 2/3 depth"]
     assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n-replicates", "200"], "between 1 and 120"),
+    (["--test-blocks", "10"], "--test-blocks between 1"),
+])
+def test_bad_partitions_fail_before_the_model_runs(tmp_path, capsys, args, message):
+    assert run("report", "--output-dir", str(tmp_path / "out"), *args) == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -13,16 +13,19 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_ntps import (
     HFEmbeddingTransformer,
     HScoreScorer,
+    KNNScorer,
     LogMEScorer,
     NTPSScorer,
     NTPSSubspaceProbe,
     RankMeScorer,
+    RidgeProbeScorer,
     TransRateScorer,
 )
 
 from conftest import make_texts
 
-PEERS = [LogMEScorer(), HScoreScorer(), TransRateScorer(), RankMeScorer()]
+PEERS = [LogMEScorer(), HScoreScorer(), TransRateScorer(), RankMeScorer(), KNNScorer(),
+         RidgeProbeScorer()]
 SCORERS = [NTPSScorer(), NTPSScorer(variant="paper", centering=True, shrinkage="ledoit-wolf"),
            NTPSSubspaceProbe(), *PEERS]
 METHODS = ["score", "transform", "predict", "predict_proba", "decision_function",

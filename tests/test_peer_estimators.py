@@ -11,8 +11,10 @@ from sklearn.utils import estimator_checks as ec
 
 from sklearn_ntps import (
     HScoreScorer,
+    KNNScorer,
     LogMEScorer,
     RankMeScorer,
+    RidgeProbeScorer,
     TransRateScorer,
     compute_moments,
     peers,
@@ -20,9 +22,10 @@ from sklearn_ntps import (
 
 from conftest import make_texts
 
-PEERS = [LogMEScorer, HScoreScorer, TransRateScorer, RankMeScorer]
+PEERS = [LogMEScorer, HScoreScorer, TransRateScorer, RankMeScorer, KNNScorer, RidgeProbeScorer]
 FUNCTIONS = {LogMEScorer: peers.logme, HScoreScorer: peers.hscore,
-             TransRateScorer: peers.transrate, RankMeScorer: lambda X, y: peers.rankme(X)}
+             TransRateScorer: peers.transrate, RankMeScorer: lambda X, y: peers.rankme(X),
+             KNNScorer: peers.knn_accuracy, RidgeProbeScorer: peers.ridge_loo_accuracy}
 
 
 @pytest.mark.parametrize("Est", PEERS)
@@ -61,7 +64,8 @@ def test_grid_search_over_a_peer_parameter():
         None, "ledoit-wolf", 0.5)
 
 
-@pytest.mark.parametrize("Est", [LogMEScorer, HScoreScorer, TransRateScorer])
+@pytest.mark.parametrize("Est", [LogMEScorer, HScoreScorer, TransRateScorer, KNNScorer,
+                                 RidgeProbeScorer])
 def test_labelled_scores_need_labels(Est):
     with pytest.raises(ValueError, match="requires y to be passed"):
         Est().fit(np.ones((4, 2)))
@@ -81,6 +85,36 @@ def test_parameters_are_validated(params, match):
         HScoreScorer(**params).fit(np.ones((4, 2)), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="eps"):
         TransRateScorer(eps=-1).fit(np.ones((4, 2)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"n_neighbors": 0}, "n_neighbors"), ({"n_neighbors": 2.5}, "n_neighbors"),
+    ({"n_neighbors": "3"}, "n_neighbors"), ({"n_neighbors": 4}, "below n_samples=4")])
+def test_knn_parameters_are_validated(params, match):
+    with pytest.raises(ValueError, match=match):
+        KNNScorer(**params).fit(np.eye(4), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("alphas", [[], [0.0], [-1.0, 1.0], [np.nan], "1", None])
+def test_ridge_alphas_are_validated(alphas):
+    with pytest.raises(ValueError, match="alphas"):
+        RidgeProbeScorer(alphas=alphas).fit(np.eye(4), [0, 1, 0, 1])
+
+
+def test_ridge_probe_stores_the_chosen_alpha():
+    from sklearn.linear_model import RidgeClassifierCV
+
+    X, y = make_texts(n_texts=80, n_features=6, seed=34)
+    pooled = np.array([x.mean(0) for x in X])
+    alphas = np.logspace(-2, 2, 5)
+    probe = RidgeProbeScorer(alphas=alphas).fit(X, y)
+    assert probe.alpha_ == RidgeClassifierCV(alphas=alphas).fit(pooled, y).alpha_
+    assert probe.score_ == peers.ridge_loo_accuracy(pooled, y, alphas=alphas)
+    assert RidgeProbeScorer().get_params()["alphas"] == pytest.approx(np.logspace(-3, 3, 13))
+
+
+def test_knn_scorer_default_is_transformer_rankers_k():
+    assert KNNScorer().n_neighbors == 3
 
 
 API_CHECKS = [ec.check_estimator_cloneable, ec.check_estimator_repr,

@@ -4,8 +4,20 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.linear_model import RidgeClassifier, RidgeClassifierCV
+from sklearn.model_selection import LeaveOneOut, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
 
-from sklearn_ntps.peers import check_features, hscore, logme, rankme, transrate
+from sklearn_ntps.peers import (
+    _ridge_loo,
+    check_features,
+    hscore,
+    knn_accuracy,
+    logme,
+    rankme,
+    ridge_loo_accuracy,
+    transrate,
+)
 
 N, K, D = 600, 3, 5
 
@@ -29,7 +41,11 @@ LABELLED = {
     "hscore_pinv": lambda X, y: hscore(X, y, shrinkage=None),
     "hscore_0.3": lambda X, y: hscore(X, y, shrinkage=0.3),
     "transrate": transrate,
+    "knn": knn_accuracy,
+    "ridge": ridge_loo_accuracy,
 }
+# The accuracies lie in [0, 1]: at most 1 above chance.
+ACCURACIES = {"knn", "ridge"}
 ALL = {**LABELLED, "rankme": lambda X, y: rankme(X)}
 
 
@@ -39,7 +55,8 @@ ALL = {**LABELLED, "rankme": lambda X, y: rankme(X)}
 def test_labelled_scores_prefer_onehot_features_to_noise(name):
     y = labels()
     score = LABELLED[name]
-    assert score(onehot_features(y), y) > score(noise_features(), y) + 1.0
+    margin = 0.5 if name in ACCURACIES else 1.0
+    assert score(onehot_features(y), y) > score(noise_features(), y) + margin
 
 
 def test_onehot_values():
@@ -51,6 +68,8 @@ def test_onehot_values():
     assert logme(X, y) > 5.0  # noise 1e-3: beta ~ 1e6, 1/2 log beta ~ 7 per sample
     assert transrate(X, y) > 5.0
     assert rankme(X) == pytest.approx(K, abs=1e-3)
+    assert knn_accuracy(X, y) == 1.0
+    assert ridge_loo_accuracy(X, y) == 1.0
 
 
 def test_exact_onehot_logme_is_finite():
@@ -72,6 +91,9 @@ def test_noise_values():
     assert logme(X, y) < -0.5
     # Isotropic noise: all singular values nearly equal.
     assert D - 0.1 < rankme(X) <= D
+    # Chance is 1 / K.
+    assert abs(knn_accuracy(X, y) - 1 / K) < 0.1
+    assert abs(ridge_loo_accuracy(X, y) - 1 / K) < 0.1
 
 
 def test_transrate_is_nonnegative_on_unbalanced_classes():
@@ -104,6 +126,9 @@ def test_duplicated_column(features):
     assert hscore(Xd, y, shrinkage=0.3) == pytest.approx(hscore(X, y, shrinkage=0.3), abs=0.1)
     assert rankme(Xd) == pytest.approx(rankme(X), abs=0.1)
     assert all(np.isfinite(f(Xd, y)) for f in ALL.values())
+    # A copy weighs one column twice in the distances and the ridge penalty.
+    assert knn_accuracy(Xd, y) == pytest.approx(knn_accuracy(X, y), abs=0.05)
+    assert ridge_loo_accuracy(Xd, y) == pytest.approx(ridge_loo_accuracy(X, y), abs=0.05)
 
 
 # ---------------------------------------------------------------- invariances
@@ -120,12 +145,54 @@ def test_global_scale():
             assert hscore(c * X, y, shrinkage=0.3) == pytest.approx(
                 hscore(X, y, shrinkage=0.3), abs=1e-10)
             assert rankme(c * X) == pytest.approx(rankme(X), abs=1e-10)
-            # TransRate depends on the features only through X / eps.
-            assert transrate(c * X, y, eps=c * 1e-4) == pytest.approx(transrate(X, y), abs=1e-8)
-    # ... so it is not scale-invariant: at scale 1e-3 the 1e-3 noise that keeps
-    # the one-hot classes full rank sinks below the distortion eps.
-    X = onehot_features(y)
-    assert transrate(1e-3 * X, y) < transrate(X, y) - 1.0
+            # TransRate's distortion is eps * rms(Z): it scales with the features.
+            assert transrate(c * X, y) == pytest.approx(transrate(X, y), abs=1e-8)
+            assert knn_accuracy(c * X, y) == knn_accuracy(X, y)
+            # The ridge penalty is in the units of the raw features: scaled by c^2, the same.
+            assert ridge_loo_accuracy(c * X, y, alphas=c**2 * ALPHAS) == \
+                ridge_loo_accuracy(X, y, alphas=ALPHAS)
+
+
+ALPHAS = np.logspace(-3, 3, 13)
+
+
+@pytest.mark.parametrize("c", [1e-150, 1e-6, 3.7, 1e6, 1e30])
+def test_transrate_is_invariant_to_a_global_scale(c):
+    """eps is relative to rms(Z): only the direction of the features matters."""
+    y = labels(300)
+    for X in (noise_features(300, 6), noise_features(300, 6) + np.eye(K, 6)[y],
+              onehot_features(labels(300)), noise_features(30, 50) + np.eye(K, 50)[y[:30]]):
+        yy = y[:len(X)]
+        assert transrate(c * X, yy) == pytest.approx(transrate(X, yy), rel=1e-9, abs=1e-12)
+        assert transrate(c * X, yy, eps=0.5) == pytest.approx(transrate(X, yy, eps=0.5),
+                                                               rel=1e-9, abs=1e-12)
+
+
+def test_transrate_is_the_papers_on_standardised_features():
+    """rms(Z) = 1 on columns of zero mean and unit population variance: eps is absolute."""
+    y = labels(300)
+    X = 5.0 * noise_features(300, 6) + 2.0 * np.eye(K, 6)[y] - 3.0
+    Xs = (X - X.mean(axis=0)) / X.std(axis=0)
+    for eps in (1e-4, 0.5):
+        assert transrate(Xs, y, eps=eps) == pytest.approx(
+            direct_transrate(Xs, y, eps, relative=False), rel=1e-8)
+    # Raw features: the old absolute eps would read 5 X as a 5-times finer code.
+    assert direct_transrate(X, y, 0.5, relative=False) != pytest.approx(
+        direct_transrate(5 * X, y, 0.5, relative=False), rel=1e-3)
+
+
+def test_transrate_of_constant_features_is_zero():
+    y = labels(60)
+    assert transrate(np.zeros((60, 4)), y) == 0.0
+    # 0.1 is not a binary fraction: the mean rounds, and the centred features are
+    # rounding; rescaled to unit rms they would read as noise.
+    assert transrate(np.full((60, 4), 0.1), y) == 0.0
+    assert transrate(np.full((60, 4), 0.1) + np.arange(4), y) == 0.0
+    # A constant column next to real ones drops out, as it would without rounding.
+    X = noise_features(60, 3) + np.eye(K, 3)[y]
+    with_constant = np.hstack([X, np.full((60, 1), 0.1)])
+    assert transrate(with_constant, y) == pytest.approx(
+        direct_transrate(np.hstack([X, np.zeros((60, 1))]), y), rel=1e-8)
 
 
 def test_invertible_linear_map():
@@ -138,6 +205,9 @@ def test_invertible_linear_map():
     assert logme(X @ A, y) != pytest.approx(logme(X, y), abs=1e-3)
     assert hscore(X @ A, y) != pytest.approx(hscore(X, y), abs=1e-3)
     assert rankme(X @ A) != pytest.approx(rankme(X), abs=1e-3)
+    # TransRate in its log regime (full-rank classes, small eps): log|det A|, like
+    # the scale, cancels between the whole and the classes, up to O(eps^2) terms.
+    assert transrate(X @ A, y) == pytest.approx(transrate(X, y), abs=1e-6)
     # Rotations are invisible to every score.
     Q = np.linalg.qr(A)[0]
     for name, score in ALL.items():
@@ -157,8 +227,11 @@ def test_label_encoding_does_not_matter(name):
     y = labels()
     X = noise_features() + np.eye(K, D)[y]
     names = np.array(["spam", "eggs", "ham"])[y]
-    assert LABELLED[name](X.astype(np.float32), names) == pytest.approx(
-        LABELLED[name](X.astype(np.float32), y), abs=1e-12)
+    # k-NN's tie between classes goes to the first in sorted label order, which
+    # renaming changes; one neighbour has no tie.
+    score = (lambda X, y: knn_accuracy(X, y, n_neighbors=1)) if name == "knn" else LABELLED[name]
+    assert score(X.astype(np.float32), names) == pytest.approx(
+        score(X.astype(np.float32), y), abs=1e-12)
 
 
 # ------------------------------------------------------------------- RankMe
@@ -221,14 +294,17 @@ def test_hscore_rejects_bad_shrinkage(bad):
 
 # ---------------------------------------------------------------- TransRate
 
-def direct_transrate(X, y, eps=1e-4):
+def direct_transrate(X, y, eps=1e-4, relative=True):
     """The paper's formula, each log-determinant from the singular values of its block.
 
-    (More accurate than a d x d ``slogdet``, which loses ~1e-8 relative when
-    ``d / (m eps^2)`` is 1e8 and the block is rank-deficient.)
+    The distortion is ``eps * rms(Z)``, or ``eps`` with ``relative=False`` (the
+    paper's absolute distortion). (More accurate than a d x d ``slogdet``, which
+    loses ~1e-8 relative when ``d / (m eps^2)`` is 1e8 and the block is rank-deficient.)
     """
     Z = X - X.mean(axis=0)
     n, d = Z.shape
+    if relative:
+        eps = eps * np.sqrt(np.mean(Z**2))
 
     def rate(A):
         sigma = np.linalg.svd(A, compute_uv=False)
@@ -247,8 +323,9 @@ def test_transrate_matches_direct_formula(n, d, eps):
 def test_transrate_relation_to_released_code():
     """The authors' code: factor 1 / (m eps) and a plain mean over the K classes."""
     y = labels(300)
-    X = noise_features(300, 6) + np.eye(K, 6)[y]
+    X = 3.0 * noise_features(300, 6) + np.eye(K, 6)[y]
     Z = X - X.mean(axis=0)
+    Z /= np.sqrt(np.mean(Z**2))  # the code on Z / rms(Z)
     eps_code = 1e-4
 
     def rate(A):
@@ -326,6 +403,124 @@ def test_logme_class_that_no_feature_explains():
     assert np.isfinite(logme(F, y))
 
 
+# ---------------------------------------------------------------------- k-NN
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_knn_matches_sklearn_leave_one_out(k, n_classes):
+    # Continuous random features: no ties in distance; ties between classes do
+    # occur (k = 3 or 5 over 5 classes), and both break them towards the smallest class.
+    rng = np.random.default_rng(10 + k)
+    X = rng.normal(size=(60, 4)) + 3.0
+    y = labels(60, n_classes, seed=k)
+    expected = cross_val_score(KNeighborsClassifier(n_neighbors=k), X, y, cv=LeaveOneOut()).mean()
+    assert knn_accuracy(X, y, n_neighbors=k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_knn_in_blocks_of_rows(monkeypatch):
+    import sklearn_ntps.peers as peers
+
+    rng = np.random.default_rng(11)
+    X, y = rng.normal(size=(50, 3)), labels(50, 4)
+    whole = knn_accuracy(X, y, n_neighbors=4)
+    monkeypatch.setattr(peers, "_KNN_BLOCK_ENTRIES", 7 * 50)  # blocks of 7 rows, and 1
+    assert knn_accuracy(X, y, n_neighbors=4) == whole
+    monkeypatch.setattr(peers, "_KNN_BLOCK_ENTRIES", 1)  # one row at a time
+    assert knn_accuracy(X, y, n_neighbors=4) == whole
+
+
+def test_knn_class_tie_goes_to_the_smallest_class():
+    # k = n - 1: each sample's neighbours are all the others.
+    X = np.array([[0.0], [1.0], [3.0]])
+    # 0 and 1 each see one "a" and one "b": tie, "a" (the first label) wins.
+    # 2 sees two "a": wrong.
+    assert knn_accuracy(X, ["a", "a", "b"], n_neighbors=2) == pytest.approx(2 / 3)
+    # The same geometry with the names swapped: the ties now go to the wrong class.
+    assert knn_accuracy(X, ["b", "b", "a"], n_neighbors=2) == 0.0
+    # Three classes, one vote each for 0 and 3: class 0 wins; 1 and 2 see two 0s.
+    X4 = np.array([[0.0], [1.0], [3.0], [7.0]])
+    assert knn_accuracy(X4, [0, 1, 2, 0], n_neighbors=3) == 0.5
+    assert knn_accuracy(X4, [2, 1, 0, 2], n_neighbors=3) == 0.0
+    for X_, y_ in ((X, ["a", "a", "b"]), (X4, [0, 1, 2, 0]), (X4, [2, 1, 0, 2])):
+        assert knn_accuracy(X_, y_, n_neighbors=len(y_) - 1) == cross_val_score(
+            KNeighborsClassifier(n_neighbors=len(y_) - 1), X_, y_, cv=LeaveOneOut()).mean()
+
+
+def test_knn_distance_tie_goes_to_the_first_sample():
+    # Sample 0 has two neighbours at distance 1; k = 1 takes the first of them.
+    assert knn_accuracy([[0.0], [-1.0], [1.0]], [0, 0, 1], n_neighbors=1) == pytest.approx(2 / 3)
+    assert knn_accuracy([[0.0], [1.0], [-1.0]], [0, 1, 0], n_neighbors=1) == pytest.approx(1 / 3)
+
+
+def test_knn_excludes_only_the_sample_itself():
+    # An exact duplicate is a neighbour at distance 0 (it is another sample).
+    X = np.array([[0.0], [0.0], [5.0], [5.1]])
+    assert knn_accuracy(X, [0, 0, 1, 1], n_neighbors=1) == 1.0
+
+
+@pytest.mark.parametrize("bad, match", [(0, "n_neighbors"), (-1, "n_neighbors"),
+                                        (1.5, "n_neighbors"), (True, "n_neighbors"),
+                                        ("3", "n_neighbors"), (6, "below n_samples=6"),
+                                        (7, "below n_samples=6")])
+def test_knn_rejects_bad_n_neighbors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        knn_accuracy(noise_features(6, 2), labels(6, 2), n_neighbors=bad)
+
+
+def test_knn_largest_n_neighbors():
+    # k = n - 1: every sample gets the majority of the others.
+    y = np.array([0, 0, 0, 1, 1])
+    # The 0s see two 0s and two 1s (tie: 0); the 1s see three 0s.
+    assert knn_accuracy(noise_features(5, 2), y, n_neighbors=4) == pytest.approx(3 / 5)
+
+
+# ----------------------------------------------------------------- ridge probe
+
+def brute_force_ridge_loo(X, y, alpha):
+    """Refit RidgeClassifier n times, each time without one sample."""
+    n = len(y)
+    hits = [RidgeClassifier(alpha=alpha).fit(X[np.arange(n) != i], y[np.arange(n) != i])
+            .predict(X[i:i + 1])[0] == y[i] for i in range(n)]
+    return np.mean(hits)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("n, d", [(40, 5), (40, 60)])
+def test_ridge_matches_ridge_classifier_cv_and_brute_force(n, d, n_classes):
+    y = labels(n, n_classes, seed=d)
+    # Off-centre on purpose: the intercept is not penalised.
+    X = noise_features(n, d, seed=12) + 0.8 * np.eye(n_classes, d)[y] + 2.0
+    accuracy, alpha = _ridge_loo(X, y, ALPHAS)
+    assert alpha == pytest.approx(RidgeClassifierCV(alphas=ALPHAS).fit(X, y).alpha_, rel=1e-12)
+    assert accuracy == pytest.approx(brute_force_ridge_loo(X, y, alpha), abs=1e-12)
+    assert ridge_loo_accuracy(X, y, alphas=ALPHAS) == accuracy
+    # The interpolating regime (n < d, alpha small against s^2) keeps its accuracy.
+    assert ridge_loo_accuracy(X, y, alphas=[1e-3]) == pytest.approx(
+        brute_force_ridge_loo(X, y, 1e-3), abs=1e-12)
+
+
+def test_ridge_alpha_is_the_first_of_the_smallest_loo_error():
+    y = labels(40, 2)
+    X = noise_features(40, 5) + np.eye(2, 5)[y]
+    _, alpha = _ridge_loo(X, y, [10.0, 10.0, 1e-3])
+    assert alpha == RidgeClassifierCV(alphas=[10.0, 10.0, 1e-3]).fit(X, y).alpha_
+
+
+def test_ridge_on_constant_features_is_the_intercept():
+    # Leave-one-out of the intercept alone predicts the majority of the others:
+    # on alternating labels, always the other class.
+    y = np.arange(10) % 2
+    assert ridge_loo_accuracy(np.zeros((10, 3)), y) == 0.0
+    assert brute_force_ridge_loo(np.zeros((10, 3)), y, 1.0) == 0.0
+
+
+@pytest.mark.parametrize("bad", [[], [0.0], [1.0, -1.0], [np.nan], [np.inf], "1", None,
+                                 object()])
+def test_ridge_rejects_bad_alphas(bad):
+    with pytest.raises(ValueError, match="alphas"):
+        ridge_loo_accuracy(noise_features(10, 2), labels(10, 2), alphas=bad)
+
+
 # ----------------------------------------------------------------- input check
 
 def test_check_features_returns_float64_and_codes():
@@ -353,6 +548,7 @@ def test_check_features_errors(features, y, match):
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_score_checks_its_input(name):
+    # (k-NN's default 3 neighbours need 4 samples: the features are checked first.)
     with pytest.raises(ValueError, match="NaN"):
         ALL[name](np.array([[np.nan, 1.0], [0.0, 1.0], [1.0, 0.0]]), [0, 1, 0])
     if name != "rankme":

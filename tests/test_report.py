@@ -1,5 +1,9 @@
 import csv
 import json
+import os
+import subprocess
+import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -8,94 +12,126 @@ pytest.importorskip("torch")
 
 from sklearn_ntps import report as report_module  # noqa: E402
 from sklearn_ntps.report import Report, run_report, save_report  # noqa: E402
+from sklearn_ntps.study import block_partitions, feature_scale, stratified_blocks  # noqa: E402
 
-from test_embedding import LABELS, TEXTS  # noqa: E402
+from conftest import TINY_WORDS  # noqa: E402
+
+rng = np.random.default_rng(0)
+WORDS = TINY_WORDS[3:]
+TEXTS = [" ".join(rng.choice(WORDS, size=rng.integers(2, 9))) for _ in range(60)]
+LABELS = [i % 3 for i in range(60)]
 
 
 def small_report(tiny_llama, **kwargs):
-    data = {"toy": (TEXTS * 3, LABELS * 3, TEXTS, LABELS)}
-    return run_report([tiny_llama], data, embedding_params={"batch_size": 4}, progress=False,
-                      **kwargs)
+    return run_report([tiny_llama], {"toy": (TEXTS, LABELS)}, progress=False,
+                      embedding_params={"batch_size": 4}, n_blocks=5, n_test_blocks=1, **kwargs)
 
 
-def test_rows_hold_every_scorer_and_the_probe(tiny_llama, ntps_cache):
-    rep = small_report(tiny_llama)
-    picked = rep.summary["layer_pick", "logme", (tiny_llama, "toy")]["estimate"]
-    assert f"/ toy: layer {picked:.0f} (" in rep.to_text()
-    assert max(rep.point_rows, key=lambda r: r["logme"])["layer"] == picked
-    assert [r["layer"] for r in rep.rows] == [0, 1, 2]
+def test_each_cell_is_every_score_refitted_on_its_partition(tiny_llama, ntps_cache):
+    rep = small_report(tiny_llama, n_replicates=2)
+    assert [(r["layer"], r["replicate"]) for r in rep.rows] == [
+        (0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
     assert rep.scores == ["ntps", "ntps_paper", "ntps_paper_exact", "logme", "hscore",
-                          "transrate", "rankme"]
-    for row in rep.rows:
-        assert 0 <= row["ntps"] <= 1 and 0 <= row["ntps_paper_exact"] <= 1
-        assert 0 <= row["probe_accuracy"] <= 1 and row["replicate"] == 0
-    # Each column is its scorer's, fitted on the same training texts.
+                          "transrate", "rankme", "knn", "ridge_loo"]
+    # Rebuild one cell by hand: the same blocks and partition, the rescaled states.
     from sklearn_ntps import HFEmbeddingTransformer, LogMEScorer, NTPSScorer
+    from sklearn_ntps.moments import resample_blocks
 
-    moments = HFEmbeddingTransformer(model_name_or_path=tiny_llama, layer=1, output="tokens",
-                                     progress=False).fit_transform(TEXTS * 3)
-    assert rep.rows[1]["ntps"] == pytest.approx(NTPSScorer().fit(moments, LABELS * 3).ntps_)
-    assert rep.rows[1]["logme"] == pytest.approx(LogMEScorer().fit(moments, LABELS * 3).score_)
-
-
-def test_bootstrap_replicates_resample_blocks_and_test_texts(tiny_llama, ntps_cache):
-    rep = small_report(tiny_llama, n_bootstrap=3, n_blocks=4)
-    assert sorted({r["replicate"] for r in rep.rows}) == [0, 1, 2, 3]
-    point = {r["layer"]: r for r in rep.point_rows}
-    # Replicate 0 is the plain study: blocks add up to the whole training set.
-    plain = small_report(tiny_llama)
-    # Blocks batch the texts differently (float32 noise); LogME and TransRate
-    # amplify it on these duplicated texts, which the features fit exactly.
-    stable = [c for c in plain.scores if c not in ("logme", "transrate")]
-    for r in plain.rows:
-        for column in stable:
-            assert point[r["layer"]][column] == pytest.approx(r[column], rel=1e-6), column
-    moved = [r for r in rep.rows if r["replicate"] > 0 and r["ntps"] != point[r["layer"]]["ntps"]]
-    assert moved, "the replicates must resample the training texts"
-    cell = rep.summary["layer_regret", "ntps", "mean"]
-    assert np.isfinite(cell["se"]) and cell["low"] <= cell["estimate"] <= cell["high"]
+    seed = np.random.default_rng([0, zlib.crc32(b"toy")])
+    blocks = stratified_blocks(LABELS, 5, seed)
+    train, test = block_partitions(5, 1, 2, seed)[1]
+    emb = HFEmbeddingTransformer(model_name_or_path=tiny_llama, layer=1, output="tokens",
+                                 batch_size=4, progress=False).fit()
+    parts = [emb.transform([TEXTS[i] for i in b]) for b in blocks]
+    moments = resample_blocks([parts[b] for b in train], [1] * len(train))
+    y = np.concatenate([np.asarray(LABELS)[blocks[b]] for b in train])
+    moments = moments.scaled(feature_scale(moments.pooled))
+    row = rep.rows[3]
+    assert (row["layer"], row["replicate"]) == (1, 1)
+    assert row["ntps"] == NTPSScorer().fit(moments, y).ntps_
+    assert row["logme"] == LogMEScorer().fit(moments, y).score_
+    assert rep.datasets["toy"]["n_train"] == [sum(blocks[b].size for b in tr)
+                                              for tr, _ in block_partitions(5, 1, 2, seed)]
+    assert 0 < row["probe_C"] <= 10 and 0 <= row["probe_accuracy"] <= 1
 
 
-def toy_report(n_boot=0):
+def test_the_same_command_in_two_processes_writes_identical_files(tiny_llama, tmp_path):
+    outputs = []
+    for run in ("a", "b"):
+        env = {**os.environ, "SKLEARN_NTPS_CACHE": str(tmp_path / f"cache-{run}")}
+        out = tmp_path / run
+        subprocess.run(
+            [sys.executable, "-m", "sklearn_ntps.cli", "report", "--model", tiny_llama,
+             "--dataset", "sms_spam", "--n-texts", "80", "--n-replicates", "2", "--no-plot",
+             "--no-progress", "--output-dir", str(out)],
+            check=True, env=env, capture_output=True)
+        outputs.append((out / "report.csv").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) == 1 + 3 * 2
+
+
+def toy_report(n_rep=1):
     rng = np.random.default_rng(0)
     rows = []
-    for rep in range(n_boot + 1):
+    for rep in range(n_rep):
         for model in ("m1", "m2"):
             for dataset in ("d1", "d2", "d3"):
                 for layer in range(5):
                     acc = 0.5 + 0.05 * layer + 0.01 * rng.normal()
                     rows.append({"model": model, "dataset": dataset, "layer": layer,
                                  "replicate": rep, "good": acc + 0.001 * rng.normal(),
-                                 "bad": -acc, "probe_accuracy": acc})
-    return Report(["good", "bad"], {"d1": {"n_train": 10, "n_test": 5}}, n_bootstrap=n_boot,
-                  rows=rows)
+                                 "bad": -acc, "probe_accuracy": acc,
+                                 "probe_train_accuracy": 1.0, "probe_C": 0.1})
+    return Report(["good", "bad"], {"d1": {"n_texts": 10}}, n_replicates=n_rep, rows=rows)
 
 
 def test_outputs(tmp_path):
-    rep = toy_report(n_boot=4)
+    rep = toy_report(n_rep=3)
     paths = save_report(rep, tmp_path / "out")
-    assert sorted(p.name for p in paths) == ["replicates.csv", "report.csv", "report.json",
-                                             "report.png", "summary.csv"]
+    assert sorted(p.name for p in paths) == ["report.csv", "report.json", "report.png",
+                                             "summary.csv"]
     rows = list(csv.DictReader(open(tmp_path / "out" / "report.csv")))
-    assert len(rows) == 30 and set(rows[0]) >= {"good", "bad", "probe_accuracy"}
-    assert len(list(csv.DictReader(open(tmp_path / "out" / "replicates.csv")))) == 150
+    assert len(rows) == 90 and set(rows[0]) >= {"good", "bad", "probe_accuracy", "probe_C"}
     summary = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
     mean_rho = [r for r in summary if (r["metric"], r["score"], r["group"])
                 == ("layer_spearman", "good", "mean")]
     assert float(mean_rho[0]["estimate"]) == pytest.approx(1.0)
+    assert mean_rho[0]["n"] == "6"  # six (model, data set) tasks
+
     def no_nan(constant):
         raise AssertionError(f"report.json holds {constant}, which strict JSON has not")
 
     data = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=no_nan)
-    assert data["recommendation"]["pick"] == "good" and data["n_bootstrap"] == 4
-    # Without replicates there is no interval: null, not NaN.
-    plain = json.loads(toy_report().to_json(), parse_constant=no_nan)
-    assert all(c["se"] is None for c in plain["summary"])
+    assert data["recommendation"]["pick"] == "good" and data["n_replicates"] == 3
     png = (tmp_path / "out" / "report.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     text = rep.to_text()
     assert "lowest mean layer regret: good" in text and "last layer" in text
     assert "Recommended layer" not in text  # no LogME column here
+
+
+def test_regret_is_printed_in_accuracy_points():
+    rows = [{"model": "m", "dataset": "d", "layer": layer, "replicate": 0, "s": s,
+             "probe_accuracy": acc, "probe_train_accuracy": 1.0, "probe_C": 1.0}
+            for layer, (s, acc) in enumerate([(1, 0.9), (2, 0.6), (0, 0.7)])]
+    text = Report(["s"], {"d": {}}, rows=rows).to_text()
+    # s picks layer 1 (0.6), 30 points below layer 0; never printed as 0.300.
+    import re
+
+    assert re.search(r"\n +s +30\.0\n", text) and "0.300" not in text
+
+
+@pytest.mark.parametrize("n_groups", [1, 2, 3, 6])
+def test_the_figure_has_no_empty_panel(n_groups):
+    rows = [r for r in toy_report().rows
+            if (r["model"], r["dataset"]) in [(m, d) for m in ("m1", "m2")
+                                              for d in ("d1", "d2", "d3")][:n_groups]]
+    fig = report_module.report_figure(Report(["good", "bad"], rows=rows))
+    main_axes = [ax for ax in fig.axes if ax.get_label() in
+                 {f"g{i}" for i in range(n_groups)} | {"regret", "spearman"}]
+    assert len(main_axes) == n_groups + 2
+    for ax in main_axes:
+        assert ax.get_visible() and (ax.lines or ax.patches)
 
 
 def test_plot_leaves_pyplot_alone(tmp_path):

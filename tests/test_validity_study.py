@@ -1,0 +1,55 @@
+"""The validity study's own code (docs/validity_study.py): its columns and a dry run."""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sklearn_ntps import NTPSScorer
+from sklearn_ntps.report import default_scorers
+
+from conftest import make_texts
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+@pytest.fixture(scope="module")
+def study():
+    sys.path.insert(0, str(DOCS))
+    yield runpy.run_path(str(DOCS / "validity_study.py"))
+    sys.path.remove(str(DOCS))
+
+
+def test_the_report_columns_taken_from_the_grid_are_the_scorers(study):
+    from sklearn_ntps.moments import compute_moments
+
+    X, y = make_texts(n_texts=80, n_features=12, seed=3)
+    moments = compute_moments(X)
+    row = study["ntps_columns"](moments, y)
+    scorers = default_scorers()
+    for column in ("ntps", "ntps_paper", "ntps_paper_exact"):
+        assert row[column] == scorers[column].fit(moments, y).score_, column
+    assert row[study["config_name"]("whitened", True, "ledoit-wolf", 0.5)] == NTPSScorer(
+        centering=True, shrinkage="ledoit-wolf", n_components=0.5).fit(moments, y).score_
+    assert len([c for c in row if "|c=" in c]) == 32
+    assert set(study["scorers"]()) == set(scorers) - {"ntps", "ntps_paper", "ntps_paper_exact"}
+
+
+def test_a_dry_run_writes_every_table(study, tiny_llama, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(study["POOL"], "n_texts", 200)
+    study["main"](["--smoke", tiny_llama, "--out", str(tmp_path), "--workers", "1"])
+    tables = (tmp_path / "tables.md").read_text()
+    for title in ("## Population", "## Rule A", "## Rule B", "## Every score on every axis",
+                  "## The paper's protocol"):
+        assert title in tables
+    data = json.loads((tmp_path / "study.json").read_text())
+    assert data["rule_b"]["pick"] in [*default_scorers(), "last layer", "layer at 2/3 depth"]
+    meta = json.loads(next((tmp_path / "rows").glob("*.json")).read_text())
+    assert len(meta["provenance"]["commit"]) == 40
+    assert sorted(p.name for p in (tmp_path / "rows").glob("*.csv")) == [
+        f"{d}__{Path(tiny_llama).name}.csv" for d in ("banking77", "sms_spam", "trec")]
+    rows = study["read_rows"](tmp_path)
+    assert np.isfinite([r["probe_accuracy"] for r in rows]).all()
