@@ -6,7 +6,7 @@ Prints, on the same BANKING77 texts (bundled) and the all-layer statistics:
 - the time on a LocalCluster of 1 and of 2 one-thread worker processes, the
   models already loaded on the workers (one warm-up call);
 - the 1 -> 2 worker speed-up, and the overhead of sharding: the time of
-  ``merge_statistics`` over the whole, and the 1-worker time over the
+  ``Statistics.concat`` over the whole, and the 1-worker time over the
   one-thread in-process time (the token count, transfers and merge).
 
     python benchmarks/bench_distributed.py [--model SmolLM2-135M] [--texts 128]
@@ -29,9 +29,9 @@ from sklearn_ntps.distributed import (
     plan_shards,
     sharded_statistics,
 )
-from sklearn_ntps.embedding import encode, extract_statistics
+from sklearn_ntps.extraction import encode, extract_statistics
 from sklearn_ntps.models import load_model
-from sklearn_ntps.moments import merge_statistics
+from sklearn_ntps.moments import Statistics
 
 
 def timed(fn, repeats=1):
@@ -76,12 +76,12 @@ def main():
     lengths = [len(ids) for ids in encode(loaded, texts, 512)[0]]
     parts = [extract_statistics(loaded, [texts[i] for i in s], **kw)
              for s in plan_shards(lengths, 2, args.batch_size)]
-    t_merge, _ = timed(lambda: merge_statistics(parts))
+    t_merge, _ = timed(lambda: Statistics.concat(parts))
     torch.set_num_threads(default_threads)
 
     t_1, _ = on_cluster(1, args.model, texts, kw, args.repeats)
     t_2, sharded = on_cluster(2, args.model, texts, kw, args.repeats)
-    gap = np.abs(sharded["c0"] - single["c0"]).max() / np.abs(single["c0"]).max()
+    gap = np.abs(sharded.c0 - single.c0).max() / np.abs(single.c0).max()
     print(f"model {args.model}: {loaded.n_layers} hidden states of {loaded.hidden_size}; "
           f"{len(texts)} BANKING77 texts, batch {args.batch_size}, all-layer statistics")
     print(f"in process, {default_threads} torch threads  {t_default:7.2f} s")
@@ -89,10 +89,10 @@ def main():
     print(f"LocalCluster, 1 worker        {t_1:7.2f} s   overhead over 1 thread "
           f"{t_1 / t_one - 1:+.1%}")
     print(f"LocalCluster, 2 workers       {t_2:7.2f} s   speed-up 1 -> 2 workers {t_1 / t_2:.2f}x")
-    print(f"merge_statistics of 2 shards  {t_merge:7.3f} s   {t_merge / t_2:.1%} of the "
+    print(f"Statistics.concat of 2 shards  {t_merge:7.3f} s   {t_merge / t_2:.1%} of the "
           f"2-worker time")
     print(f"2 workers vs 1 thread in process: pooled identical "
-          f"{np.array_equal(sharded['pooled_mean'], single['pooled_mean'])}, "
+          f"{np.array_equal(sharded.pooled['mean'], single.pooled['mean'])}, "
           f"max relative C0 gap {gap:.1e}")
 
 

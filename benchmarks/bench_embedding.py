@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sklearn_ntps.datasets import load_banking77, load_sms_spam
-from sklearn_ntps.embedding import encode, extract_statistics, padded_batch
+from sklearn_ntps.extraction import encode, extract_statistics, padded_batch
 from sklearn_ntps.models import load_model
 
 
@@ -56,12 +56,14 @@ def main():
 
     forward = best_of(args.repeats, lambda: bare_forward(loaded, texts, args.batch_size, 512))
     stats = best_of(args.repeats, lambda: extract_statistics(loaded, texts, **kw))
-    pooled = best_of(args.repeats, lambda: extract_statistics(loaded, texts, with_moments=False, **kw))
+    pooled = best_of(args.repeats,
+                     lambda: extract_statistics(loaded, texts, with_moments=False, **kw))
     print(f"model {args.model}: {loaded.n_layers} hidden states of {loaded.hidden_size}; "
           f"{len(texts)} BANKING77 texts, batch {args.batch_size}")
     print(f"bare forward            {forward:7.2f} s")
     print(f"pooled, all layers      {pooled:7.2f} s   ratio {pooled / forward:.2f}x")
-    print(f"(a) NTPS stats, all     {stats:7.2f} s   ratio {stats / forward:.2f}x (target <= 1.10x)")
+    print(f"(a) NTPS stats, all     {stats:7.2f} s   ratio {stats / forward:.2f}x "
+          "(target <= 1.10x)")
     few = [loaded.n_layers // 3, 2 * loaded.n_layers // 3, loaded.n_layers - 1]
     some = best_of(args.repeats, lambda: extract_statistics(loaded, texts, layers=few, **kw))
     print(f"    NTPS stats, layers {few}  {some:7.2f} s   ratio {some / forward:.2f}x")
@@ -73,7 +75,8 @@ def main():
     mixed = texts[: args.texts // 2] + load_sms_spam(split="train", n_samples=args.texts // 2).data
     mixed = [mixed[i] for i in np.random.default_rng(0).permutation(len(mixed))]
     on = best_of(args.repeats, lambda: extract_statistics(loaded, mixed, **kw))
-    off = best_of(args.repeats, lambda: extract_statistics(loaded, mixed, sort_by_length=False, **kw))
+    off = best_of(args.repeats,
+                  lambda: extract_statistics(loaded, mixed, sort_by_length=False, **kw))
     print(f"(c) mixed lengths: sorted {on:.2f} s, unsorted {off:.2f} s   "
           f"unsorted/sorted {off / on:.2f}x")
 

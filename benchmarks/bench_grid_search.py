@@ -17,15 +17,14 @@ import tempfile
 import time
 
 import numpy as np
-
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 
 from sklearn_ntps import HFEmbeddingTransformer, NTPSScorer, cache, subspaces
 from sklearn_ntps.datasets import load_banking77
-from sklearn_ntps.embedding import extract_statistics
+from sklearn_ntps.extraction import extract_statistics
 from sklearn_ntps.models import load_model
-from sklearn_ntps.moments import Moments, moments_from_statistics
+from sklearn_ntps.moments import Moments
 
 
 def timed_search(model, layers, texts, labels, calls):
@@ -79,7 +78,7 @@ def main():
             subspaces._cholesky_whitening = lambda B: None
         t0 = time.perf_counter()
         for layer in every:
-            m = moments_from_statistics(stats, layer)
+            m = stats.layer(layer)
             tr = NTPSScorer().fit(_subset(m, train), labels[train])
             tr.score(_subset(m, ~train), labels[~train])
         per_fit[name] = (time.perf_counter() - t0) / len(every)

@@ -22,7 +22,8 @@ def main():
     parser.add_argument("--dims", type=int, nargs="+", default=[576, 2048])
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print(f"{'d':>6} {'moments s':>10} {'fit+curve s':>12} {'GEMM floor s':>13} {'moments/floor':>14}")
+    print(f"{'d':>6} {'moments s':>10} {'fit+curve s':>12} {'GEMM floor s':>13} "
+          f"{'moments/floor':>14}")
     for d in args.dims:
         lengths = rng.integers(2, 2 * args.tokens, size=args.texts)
         X = [rng.normal(size=(t, d)).astype(np.float32) for t in lengths]
@@ -38,7 +39,8 @@ def main():
         flat.T @ flat
         flat.T @ flat
         t4 = time.perf_counter()
-        print(f"{d:>6} {t1 - t0:>10.2f} {t2 - t1:>12.2f} {t4 - t3:>13.2f} {(t1 - t0) / (t4 - t3):>14.2f}")
+        print(f"{d:>6} {t1 - t0:>10.2f} {t2 - t1:>12.2f} {t4 - t3:>13.2f} "
+              f"{(t1 - t0) / (t4 - t3):>14.2f}")
 
 
 if __name__ == "__main__":

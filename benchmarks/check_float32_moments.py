@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from sklearn_ntps.datasets import load_banking77
-from sklearn_ntps.embedding import encode, padded_batch
+from sklearn_ntps.extraction import encode, padded_batch
 from sklearn_ntps.models import load_model
 from sklearn_ntps.moments import MomentAccumulator, Moments
 from sklearn_ntps.scoring import encode_labels, fit_ntps, make_options

@@ -8,7 +8,16 @@ import inspect
 from pathlib import Path
 
 import sklearn_ntps
-from sklearn_ntps import datasets, distributed, moments, peers, prescreen, report, study
+from sklearn_ntps import (
+    datasets,
+    distributed,
+    extraction,
+    partitions,
+    peers,
+    prescreen,
+    report,
+    study,
+)
 
 SECTIONS = {
     "Estimators": [sklearn_ntps.HFEmbeddingTransformer, sklearn_ntps.NTPSScorer,
@@ -20,7 +29,8 @@ SECTIONS = {
                     peers.ridge_loo_accuracy],
     "Functions": [sklearn_ntps.ntps_score, sklearn_ntps.ntps_curve, sklearn_ntps.compute_moments,
                   sklearn_ntps.pooled_features],
-    "Statistics": [sklearn_ntps.Moments, sklearn_ntps.MomentAccumulator],
+    "Statistics": [sklearn_ntps.Moments, sklearn_ntps.Statistics, sklearn_ntps.MomentAccumulator,
+                   extraction.extract_statistics],
     "Data sets": [datasets.load_banking77, datasets.load_clinc150, datasets.load_sms_spam,
                   datasets.load_trec, datasets.load_rotten_tomatoes,
                   datasets.load_twenty_newsgroups, datasets.load_dbpedia,
@@ -28,13 +38,14 @@ SECTIONS = {
                   datasets.load_dataset, datasets.make_token_states],
     "Sharding on Dask": [distributed.sharded_statistics, distributed.plan_shards,
                          distributed.describe_model, distributed.get_client,
-                         distributed.local_cluster, moments.merge_statistics],
+                         distributed.local_cluster],
     "Report and study": [report.run_report, report.save_report, report.default_scorers,
-                         report.default_probe, study.stratified_blocks, study.block_partitions,
-                         study.study_pool, study.feature_scale, study.replicate_metrics,
-                         study.task_interval, study.summarize, study.recommend, study.rule_a,
+                         report.default_probe, partitions.stratified_blocks,
+                         partitions.block_partitions, partitions.study_pool,
+                         partitions.feature_scale, study.replicate_metrics,
+                         study.task_interval, study.summarize, study.rule_a, study.rule_b,
                          study.leave_one_dataset_out, study.paper_protocol,
-                         prescreen.run_prescreen, prescreen.recommend],
+                         prescreen.run_prescreen, prescreen.rule_c],
 }
 PATH = Path(__file__).with_name("api.md")
 
@@ -50,7 +61,10 @@ def render() -> str:
             out += [f"### `{where}.{obj.__name__}`", "", "```python",
                     f"{obj.__name__}{inspect.signature(obj)}", "```", "", inspect.getdoc(obj), ""]
             if inspect.isclass(obj):
-                for name, member in vars(obj).items():
+                # Methods of the class and of its bases in the package (not scikit-learn's).
+                own = [k for k in reversed(obj.__mro__) if k.__module__.startswith("sklearn_ntps")]
+                members = {name: m for k in own for name, m in vars(k).items()}
+                for name, member in members.items():
                     if inspect.isfunction(member) and not name.startswith("_") and member.__doc__:
                         summary = inspect.getdoc(member).split("\n\n")[0].replace("\n", " ")
                         out.append(f"- `{name}{inspect.signature(member)}`: {summary}")

@@ -102,7 +102,7 @@ def scorers():
 def pool(dataset):
     """The study's texts of one data set: study_pool of every text it has."""
     from sklearn_ntps.datasets import load_dataset
-    from sklearn_ntps.study import study_pool
+    from sklearn_ntps.partitions import study_pool
 
     data = load_dataset(dataset, split="all", random_state=SEED)
     idx = study_pool(data.target, **POOL, random_state=[SEED, zlib.crc32(dataset.encode())])
@@ -150,7 +150,8 @@ def stability(model="SmolLM2-135M"):
     """Rule A, step 1: each configuration's largest relative move under 1e-6 noise."""
     from sklearn_ntps import HFEmbeddingTransformer
     from sklearn_ntps.datasets import load_dataset
-    from sklearn_ntps.study import feature_scale, perturb_moments
+    from sklearn_ntps.partitions import feature_scale
+    from sklearn_ntps.study import perturb_moments
 
     data = load_dataset("banking77", split="train", n_samples=120, random_state=0)
     emb = HFEmbeddingTransformer(model_name_or_path=model, output="tokens", progress=False,

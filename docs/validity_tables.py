@@ -16,8 +16,8 @@ from sklearn_ntps.study import (
     leave_one_dataset_out,
     paper_protocol,
     per_replicate,
-    recommend,
     rule_a,
+    rule_b,
     summarize,
     task_interval,
     task_table,
@@ -69,7 +69,7 @@ def write_tables(folder: Path):
     candidates = [*SCORES, *BASELINES]
     summary = summarize(rows, SCORES)
     per_rep = per_replicate(rows, candidates)
-    rec = recommend(rows, candidates)
+    rec = rule_b(rows, candidates)
     md, data = [], {"provenance": sorted({json.dumps(m["provenance"], sort_keys=True)
                                           for m in metas})}
 
@@ -127,7 +127,7 @@ def write_tables(folder: Path):
 
     # ---------------------------------------------------------- rule B
     def pick(r):
-        return recommend(r, candidates, n_boot=200)["pick"]
+        return rule_b(r, candidates, n_boot=200)["pick"]
 
     def regret_there(r, choice):
         table_ = task_table(per_replicate(r, candidates), [choice], "layer_regret")[choice]

@@ -1,13 +1,14 @@
 """Next Token Perception Score (NTPS) as scikit-learn estimators.
 
-Data flow: text -> hidden states (``embedding``) -> moments (``moments``)
--> subspaces (``subspaces``) -> score (``scoring``, ``estimators``).
+Data flow: text -> hidden states (``extraction``, run by ``embedding``'s
+transformer) -> moments (``moments``, held in ``statistics``) -> subspaces
+(``subspaces``) -> score (``scoring``, ``estimators``).
 """
 
 from .embedding import HFEmbeddingTransformer
 from .estimators import NTPSScorer, NTPSSubspaceProbe
 from .lora import HFLoRAClassifier
-from .moments import MomentAccumulator, Moments, compute_moments, pooled_features
+from .moments import MomentAccumulator, Moments, Statistics, compute_moments, pooled_features
 from .peer_estimators import (
     HScoreScorer,
     KNNScorer,
@@ -32,6 +33,7 @@ __all__ = [
     "NTPSSubspaceProbe",
     "RankMeScorer",
     "RidgeProbeScorer",
+    "Statistics",
     "TransRateScorer",
     "compute_moments",
     "ntps_curve",

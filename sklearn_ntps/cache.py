@@ -1,5 +1,8 @@
-"""Where extracted statistics are kept: a small memory cache over a disk cache.
+"""The statistics store: extracted statistics on disk, behind a small in-memory layer.
 
+It keeps the arrays of :meth:`~sklearn_ntps.moments.Statistics.to_arrays`
+(any dict of arrays and JSON-able scalars, in fact); it is not the
+loaded-model memo nor the de-quantised copies of :mod:`sklearn_ntps.models`.
 An entry is one folder of ``.npy`` files per (model, settings, texts). Files
 are memory-mapped on reading, so picking one layer out of a 31-layer entry
 touches that layer only, and a grid search's folds cost no RAM to keep.
@@ -17,14 +20,12 @@ store, kept in each entry's ``used`` file.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -32,9 +33,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._utils import atomic_dir, discard_dir, format_bytes
 from ._warnings import warn_at_caller
 
 VERSION = 4  # bump when the stored statistics or the entry layout change meaning
+FOLDER = "embeddings"  # the store's folder under sklearn_ntps._utils.cache_dir()
 # Entries computed in this process stay in RAM until written; memory-mapped
 # ones cost nothing, so the budget bounds the first kind only.
 MEMORY_BYTES = 1 << 30
@@ -42,13 +45,8 @@ MAX_BYTES_ENV = "SKLEARN_NTPS_CACHE_MAX_BYTES"
 DEFAULT_MAX_BYTES = 20 * 10**9
 # A live writer touches its files continuously; one idle this long was killed.
 STALE_SECONDS = 30 * 60
-DISK_MARGIN = 1 << 30  # left free for everything else on the disk
 MANIFEST, USED = "manifest.json", "used"
 _memory: OrderedDict = OrderedDict()
-
-
-class ResourceError(MemoryError, ValueError):
-    """The statistics asked for do not fit in the free memory or disk."""
 
 
 class Entry(NamedTuple):
@@ -189,7 +187,7 @@ def resolve_max_bytes(value=None) -> float:
             except ValueError as exc:
                 raise ValueError(f"${MAX_BYTES_ENV}: {exc}") from None
     if isinstance(value, bool):  # a ValueError, like every other bad value of the parameter
-        raise ValueError(f"cache_max_bytes must be a size, got {value!r}.")  # noqa: TRY004
+        raise ValueError(f"cache_max_bytes must be a size, got {value!r}.")
     return parse_size(value)
 
 
@@ -223,7 +221,7 @@ def evict(folder: Path, max_bytes: float, *, keep: str | None = None) -> int:
         if total <= max_bytes:
             break
         if entry.name != keep:
-            _discard(entry.path)
+            discard_dir(entry.path)
             _memory.pop(entry.name, None)  # its memory maps would hold the disk space
             total -= entry.nbytes
             freed += entry.nbytes
@@ -242,7 +240,7 @@ def clear(folder: Path, *, older_than: float | None = None) -> tuple[int, int]:
     removed = [e for e in entries(folder)
                if older_than is None or e.last_used < time.time() - older_than]
     for entry in removed:
-        _discard(entry.path)
+        discard_dir(entry.path)
         _memory.pop(entry.name, None)
     return len(removed), freed + sum(e.nbytes for e in removed)
 
@@ -264,17 +262,6 @@ def sweep(folder: Path, *, stale: float = STALE_SECONDS) -> int:
                 freed += _folder_bytes(path)
                 shutil.rmtree(path, ignore_errors=True)
     return freed
-
-
-def format_bytes(n: float) -> str:
-    """``n`` bytes for people: ``"8.9 GB"`` (powers of 1000)."""
-    if math.isinf(n):
-        return "unlimited"
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _scan(folder):
@@ -312,70 +299,39 @@ def _touch(path):
         pass  # evicted or replaced meanwhile: nothing to keep recent
 
 
-def _discard(path):
-    # Renamed away first, so that no reader sees a half-deleted entry.
-    try:
-        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=".old-"))
-    except OSError:
-        return
-    try:
-        os.rename(path, old / "entry")
-    except OSError:
-        pass  # gone already: another process discarded it
-    shutil.rmtree(old, ignore_errors=True)
-
-
 # -- one entry on disk ---------------------------------------------------------
 
 def _write(path: Path, stats: dict, label=None) -> bool:
     """Write ``stats`` as the entry ``path``; True if a whole entry is there after."""
+    with_moments = "c0" in stats
+
+    def replace(there):
+        # An equal entry (another process's, same key) stays; one without the
+        # moments we have, or an unreadable one, is swapped out whole.
+        found = _read(there, quiet=True)
+        return found is None or (with_moments and "c0" not in found)
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tmp-"))
-    except OSError as exc:
-        warn_at_caller(f"Could not write the embedding cache in {path.parent}: {exc}")
+        with atomic_dir(path, durable=True, replace=replace) as tmp:
+            meta, sizes = {}, {}
+            for name, value in stats.items():
+                if isinstance(value, np.ndarray):
+                    sizes[f"{name}.npy"] = _synced(tmp / f"{name}.npy",
+                                                   lambda f, v=value: np.save(f, v))
+                else:
+                    meta[name] = value.item() if isinstance(value, np.generic) else value
+            text = json.dumps(meta).encode()
+            sizes["meta.json"] = _synced(tmp / "meta.json", lambda f: f.write(text))
+            manifest = {"version": VERSION, "files": sizes, "label": label,
+                        "meta_sha256": hashlib.sha256(text).hexdigest()}
+            _synced(tmp / MANIFEST, lambda f: f.write(json.dumps(manifest).encode()))
+            (tmp / USED).touch()
+    except FileExistsError:  # other processes kept replacing it: theirs will do
         return False
-    try:
-        meta, sizes = {}, {}
-        for name, value in stats.items():
-            if isinstance(value, np.ndarray):
-                sizes[f"{name}.npy"] = _synced(tmp / f"{name}.npy",
-                                               lambda f, v=value: np.save(f, v))
-            else:
-                meta[name] = value.item() if isinstance(value, np.generic) else value
-        text = json.dumps(meta).encode()
-        sizes["meta.json"] = _synced(tmp / "meta.json", lambda f: f.write(text))
-        manifest = {"version": VERSION, "files": sizes, "label": label,
-                    "meta_sha256": hashlib.sha256(text).hexdigest()}
-        _synced(tmp / MANIFEST, lambda f: f.write(json.dumps(manifest).encode()))
-        (tmp / USED).touch()
-        _sync_folder(tmp)
-        done = _install(tmp, path, with_moments="c0" in stats)
-        _sync_folder(path.parent)
-        return done
     except OSError as exc:
         warn_at_caller(f"Could not write the embedding cache entry {path}: {exc}")
         return False
-    finally:
-        if tmp.is_dir():  # not renamed into place
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _install(tmp, path, *, with_moments, attempts=8):
-    for _ in range(attempts):
-        try:
-            os.rename(tmp, path)  # atomic; refused while a non-empty folder is there
-            return True
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-        # An equal entry (another process's, same key) stays; one without the
-        # moments we have, or an unreadable one, is swapped out whole.
-        there = _read(path, quiet=True)
-        if there is not None and (not with_moments or "c0" in there):
-            return True
-        _discard(path)
-    return False
+    return True
 
 
 def _synced(path, write):
@@ -384,16 +340,6 @@ def _synced(path, write):
         f.flush()
         os.fsync(f.fileno())
         return f.tell()
-
-
-def _sync_folder(path):
-    # Makes the renames and new names durable; POSIX only can open a folder.
-    if os.name == "posix":
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _read(path: Path, *, quiet=False) -> dict | None:
@@ -418,102 +364,3 @@ def _read(path: Path, *, quiet=False) -> dict | None:
             warn_at_caller(f"Ignoring an unreadable cache entry {path}: {exc}")
         return None
     return stats
-
-
-# -- resources -------------------------------------------------------------------
-
-def statistics_nbytes(n_layers: int, n_features: int, n_texts: int, *,
-                      with_moments: bool = True) -> int:
-    """Bytes of one extraction's statistics: one cache entry's size.
-
-    Two pooled features of ``8 L n d`` bytes each, and with the moments
-    ``c0`` and ``c1`` of ``8 L d^2`` bytes each.
-    """
-    per_layer = 2 * n_texts * n_features
-    if with_moments:
-        per_layer += 2 * n_features**2 + 2 * n_features
-    return 8 * n_layers * per_layer
-
-
-def check_resources(n_layers: int, n_features: int, n_texts: int, *, with_moments: bool = True,
-                    folder: Path | None = None, advice: str | None = None) -> int:
-    """Raise a :class:`ResourceError` if an extraction's statistics cannot fit.
-
-    Parameters
-    ----------
-    n_layers, n_features, n_texts : int
-        Hidden states kept (L), hidden size (d) and texts (n).
-    with_moments : bool, default=True
-        Whether the ``d x d`` moments of every layer are accumulated.
-    folder : Path, default=None
-        The disk cache the statistics will be written to; None: no disk check.
-    advice : str, default=None
-        The way out offered to the user, in place of the default.
-
-    Returns
-    -------
-    int
-        The bytes of memory the statistics need: the moments, and the two
-        poolings' features three times over (the batches' chunks, their
-        concatenation, and the copy put back in input order).
-    """
-    on_disk = statistics_nbytes(n_layers, n_features, n_texts, with_moments=with_moments)
-    in_memory = on_disk + 32 * n_layers * n_texts * n_features
-    what = f"The statistics of {n_layers} layers of d={n_features} for {n_texts} texts"
-    formula = ("2 x L x d^2 x 8 bytes of moments and 6 x L x n x d x 8 of pooled features"
-               if with_moments else "6 x L x n x d x 8 bytes of pooled features")
-    free = available_memory()
-    if free is not None and in_memory > free:
-        raise ResourceError(
-            f"{what} need {format_bytes(in_memory)} in memory ({formula}), but "
-            f"{format_bytes(free)} is available; "
-            + (advice or ("pass layers=[...] to keep fewer layers, or output='pooled' to skip "
-                          "the moments." if with_moments else "embed fewer texts per call, or "
-                          "pass layers=[...] to keep fewer layers.")))
-    disk = free_disk(folder) if folder is not None else None
-    if disk is not None and on_disk > disk - DISK_MARGIN:
-        raise ResourceError(
-            f"{what} need {format_bytes(on_disk)} in the cache {folder}, but its disk has "
-            f"{format_bytes(disk)} free (of which {format_bytes(DISK_MARGIN)} stays free); run "
-            "'sklearn-ntps cache clear', point $SKLEARN_NTPS_CACHE at a larger disk, or pass "
-            "cache=False.")
-    return in_memory
-
-
-def available_memory() -> int | None:
-    """Bytes this process may still allocate, or None if unknown.
-
-    ``MemAvailable`` of ``/proc/meminfo`` (free pages miss the reclaimable page
-    cache), else the free physical pages, lowered to a cgroup v2 limit if any.
-    """
-    free = None
-    try:
-        with open("/proc/meminfo") as f:
-            free = next(int(line.split()[1]) * 1024 for line in f
-                        if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, AttributeError):
-            pass
-    try:
-        root = Path("/sys/fs/cgroup")
-        limit = (root / "memory.max").read_text().strip()
-        if limit != "max":
-            stat = dict(line.split() for line in (root / "memory.stat").read_text().splitlines())
-            used = int((root / "memory.current").read_text()) - int(stat.get("inactive_file", 0))
-            free = min(free if free is not None else math.inf, int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return free
-
-
-def free_disk(folder: Path) -> int | None:
-    """Free bytes on the disk that holds (or will hold) ``folder``, or None if unknown."""
-    path = Path(folder).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None

@@ -10,6 +10,8 @@ import argparse
 import sys
 import time
 
+from ._utils import cache_dir, format_bytes, optional_import, write_atomic
+
 DEFAULT_TEXTS = 900
 
 
@@ -96,8 +98,8 @@ def _parser():
     _add_run_options(pre, output_dir="ntps-prescreen", max_length=64)
     cache = sub.add_parser(
         "cache",
-        help="Show or clear the cache of extracted statistics.",
-        description="'info' (the default) shows the cache folder, its entries, their total size, "
+        help="Show or clear the statistics store (the cache of extracted statistics).",
+        description="'info' (the default) shows the store's folder, its entries, their total size, "
         "the size cap ($SKLEARN_NTPS_CACHE_MAX_BYTES, e.g. 500M, 10G, 8GiB or none; default "
         "20G) and the largest and least recently used entries. 'clear' removes the entries, "
         "without asking, and prints what it freed.",
@@ -153,7 +155,7 @@ def _report(args):
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}.")
     if args.scheduler or args.workers:
-        _require("distributed", "dask")
+        optional_import("distributed", "dask", "Sharding on Dask", check_only=True)
     if not args.no_plot:
         _require_matplotlib()
     folder = check_writable(args.output_dir)
@@ -202,12 +204,12 @@ def _prescreen(args):
     from .datasets import load_dataset
     from .models import resolve_model
     from .prescreen import intent_subtasks, plot_prescreen, run_prescreen
-    from .report import check_writable, write_atomic
+    from .report import check_writable
 
     if not args.no_plot:
         _require_matplotlib()
     if not args.no_lora:
-        _require("peft", "lora")
+        optional_import("peft", "lora", "LoRA fine-tuning", check_only=True)
     folder = check_writable(args.output_dir)
     resolve_model(args.model)
     names = list(dict.fromkeys(args.dataset or ["banking77"]))
@@ -256,42 +258,34 @@ def _cache(args):
     from pathlib import Path
 
     from . import cache
-    from .models import cache_dir
 
-    folder = Path(args.folder).expanduser() if args.folder else cache_dir() / "embeddings"
+    folder = Path(args.folder).expanduser() if args.folder else cache_dir() / cache.FOLDER
     if args.older_than is not None and (args.action != "clear" or args.older_than < 0):
         raise ValueError("--older-than takes a number of days >= 0, after 'clear'.")
     if args.action == "clear":
         older = None if args.older_than is None else args.older_than * 86400
         n, freed = cache.clear(folder, older_than=older)
-        print(f"Removed {n} entries from {folder}: {cache.format_bytes(freed)} freed.")
+        print(f"Removed {n} entries from {folder}: {format_bytes(freed)} freed.")
         return 0
     listed = cache.entries(folder)
     total = sum(e.nbytes for e in listed)
     source = (f"${cache.MAX_BYTES_ENV}" if os.environ.get(cache.MAX_BYTES_ENV)
               else f"the default; set ${cache.MAX_BYTES_ENV} to change it")
-    print(f"Cache folder: {folder}\n{len(listed)} entries, {cache.format_bytes(total)} of a "
-          f"{cache.format_bytes(cache.resolve_max_bytes())} cap ({source}).")
+    print(f"Cache folder: {folder}\n{len(listed)} entries, {format_bytes(total)} of a "
+          f"{format_bytes(cache.resolve_max_bytes())} cap ({source}).")
     for title, chosen in (("Largest", sorted(listed, key=lambda e: -e.nbytes)),
                           ("Least recently used", listed)):
         if listed:
             print(f"{title}:")
         for e in chosen[:5]:
             used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
-            print(f"  {cache.format_bytes(e.nbytes):>9}  used {used}  {e.name}  {e.label or ''}")
+            print(f"  {format_bytes(e.nbytes):>9}  used {used}  {e.name}  {e.label or ''}")
     return 0
 
 
 def _require_matplotlib():
-    _require("matplotlib", "plot", " or pass --no-plot")
-
-
-def _require(module, extra, alternative=""):
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise ImportError(f"This needs {module}: pip install 'sklearn-ntps[{extra}]'"
-                          f"{alternative}.")
+    optional_import("matplotlib", "plot", "The report's figure", alternative=" or pass --no-plot",
+                    check_only=True)
 
 
 if __name__ == "__main__":

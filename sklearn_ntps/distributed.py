@@ -1,15 +1,15 @@
 """Sharding on Dask: plan shards of texts, run them on workers, merge their statistics.
 
-Each worker process loads a model once (:func:`~sklearn_ntps.models.load_model`
-keeps it in memory) and streams the statistics of every requested layer of its
-shard; the client merges the shards with
-:func:`~sklearn_ntps.moments.merge_statistics`.
+Each worker process loads a model once (the loaded-model memo of
+:func:`~sklearn_ntps.models.load_model` keeps it) and runs
+:func:`~sklearn_ntps.extraction.extract_statistics` over its shard; the client
+merges the shards with :meth:`~sklearn_ntps.moments.Statistics.concat`.
 
 Shards are runs of the texts sorted by token length, cut at batch boundaries:
 every batch holds the very texts it holds in one process, so the pooled
 features are bit-identical and the moments equal up to float64 rounding (the
 same sums, grouped differently). ``dask.distributed`` is optional:
-``pip install "sklearn-ntps[dask]"``.
+``pip install 'sklearn-ntps[dask]'``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,16 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .embedding import encode, extract_statistics
+from ._utils import optional_import
+from .extraction import (
+    encode,
+    extract_statistics,
+    in_input_order,
+    length_order,
+    split_batches,
+)
 from .models import load_model
-from .moments import merge_statistics
+from .statistics import Statistics
 
 __all__ = ["describe_model", "get_client", "local_cluster", "plan_shards",
            "sharded_statistics"]
@@ -35,12 +42,7 @@ _CLIENTS: dict = {}
 
 
 def _distributed():
-    try:
-        import distributed
-    except ImportError as exc:
-        raise ImportError(f"{exc}. Sharding on Dask needs dask.distributed: "
-                          'pip install "sklearn-ntps[dask]"') from exc
-    return distributed
+    return optional_import("distributed", "dask", "Sharding on Dask")
 
 
 def get_client(scheduler):
@@ -87,10 +89,10 @@ def plan_shards(lengths, n_shards, batch_size):
     """Cut texts into at most ``n_shards`` shards of about equal cost, at batch boundaries.
 
     The texts are sorted by decreasing token length, stably, as
-    :func:`~sklearn_ntps.embedding.extract_statistics` sorts them, and each
-    shard is a run of whole batches of that order: the batches are those of a
-    single process. A batch costs its padded tokens (its size times its
-    longest text).
+    :func:`~sklearn_ntps.extraction.extract_statistics` sorts them
+    (:func:`~sklearn_ntps.extraction.length_order`), and each shard is a run of
+    whole batches of that order: the batches are those of a single process. A
+    batch costs its padded tokens (its size times its longest text).
 
     Returns
     -------
@@ -105,15 +107,13 @@ def plan_shards(lengths, n_shards, batch_size):
     [[1, 3], [2, 0, 5, 4]]
     """
     lengths = np.asarray(lengths)
-    order = np.argsort(-lengths, kind="stable")
-    starts = np.arange(0, len(order), batch_size)
-    cost = np.cumsum(lengths[order[starts]] * np.diff(np.r_[starts, len(order)]))
-    n = max(1, min(int(n_shards), len(starts)))
+    batches = split_batches(length_order(lengths), batch_size)
+    cost = np.cumsum([lengths[batch[0]] * len(batch) for batch in batches])
+    n = max(1, min(int(n_shards), len(batches)))
     # A shard ends with the batch that brings the running cost to k/n of the total.
     ends = np.searchsorted(cost, cost[-1] * np.arange(1, n) / n) + 1
-    bounds = np.unique(np.r_[0, ends, len(starts)])
-    cuts = np.r_[starts, len(order)][bounds]
-    return [order[lo:hi] for lo, hi in itertools.pairwise(cuts)]
+    bounds = np.unique(np.r_[0, ends, len(batches)])
+    return [np.concatenate(batches[lo:hi]) for lo, hi in itertools.pairwise(bounds)]
 
 
 def describe_model(model_name_or_path, *, scheduler, device="auto", torch_dtype="auto",
@@ -136,7 +136,7 @@ def describe_model(model_name_or_path, *, scheduler, device="auto", torch_dtype=
 def sharded_statistics(model_name_or_path, texts, *, scheduler, n_shards=None, layers=None,
                        batch_size=16, max_length=512, with_moments=True, device="auto",
                        torch_dtype="auto", trust_remote_code=False, retries=2, progress=True):
-    """:func:`~sklearn_ntps.embedding.extract_statistics` of ``texts``, sharded on Dask.
+    """:func:`~sklearn_ntps.extraction.extract_statistics` of ``texts``, sharded on Dask.
 
     One task counts the texts' tokens; then one task per shard (see
     :func:`plan_shards`) runs the model over its texts on a worker, and the
@@ -157,7 +157,7 @@ def sharded_statistics(model_name_or_path, texts, *, scheduler, n_shards=None, l
         More balance uneven workers and make a lost task cheaper to redo; each
         shard sends ``2 L d^2`` float64 numbers back.
     layers, batch_size, max_length, with_moments
-        As for :func:`~sklearn_ntps.embedding.extract_statistics`.
+        As for :func:`~sklearn_ntps.extraction.extract_statistics`.
     device, torch_dtype, trust_remote_code
         How each worker loads the model (``"auto"`` is decided on the worker).
     retries : int, default=2
@@ -166,7 +166,7 @@ def sharded_statistics(model_name_or_path, texts, *, scheduler, n_shards=None, l
 
     Returns
     -------
-    dict
+    Statistics
         What ``extract_statistics`` returns for all the texts, in input order.
     """
     distributed = _distributed()
@@ -191,12 +191,8 @@ def sharded_statistics(model_name_or_path, texts, *, scheduler, n_shards=None, l
             parts[position[future.key]] = future.result()
             future.release()  # frees the worker's copy; a lost worker need not redo it
             bar.update()
-    stats = merge_statistics(parts)
-    inverse = np.empty(len(texts), dtype=np.intp)
-    inverse[np.concatenate(shards)] = np.arange(len(texts))
-    for name in [k for k in stats if k.startswith("pooled_")]:
-        stats[name] = stats[name][:, inverse]  # the shards ran longest first
-    return stats
+    # The shards ran longest first, shard after shard.
+    return Statistics.concat(parts).reordered(in_input_order(np.concatenate(shards)))
 
 
 def _portable(source) -> str:
@@ -210,9 +206,7 @@ def _portable(source) -> str:
 def _describe(source, load, texts=None, max_length=None):
     """On a worker: the model's shape and identity, and each text's token count."""
     loaded = load_model(source, progress=False, **load)
-    info = {"n_layers": loaded.n_layers, "hidden_size": loaded.hidden_size,
-            "fingerprint": loaded.resolved.fingerprint,
-            "dtype": str(loaded.model.dtype).replace("torch.", "")}
+    info = loaded.describe()
     if texts is not None:
         info["lengths"] = np.array([len(ids) for ids in encode(loaded, texts, max_length)[0]])
     return info

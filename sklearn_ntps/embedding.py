@@ -1,51 +1,92 @@
-"""Stage 1 of the data flow: text -> hidden states (-> moments, streamed).
+"""HFEmbeddingTransformer: a model's hidden-state features as a scikit-learn transformer.
 
-One forward pass per batch yields every layer; the batch's valid tokens are
-packed and streamed into a :class:`~sklearn_ntps.moments.MomentAccumulator`,
-so no token-level state outlives its batch. Results are cached on disk by
-(model, settings, texts): a grid search over layers or poolings runs the
-model once per distinct set of texts.
+The estimator holds the parameters and the scikit-learn contract (fit,
+transform, set_output); running the model is
+:func:`~sklearn_ntps.extraction.extract_statistics`'s, in this process or
+sharded on Dask (:mod:`sklearn_ntps.distributed`). The results are kept in the
+statistics store (:mod:`sklearn_ntps.cache`) by (model, settings, texts): a
+grid search over layers or poolings runs the model once per distinct set of
+texts.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.externals.array_api_compat import array_namespace
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils._set_output import _wrap_data_with_container
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from . import cache
-from ._warnings import warn_at_caller
-from .models import cache_dir, load_model
-from .moments import POOLINGS, MomentAccumulator, Moments, moments_from_statistics
+from ._sklearn_compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    _fit_context,
+    _wrap_data_with_container,
+)
+from ._utils import cache_dir
+from .extraction import check_texts, extract_statistics, resolve_layer, warn_truncated
+from .models import load_model
+from .moments import POOLINGS, Statistics
+from .resources import check_resources
 
 OUTPUTS = ("pooled", "tokens")
-_STATS_BUFFER_BYTES = 128 << 20  # float32 token states waiting for the moment products
 
 
-class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
+class _OwnOutputContainer:
+    """``transform`` and ``fit_transform``, out of scikit-learn's automatic output wrapping.
+
+    ``TransformerMixin`` wraps the ``transform`` and ``fit_transform`` a class
+    defines in its own body in a table, as ``set_output`` asks, and would try
+    to make one of :class:`~sklearn_ntps.Moments`. Defined in this plain base,
+    they are left alone: ``transform`` wraps the pooled features itself, and
+    ``set_output`` is still offered (the class has ``transform`` and
+    ``get_feature_names_out``).
+    """
+
+    def fit_transform(self, X, y=None, **fit_params):
+        """Fit, then :meth:`transform` ``X``."""
+        return self.fit(X, y, **fit_params).transform(X)
+
+    def transform(self, X):
+        """Hidden-state features of the texts at ``layer``.
+
+        ``layer``, ``pooling``, ``output`` and ``max_length`` are read here, so
+        ``set_params`` on them needs no new fit; the model's own parameters do.
+
+        Parameters
+        ----------
+        X : sequence of str
+
+        Returns
+        -------
+        ndarray of shape (n_texts, n_features_out_), a table under ``set_output``, or Moments
+        """
+        stats = self._statistics(X)
+        out = self._layer_output(stats, self._resolve_layer())
+        return out if self.output == "tokens" else _wrap_data_with_container(
+            "transform", out, X, self)
+
+
+class HFEmbeddingTransformer(_OwnOutputContainer, TransformerMixin, BaseEstimator):
     """Hidden-state features of any Hugging Face ``transformers`` model.
 
     ``transform`` maps texts to one layer's pooled hidden states, or to the
     NTPS statistics that :class:`~sklearn_ntps.NTPSScorer` and
     :class:`~sklearn_ntps.NTPSSubspaceProbe` take (``output="tokens"``).
-    Every layer comes from the same forward pass and is cached, so
+    Every layer comes from the same forward pass and is kept in the
+    statistics store (:mod:`sklearn_ntps.cache`), so
     ``GridSearchCV`` over ``layer`` or ``pooling`` does not rerun the model.
 
     Parameters
     ----------
     model_name_or_path : str, HFLoRAClassifier, default="SmolLM2-135M"
         A bundled short name ("SmolLM2-135M", "all-MiniLM-L6-v2"), a local
-        model folder, a ``.gguf`` file, a hub id already in the local cache,
+        model folder, a ``.gguf`` file, a hub id already in the local hub cache,
         or a fitted :class:`~sklearn_ntps.lora.HFLoRAClassifier`, whose
         merged weights are used (NTPS after LoRA; wrap it in
         ``sklearn.frozen.FrozenEstimator`` inside a grid search, whose clones
@@ -57,9 +98,10 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         Mean over a text's tokens, or its last real token (whatever the
         tokenizer's padding side).
     output : {"pooled", "tokens"}, default="pooled"
-        ``"pooled"``: an ndarray (n_texts, hidden_size). ``"tokens"``: a
-        :class:`~sklearn_ntps.Moments` (pooled features plus the streamed
-        next-token moments), memory ``O(n d + d^2)``.
+        ``"pooled"``: an ndarray (n_texts, hidden_size), or the table
+        ``set_output`` asks for. ``"tokens"``: a :class:`~sklearn_ntps.Moments`
+        (pooled features plus the streamed next-token moments), memory
+        ``O(n d + d^2)``.
     batch_size : int, default=16
     max_length : int, default=512
         Longer texts are truncated (a warning gives how many).
@@ -75,24 +117,24 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         SmolLM2's 31 states but 4.4 GB for an 8B model's 33; a grid over
         ``layer`` within ``layers`` still costs one forward pass.
     cache : bool or str, default=True
-        Cache extracted statistics on disk: True uses
+        Keep extracted statistics in the statistics store on disk: True uses
         ``$SKLEARN_NTPS_CACHE/embeddings`` (default ``~/.cache/sklearn-ntps``),
         a string names a folder, False turns caching off.
     cache_max_bytes : int, float or str, default=None
-        Size cap of the disk cache (``"10G"``, ``"500M"``, ``"none"``); the
-        least recently used entries are evicted. None:
+        Size cap of the statistics store (``"10G"``, ``"500M"``, ``"none"``);
+        the least recently used entries are evicted. None:
         ``$SKLEARN_NTPS_CACHE_MAX_BYTES``, else 20 GB. ``sklearn-ntps cache``
-        shows and clears the cache.
+        shows and clears it.
     progress : bool, default=True
         Show progress bars on long work (they appear after two seconds).
     scheduler : str, default=None
         Address of a Dask scheduler (``"tcp://host:8786"``) to shard the forward
         passes over its workers (:func:`~sklearn_ntps.distributed.sharded_statistics`,
-        ``pip install "sklearn-ntps[dask]"``); None runs them in this process.
+        ``pip install 'sklearn-ntps[dask]'``); None runs them in this process.
         Each worker loads the model once; ``fit`` asks a worker for the model's
         shape and fingerprint, so this process loads no weights. The results
         are the same (pooled features bit for bit, moments to float64
-        rounding), so the cache is shared with in-process runs.
+        rounding), so the statistics store is shared with in-process runs.
 
     Attributes
     ----------
@@ -103,13 +145,13 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
     layers_ : list of int
         The hidden states whose statistics are kept, as non-negative indices.
     dtype_ : str
-        The dtype the model computes in; with the fingerprint it keys the cache.
+        The dtype the model computes in; with the fingerprint it keys the statistics store.
     model_params_ : dict
         The parameters the model was loaded with; changing one needs a new fit.
     n_features_out_ : int
         The model's hidden size.
     model_fingerprint_ : str
-        Identifies the weights in cache keys.
+        Identifies the weights in the statistics store's keys.
 
     Examples
     --------
@@ -214,23 +256,6 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
             check_texts(X)
         return self
 
-    def transform(self, X):
-        """Hidden-state features of the texts at ``layer``.
-
-        ``layer``, ``pooling``, ``output`` and ``max_length`` are read here, so
-        ``set_params`` on them needs no new fit; the model's own parameters do.
-
-        Parameters
-        ----------
-        X : sequence of str
-
-        Returns
-        -------
-        ndarray of shape (n_texts, n_features_out_) or Moments
-        """
-        stats = self._statistics(X)
-        return self._layer_output(stats, self._resolve_layer())
-
     def transform_layers(self, X):
         """Features of the texts at every kept layer, from one extraction.
 
@@ -258,19 +283,13 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         texts = check_texts(X)
         stats = self._extract(texts, with_moments=self.output == "tokens")
         # Said on every call, cache hits included: the truncation is in the numbers.
-        if stats.get("n_truncated"):
-            warn_at_caller(f"{stats['n_truncated']} of {len(texts)} texts were truncated to "
-                           f"max_length={stats['truncation_limit']} tokens.")
+        warn_truncated(stats.n_truncated, len(texts), stats.truncation_limit)
         return stats
 
     def _layer_output(self, stats, layer):
-        # The statistics may hold all layers or only those asked for.
-        kept = stats.get("layers")
-        index = layer if kept is None else list(kept).index(layer)
         if self.output == "pooled":
-            # np.array copies a memory-mapped cache slice into a plain array.
-            return np.array(stats[f"pooled_{self.pooling}"][index])
-        return moments_from_statistics(stats, index, self.pooling)
+            return stats.features(layer, self.pooling)
+        return stats.layer(layer, self.pooling)
 
     def get_feature_names_out(self, input_features=None):
         """Names ``hidden0 .. hidden{d-1}`` of the pooled output."""
@@ -298,14 +317,11 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
     def _describe(self):
         """The model's shape and identity, from a worker when there is a scheduler."""
         if self.scheduler is not None:
-            from .distributed import describe_model
+            from .distributed import describe_model  # optional: Dask
 
             return describe_model(self.model_name_or_path, scheduler=self.scheduler,
                                   **self._load_params())
-        loaded = self._load()
-        return {"n_layers": loaded.n_layers, "hidden_size": loaded.hidden_size,
-                "fingerprint": loaded.resolved.fingerprint,
-                "dtype": str(loaded.model.dtype).replace("torch.", "")}
+        return self._load().describe()
 
     def _load_params(self):
         return {"device": self.device, "torch_dtype": self.torch_dtype,
@@ -314,7 +330,7 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
     def _load(self):
         source = self.model_name_or_path
         # A FrozenEstimator keeps a fitted fine-tune through clone (GridSearchCV).
-        source = getattr(source, "estimator", source) if _is_frozen(source) else source
+        source = source.estimator if isinstance(source, FrozenEstimator) else source
         if hasattr(source, "loaded_model"):  # a fitted HFLoRAClassifier: its merged weights
             return source.loaded_model()
         if not isinstance(source, (str, os.PathLike)):
@@ -323,41 +339,43 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         return load_model(source, progress=self.progress, **self._load_params())
 
     def _extract(self, texts, *, with_moments):
-        """The kept layers' statistics of ``texts``: from memory, disk, or the model.
+        """The kept layers' :class:`~sklearn_ntps.moments.Statistics` of ``texts``: from
+        memory, the statistics store on disk, or the model.
 
-        The key needs the fitted fingerprint and dtype only, so a cache hit
-        loads no weights.
+        The key needs the fitted fingerprint and dtype only, so a hit loads no weights.
         """
         kept = None if self.layers is None else tuple(self.layers_)
         folder = self._cache_folder()
-        found = None
         for layers in dict.fromkeys((kept, None)):  # an all-layer entry serves any subset
             name = cache.key(self.model_fingerprint_, (self.dtype_, self.max_length, layers),
                              texts)
             found = cache.lookup(folder, name)
-            if found is not None and not (with_moments and found.get("c0") is None):
-                return found
+            if found is not None:
+                found = Statistics.from_arrays(found)
+                if found.has_moments or not with_moments:
+                    return found
         name = cache.key(self.model_fingerprint_, (self.dtype_, self.max_length, kept), texts)
         # Before the model runs: a clear error with the figure, not a crash an hour in.
-        cache.check_resources(len(self.layers_), self.n_features_out_, len(texts),
-                              with_moments=with_moments, folder=folder)
+        check_resources(len(self.layers_), self.n_features_out_, len(texts),
+                        with_moments=with_moments, folder=folder)
         params = {"layers": kept, "batch_size": self.batch_size, "max_length": self.max_length,
                   "with_moments": with_moments, "progress": self.progress}
         if self.scheduler is None:
             stats = extract_statistics(self._load(), texts, **params)
         else:  # where the passes run is not in the key: the results are the same
-            from .distributed import sharded_statistics
+            from .distributed import sharded_statistics  # optional: Dask
 
             stats = sharded_statistics(self.model_name_or_path, texts, scheduler=self.scheduler,
                                        **self._load_params(), **params)
         label = (f"{self.model_name_or_path}, {len(texts)} texts, "
                  f"{'moments' if with_moments else 'pooled'}")
-        return cache.store(folder, name, stats, max_bytes=self.cache_max_bytes, label=label)
+        return Statistics.from_arrays(cache.store(folder, name, stats.to_arrays(),
+                                                  max_bytes=self.cache_max_bytes, label=label))
 
     def _cache_folder(self):
         if self.cache is False or self.cache is None:
             return None
-        return cache_dir() / "embeddings" if self.cache is True else Path(self.cache)
+        return cache_dir() / cache.FOLDER if self.cache is True else Path(self.cache)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -366,175 +384,3 @@ class HFEmbeddingTransformer(TransformerMixin, BaseEstimator):
         tags.requires_fit = True
         tags.non_deterministic = False
         return tags
-
-
-def _is_frozen(obj) -> bool:
-    return type(obj).__name__ == "FrozenEstimator" and hasattr(obj, "estimator")
-
-
-def _wrap_pooled_only(transform):
-    """scikit-learn's set_output wraps every transform output in a table; Moments are
-    no table, so only the pooled output is wrapped."""
-
-    @functools.wraps(transform)
-    def wrapped(self, X, *args, **kwargs):
-        out = transform(self, X, *args, **kwargs)
-        return out if isinstance(out, Moments) else _wrap_data_with_container(
-            "transform", out, X, self)
-
-    return wrapped
-
-
-HFEmbeddingTransformer.transform = _wrap_pooled_only(HFEmbeddingTransformer.transform.__wrapped__)
-HFEmbeddingTransformer.fit_transform = _wrap_pooled_only(
-    lambda self, X, y=None, **fit_params: self.fit(X, y, **fit_params).transform(X))
-
-
-def check_texts(X) -> list[str]:
-    """Validate a sequence of non-empty strings; raise a ValueError naming the culprit."""
-    if isinstance(X, (str, bytes)):
-        raise ValueError("X must be a sequence of texts, not a single string: wrap it in a list.")
-    try:
-        texts = list(X)
-    except TypeError:
-        raise ValueError(f"X must be a sequence of str, got {type(X).__name__}.") from None
-    if not texts:
-        raise ValueError("X is empty: pass at least one text.")
-    for i, text in enumerate(texts):
-        if text is None:
-            raise ValueError(f"Text {i} is None; drop it or replace it with a string.")
-        if not isinstance(text, str):
-            raise ValueError(
-                f"Text {i} is a {type(text).__name__}, not a str; convert it with str() first."
-            )
-        if not text.strip():
-            raise ValueError(f"Text {i} is empty or whitespace only; drop it before embedding.")
-    return texts
-
-
-def encode(loaded, texts, max_length):
-    """Token ids of ``texts``, cut at ``max_length`` and at the model's positions.
-
-    Returns ``(ids, limit, n_truncated)``: the ids of each text, the cut
-    actually used, and how many texts it shortened.
-    """
-    tok, config = loaded.tokenizer, loaded.model.config
-    limit = min(max_length, getattr(config, "max_position_embeddings", None) or max_length)
-    ids = tok(texts, truncation=True, max_length=limit)["input_ids"]
-    return ids, limit, _count_truncated(tok, texts, ids, limit)
-
-
-def padded_batch(loaded, ids):
-    """One batch of token ids, padded, as tensors on the model's device.
-
-    Models number positions 0..T-1 whatever the mask; position ids counted
-    from the attention mask instead make left padding give the states right
-    padding does.
-    """
-    batch = loaded.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
-    batch = {k: v.to(loaded.device) for k, v in batch.items()}
-    if "position_ids" in inspect.signature(loaded.model.forward).parameters:
-        batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-    return batch
-
-
-def resolve_layer(layer, n_layers: int, name) -> int:
-    """``layer`` as a non-negative hidden-state index, or a ValueError saying the range."""
-    if not -n_layers <= layer < n_layers:
-        raise ValueError(
-            f"layer={layer} is out of range: {name!r} has {n_layers} hidden states "
-            f"(0 = embeddings .. {n_layers - 1}; negative values count from the end)."
-        )
-    return int(layer) % n_layers
-
-
-def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=512,
-                       with_moments=True, progress=True, sort_by_length=True, on_device=None):
-    """Run the model once over ``texts`` and return the statistics of ``layers`` (None: all).
-
-    Texts are tokenized once, sorted by length into batches (little padding),
-    and restored to input order at the end. ``on_device`` (default: on a CUDA
-    model) keeps the hidden states on the model's device and sums the moments
-    there, in float64, so only the d x d results cross to the host; otherwise
-    they are summed in numpy, whose ``c.T @ c`` is a symmetric rank-k update.
-
-    Returns
-    -------
-    dict
-        ``pooled_mean`` and ``pooled_last`` of shape (n_kept_layers, n_texts, d);
-        with ``with_moments``, ``c0``, ``c1`` of shape (n_kept_layers, d, d),
-        ``first`` and ``n_pairs``; ``layers`` (None for all), ``n_truncated``
-        and the ``truncation_limit`` in tokens.
-    """
-    import torch
-
-    model = loaded.model
-    encoded, limit, n_truncated = encode(loaded, texts, max_length)
-    kept = list(range(loaded.n_layers)) if layers is None else list(layers)
-    lengths = np.array([len(ids) for ids in encoded])
-    # Longest first: similar lengths share a batch (little padding), and the
-    # largest batch comes first, so running out of memory shows at once.
-    order = np.argsort(-lengths, kind="stable") if sort_by_length else np.arange(len(texts))
-    # States arrive upcast to float32: their precision is the model's dtype's.
-    acc = MomentAccumulator(pooling=POOLINGS, autoregressive=with_moments,
-                            precision=float(torch.finfo(model.dtype).eps) / 2)
-    if on_device is None:
-        on_device = model.device.type == "cuda"
-    host = (lambda t: t) if on_device else (lambda t: t.cpu().numpy())
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    pending = _Pending(acc, _STATS_BUFFER_BYTES)
-    with torch.inference_mode():
-        for idx in tqdm(batches, desc="Embedding", unit="batch", disable=not progress, delay=2):
-            batch = padded_batch(loaded, [encoded[i] for i in idx])
-            mask = batch["attention_mask"].bool()
-            hidden = model(**batch, output_hidden_states=True).hidden_states
-            # (n_layers, n_valid_tokens, d), text after text: pads dropped
-            # whichever side they are on.
-            pending.add(host(torch.stack([hidden[i] for i in kept])[:, mask].float()),
-                        mask.sum(dim=1).cpu().numpy())
-        pending.flush()
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    stats = acc.statistics()
-    for p in POOLINGS:
-        stats[f"pooled_{p}"] = stats[f"pooled_{p}"][:, inverse]
-    stats.update(layers=None if layers is None else kept, truncation_limit=limit,
-                 n_truncated=n_truncated)
-    return stats
-
-
-class _Pending:
-    """Gathers batches' packed states until the moment products are worth a BLAS call.
-
-    A short-text batch holds a few hundred tokens, on which float64 GEMMs run
-    at half speed; the buffer is capped in bytes, not tokens, so a wide or deep
-    model does not hold gigabytes. (Running the products in a worker thread
-    while the model computes the next batches was measured slower on 2 cores,
-    1.48x the bare forward pass against 1.26x, and was taken out.)
-    """
-
-    def __init__(self, acc, max_bytes):
-        self.acc, self.max_bytes = acc, max_bytes
-        self.states, self.lengths = [], []
-
-    def add(self, states, lengths):
-        self.states.append(states)
-        self.lengths.append(lengths)
-        if sum(s.nbytes for s in self.states) >= self.max_bytes:
-            self.flush()
-
-    def flush(self):
-        if self.states:
-            states = self.states[0] if len(self.states) == 1 else \
-                array_namespace(self.states[0]).concat(self.states, axis=1)
-            self.acc.update(states, np.concatenate(self.lengths))
-            self.states, self.lengths = [], []
-
-
-def _count_truncated(tok, texts, encoded, limit):
-    # Only a text that fills max_length can have been cut; re-tokenize those alone.
-    full = [i for i, ids in enumerate(encoded) if len(ids) >= limit]
-    if not full:
-        return 0
-    lengths = tok([texts[i] for i in full], truncation=False, verbose=False)["input_ids"]
-    return sum(len(ids) > limit for ids in lengths)

@@ -1,8 +1,10 @@
 """The NTPS estimators: thin wrappers that validate, call the stages, store ``_`` attributes.
 
-:class:`ScorerMixin`-style behaviour is shared with the peer scores of
-:mod:`sklearn_ntps.peer_estimators`: ``fit(X, y)`` stores the training score
-in ``score_``, ``score(X, y)`` returns a float, higher is better.
+They keep the contract of the peer scores of :mod:`sklearn_ntps.peer_estimators`:
+``fit(X, y)`` stores the training score in ``score_``, ``score(X, y)``
+returns a float, higher is better. ``_parameter_constraints`` alone validates
+the parameters; :func:`~sklearn_ntps.scoring.fit_labelled`, ``ntps_score``'s fit too,
+resolves them.
 """
 
 from __future__ import annotations
@@ -13,53 +15,70 @@ from sklearn.base import (
     ClassifierMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
-    _fit_context,
     clone,
 )
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_consistent_length
-from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from ._sklearn_compat import HasMethods, _fit_context
+from ._utils import one_blas_pool
+from .checks import encode_labels
 from .moments import compute_moments, pooled_features
 from .scoring import (
     PARAMETER_CONSTRAINTS,
     curve_from_subspaces,
-    encode_labels,
-    fit_ntps,
-    make_options,
+    fit_labelled,
     perception_side,
     resolve_n_components,
 )
-from .subspaces import one_blas_pool
+
+# partial_fit's stream: its moments, its labels, the classes its first call declared.
+_STREAM = ("moments_", "_y_stream", "_declared_classes")
+
 
 class _NTPSBase(BaseEstimator):
     """Fit the autoregressive subspace and the NTPS curve of the training texts."""
 
     _parameter_constraints: dict = dict(PARAMETER_CONSTRAINTS)
 
+    def __sklearn_is_fitted__(self):
+        # A partial_fit stream that holds one class so far has no score yet.
+        return hasattr(self, "components_")
+
     @one_blas_pool()
-    def _fit_ntps(self, X, y, *, stream=False):
-        moments = compute_moments(X)
-        check_consistent_length(moments, y)
-        if stream:
-            moments, y = self._extend_stream(moments, y)
-        else:
-            # fit starts over: no stream to continue (it would hold 2 d^2 floats).
-            self.__dict__.pop("moments_", None)
-            self.__dict__.pop("_y_stream", None)
-        # Our encoding first: its message names labels that cannot be sorted.
-        classes, yi = encode_labels(y)
-        check_classification_targets(y)
+    def _fit_ntps(self, X, y):
+        # fit starts over: no stream to continue (it would hold 2 d^2 floats).
+        for name in _STREAM:
+            self.__dict__.pop(name, None)
+        return self._fit_labelled(X, y)
+
+    @one_blas_pool()
+    def _partial_fit_ntps(self, X, y, classes):
+        """Add a batch to the stream; refit once the stream holds two classes.
+
+        Returns the stream's moments and labels when it was refitted, else None.
+        """
+        moments, y, declared = self._extend_stream(X, y, classes)
+        # Two classes are the score's need, not each batch's: count them in the stream.
+        fitted = encode_labels(y, min_classes=1)[0].size >= 2
+        if fitted:
+            self._fit_labelled(moments, y)
+        self.moments_, self._y_stream, self._declared_classes = moments, y, declared
+        self.n_features_in_ = moments.n_features
+        return (moments, y) if fitted else None
+
+    def _fit_labelled(self, X, y):
+        moments, classes, self.options_, fit = fit_labelled(
+            X, y, centering=self.centering, shrinkage=self.shrinkage, rtol=self.rtol,
+            classifier=True)
         d = moments.n_features
         k = resolve_n_components(self.n_components, d)
-        self.options_ = make_options(centering=self.centering, shrinkage=self.shrinkage,
-                                     rtol=self.rtol, precision=moments.precision)
-        fit = fit_ntps(moments, yi, len(classes), options=self.options_)
         curve = fit.curve(self.variant)
 
         self.n_features_in_ = d
@@ -74,36 +93,59 @@ class _NTPSBase(BaseEstimator):
         self.ntps_ = self.score_ = float(curve[k - 1])
         self.excess_loss_curve_ = fit.excess_loss()
         self.excess_loss_ = float(self.excess_loss_curve_[k - 1])
-        if stream:
-            self.moments_, self._y_stream = moments, y
         return moments, y
 
-    def _extend_stream(self, moments, y):
-        """The moments and labels of every batch given to partial_fit, this one last."""
-        if not hasattr(self, "moments_"):
-            if hasattr(self, "n_features_in_"):
-                raise ValueError(
-                    f"This {type(self).__name__} was fitted with fit, which keeps no moments to "
-                    "add to; partial_fit continues a stream of partial_fit calls. Start one "
-                    "from an unfitted copy (sklearn.base.clone)."
-                )
-            return moments, np.asarray(y)
-        if moments.n_features != self.n_features_in_:
+    def _extend_stream(self, X, y, classes):
+        """The moments and labels of every batch given to partial_fit, this one last.
+
+        And the stream's classes: those given on its first call, which later
+        batches' labels must lie in and later ``classes`` must equal.
+        """
+        batch = compute_moments(X)
+        check_consistent_length(batch, y)
+        name = type(self).__name__
+        first = not hasattr(self, "moments_")
+        if first and hasattr(self, "n_features_in_"):
             raise ValueError(
-                f"X has {moments.n_features} features, but {type(self).__name__} is fitted "
-                f"with {self.n_features_in_} features."
+                f"This {name} was fitted with fit, which keeps no moments to add to; "
+                "partial_fit continues a stream of partial_fit calls. Start one from an "
+                "unfitted copy (sklearn.base.clone)."
             )
-        return self.moments_ + moments, np.concatenate([self._y_stream, np.asarray(y)])
+        if not first:
+            self._check_n_features(batch.n_features)
+        declared = None if first else self._declared_classes
+        known, codes = encode_labels(y, declared if classes is None else classes,
+                                     min_classes=1 if classes is None else 2)
+        if classes is not None:
+            if not first and (declared is None or not np.array_equal(known, declared)):
+                was = "none" if declared is None else f"classes={declared.tolist()}"
+                raise ValueError(f"partial_fit got classes={known.tolist()}, but this {name}'s "
+                                 f"stream was given {was} on the first call: classes are fixed "
+                                 "when it starts.")
+            declared = known
+        labels = known[codes]  # the batch's labels, 1-D
+        check_classification_targets(labels)
+        if first:
+            return batch, labels, declared
+        return self.moments_ + batch, np.concatenate([self._y_stream, labels]), declared
 
     def _pooled(self, X):
+        if hasattr(self, "moments_") and not hasattr(self, "components_"):
+            raise NotFittedError(
+                f"This {type(self).__name__}'s partial_fit stream holds a single class so "
+                f"far ({self._y_stream.tolist()[0]!r}); NTPS is computed once it holds two."
+            )
         check_is_fitted(self)
         pooled = pooled_features(X)
-        if pooled.shape[1] != self.n_features_in_:
+        self._check_n_features(pooled.shape[1])
+        return pooled
+
+    def _check_n_features(self, n_features):
+        if n_features != self.n_features_in_:
             raise ValueError(
-                f"X has {pooled.shape[1]} features, but {type(self).__name__} is fitted "
+                f"X has {n_features} features, but {type(self).__name__} is fitted "
                 f"with {self.n_features_in_} features."
             )
-        return pooled
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -120,12 +162,20 @@ _PARTIAL_FIT_DOC = """Add a batch of labelled texts, and refit on every batch gi
         The moments are sums, so the stream holds ``O(n d + d^2)`` numbers and
         ends in the fit that one call to ``fit`` on all the batches gives (to
         float64 rounding). Each call solves the eigenproblems again; ``fit``
-        starts over and keeps no stream.
+        starts over and keeps no stream. A batch may hold a single class (a
+        stream sorted by label): NTPS needs two, so the fitted attributes
+        appear once the batches so far hold two.
 
         Parameters
         ----------
         X : sequence of ndarray of shape (n_tokens_i, n_features), or Moments
         y : array-like of shape (n_texts,)
+        classes : array-like of shape (n_classes,), default=None
+            Every label the stream may hold, at least two. Given on the first
+            call, it fixes them: a later batch with another label, or a later
+            call with other ``classes``, is an error. None accepts any label.
+            ``classes_`` lists the labels of the batches so far, as ``fit`` on
+            them would.
 
         Returns
         -------
@@ -156,7 +206,7 @@ _PARAMETERS_DOC = """
 
 
 class NTPSScorer(_NTPSBase):
-    """Next Token Perception Score of a layer's hidden states for a labelled task.
+    __doc__ = f"""Next Token Perception Score of a layer's hidden states for a labelled task.
 
     ``fit`` learns the top-k autoregressive subspace (the span of the optimal
     rank-k linear next-token predictor's encoder) from the training texts and
@@ -166,7 +216,7 @@ class NTPSScorer(_NTPSBase):
     layers or models in a Pipeline with ``HFEmbeddingTransformer``).
 
     Parameters
-    ----------%s
+    ----------{_PARAMETERS_DOC}
 
     Attributes
     ----------
@@ -206,13 +256,13 @@ class NTPSScorer(_NTPSBase):
     >>> from sklearn_ntps import NTPSScorer
     >>> rng = np.random.default_rng(0)
     >>> X = [rng.normal(size=(rng.integers(2, 9), 16)) for _ in range(80)]
-    >>> y = np.arange(80) %% 2
+    >>> y = np.arange(80) % 2
     >>> scorer = NTPSScorer(n_components=4).fit(X[:60], y[:60])
     >>> scorer.components_.shape
     (4, 16)
-    >>> 0 <= scorer.score(X[60:], y[60:]) <= 1
-    True
-    """ % _PARAMETERS_DOC
+    >>> round(scorer.ntps_, 3), round(scorer.score(X[60:], y[60:]), 3)
+    (0.269, 0.096)
+    """
 
     def __init__(self, *, n_components=0.25, variant="whitened", centering=False, shrinkage=None,
                  rtol=None):
@@ -243,8 +293,8 @@ class NTPSScorer(_NTPSBase):
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y):
-        self._fit_ntps(X, y, stream=True)
+    def partial_fit(self, X, y, classes=None):
+        self._partial_fit_ntps(X, y, classes)
         return self
 
     partial_fit.__doc__ = _PARTIAL_FIT_DOC
@@ -285,7 +335,7 @@ def _estimator_has(method):
 
 class NTPSSubspaceProbe(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, TransformerMixin,
                         _NTPSBase):
-    """Linear probe on the top-k autoregressive subspace of a layer.
+    __doc__ = f"""Linear probe on the top-k autoregressive subspace of a layer.
 
     ``transform`` projects each text's pooled hidden state onto the
     orthonormal basis of the subspace; ``predict`` classifies those k
@@ -293,7 +343,7 @@ class NTPSSubspaceProbe(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transf
     features shows what the next-token subspace keeps of the task.
 
     Parameters
-    ----------%s
+    ----------{_PARAMETERS_DOC}
     estimator : classifier, default=None
         Fitted on the projected features; None means
         ``make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))``
@@ -314,13 +364,13 @@ class NTPSSubspaceProbe(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transf
     >>> from sklearn_ntps import NTPSSubspaceProbe
     >>> rng = np.random.default_rng(0)
     >>> X = [rng.normal(size=(rng.integers(2, 9), 16)) for _ in range(80)]
-    >>> y = np.arange(80) %% 2
+    >>> y = np.arange(80) % 2
     >>> probe = NTPSSubspaceProbe(n_components=4).fit(X, y)
     >>> probe.transform(X[:3]).shape
     (3, 4)
     >>> probe.predict(X[:3]).shape
     (3,)
-    """ % _PARAMETERS_DOC
+    """
 
     _parameter_constraints: dict = {
         **PARAMETER_CONSTRAINTS, "estimator": [None, HasMethods(["fit", "predict"])],
@@ -351,8 +401,9 @@ class NTPSSubspaceProbe(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transf
         return self._fit_probe(*self._fit_ntps(X, y))
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def partial_fit(self, X, y):
-        return self._fit_probe(*self._fit_ntps(X, y, stream=True))
+    def partial_fit(self, X, y, classes=None):
+        stream = self._partial_fit_ntps(X, y, classes)
+        return self if stream is None else self._fit_probe(*stream)
 
     partial_fit.__doc__ = _PARTIAL_FIT_DOC
 

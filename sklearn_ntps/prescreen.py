@@ -14,12 +14,12 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import spearmanr
 
+from . import study
 from .estimators import NTPSScorer
 from .report import default_probe
+from .scoring import VARIANTS
 
-VARIANTS = ("whitened", "paper")
 # Rule C of docs/lora.md, fitted on the bundled study (SmolLM2-135M, 13 tasks,
 # 2026-11-29; docs/lora/prescreen.json, `python docs/lora_tables.py` prints it):
 # the variant with the more negative Spearman, the line gain = intercept + slope
@@ -45,10 +45,12 @@ class Prescreen:
         rows = [r for r in self.rows if r.get("gain") is not None]
         x = np.array([r[f"ntps_{variant}_before"] for r in rows])
         g = np.array([r["gain"] for r in rows])
-        out = {"n_tasks": len(rows), "estimate": _rho(x, g), "low": np.nan, "high": np.nan}
+        out = {"n_tasks": len(rows), "estimate": study.spearman(x, g), "low": np.nan,
+               "high": np.nan}
         if len(rows) >= 4:
             rng = np.random.default_rng(seed)
-            boot = [_rho(x[i], g[i]) for i in rng.integers(0, len(rows), (n_boot, len(rows)))]
+            draws = rng.integers(0, len(rows), (n_boot, len(rows)))
+            boot = [study.spearman(x[i], g[i]) for i in draws]
             boot = np.array(boot)[np.isfinite(boot)]
             if boot.size:
                 out["low"], out["high"] = np.percentile(boot, [2.5, 97.5])
@@ -74,8 +76,8 @@ class Prescreen:
         return "\n".join(lines)
 
     def to_json(self) -> str:
-        spearman = {v: self.spearman(v) for v in VARIANTS}
-        data = {"model": self.model, "rows": self.rows, "spearman": spearman, "rule": self.rule}
+        rhos = {v: self.spearman(v) for v in VARIANTS}
+        data = {"model": self.model, "rows": self.rows, "spearman": rhos, "rule": self.rule}
         return json.dumps(_finite(data), indent=2, allow_nan=False)
 
     def to_csv(self) -> str:
@@ -87,11 +89,32 @@ class Prescreen:
         return out.getvalue()
 
 
-def recommend(ntps_by_variant: dict, rule="bundled") -> tuple[str, float | None]:
-    """Rule C: ``("LoRA likely worth it" | "LoRA likely not worth it" | "no evidence", gain)``.
+def rule_c(ntps_by_variant: dict, rule="bundled") -> tuple[str, float | None]:
+    """Rule C of docs/lora.md: ``("LoRA likely worth it" | "LoRA likely not worth it" |
+    "no evidence from NTPS", predicted gain)``.
 
-    ``rule`` is a :func:`fit_rule` dict, ``"bundled"`` (:data:`RULE_C`, the
-    bundled study's) or None (no rule).
+    Parameters
+    ----------
+    ntps_by_variant : dict
+        NTPS of the task's training texts with the base weights, per variant.
+    rule : dict, "bundled" or None, default="bundled"
+        A :func:`fit_rule` dict, ``"bundled"`` (:data:`RULE_C`, the bundled
+        study's) or None (no rule).
+
+    Returns
+    -------
+    label : str
+    predicted_gain : float or None
+        In accuracy points; None when the rule's Spearman is not below zero.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.prescreen import rule_c
+    >>> rule_c({"whitened": 0.4, "paper": 0.6})  # the bundled study's interval straddles 0
+    ('no evidence from NTPS', None)
+    >>> rule = {"variant": "paper", "intercept": 0.1, "slope": -0.1, "significant": True}
+    >>> rule_c({"whitened": 0.4, "paper": 0.5}, rule)
+    ('LoRA likely worth it', 5.0)
     """
     rule = _resolve_rule(rule)
     if rule is None or not rule.get("significant"):
@@ -172,7 +195,7 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
         pooled = HFEmbeddingTransformer(model_name_or_path=model, **params).fit()
         probe = clone(default_probe()).fit(pooled.transform(X_train), y_train)
         row["probe_accuracy"] = float(probe.score(pooled.transform(X_test), y_test))
-        row["recommendation"], row["predicted_gain"] = recommend(
+        row["recommendation"], row["predicted_gain"] = rule_c(
             {v: row[f"ntps_{v}_before"] for v in VARIANTS}, rule)
         if run_lora:
             from .lora import HFLoRAClassifier
@@ -191,12 +214,6 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
 def _ntps(moments, y, when):
     return {f"ntps_{v}_{when}": float(NTPSScorer(variant=v).fit(moments, y).ntps_)
             for v in VARIANTS}
-
-
-def _rho(x, y):
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(spearmanr(x, y).statistic)
 
 
 def _cell(value):
@@ -232,7 +249,8 @@ def plot_prescreen(prescreen: Prescreen) -> bytes:
             ax.plot(grid, intercept + slope * grid, "k--", lw=1)
         rho = prescreen.spearman(variant)
         ax.axhline(WORTH_IT_POINTS, color="tab:orange", lw=0.8)
-        ax.set(xlabel=f"NTPS ({variant}) before LoRA", ylabel="LoRA gain over frozen probe (points)",
+        ax.set(xlabel=f"NTPS ({variant}) before LoRA",
+               ylabel="LoRA gain over frozen probe (points)",
                title=f"ρ = {rho['estimate']:+.2f} [{rho['low']:+.2f}, {rho['high']:+.2f}]")
         ax.grid(alpha=0.3)
     for variant, marker in zip(VARIANTS, "os"):

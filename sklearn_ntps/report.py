@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import tempfile
 import warnings
 import zlib
@@ -35,9 +34,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
+from ._utils import write_atomic
 from .embedding import HFEmbeddingTransformer
 from .estimators import NTPSScorer
 from .moments import resample_blocks
+from .partitions import block_partitions, feature_scale, stratified_blocks
 from .peer_estimators import (
     HScoreScorer,
     KNNScorer,
@@ -46,16 +47,7 @@ from .peer_estimators import (
     RidgeProbeScorer,
     TransRateScorer,
 )
-from .study import (
-    BASELINES,
-    PROBE,
-    PROBE_TRAIN,
-    block_partitions,
-    feature_scale,
-    recommend,
-    stratified_blocks,
-    summarize,
-)
+from .study import BASELINES, PROBE, PROBE_TRAIN, rule_b, summarize
 
 # The score the report recommends, chosen by rule B of docs/validity.md.
 RECOMMENDED = "logme"
@@ -137,7 +129,7 @@ class Report:
 
     @cached_property
     def recommendation(self) -> dict:
-        return recommend(self.rows, self.candidates)
+        return rule_b(self.rows, self.candidates)
 
     def to_text(self) -> str:
         """The tables the command line prints: correlations and regrets (in accuracy points)."""
@@ -405,19 +397,6 @@ def check_writable(folder) -> Path:
     except OSError as exc:
         raise ValueError(f"Cannot write the report to {folder}: {exc.strerror or exc}") from None
     return folder
-
-
-def write_atomic(path: Path, data) -> None:
-    """Write all of ``data`` or nothing: a temporary file renamed into place."""
-    data = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def save_report(report: Report, folder, *, plot=True) -> list:

@@ -1,10 +1,11 @@
-"""The evidence: partitions of texts, correlations and regrets, intervals over tasks, the rules.
+"""The evidence: correlations and regrets, intervals over tasks, the rules.
 
 Everything here reads one long table, a list of rows with the keys
 ``model``, ``dataset``, ``layer``, ``replicate``, ``probe_accuracy`` and one
 column per score. A replicate is one random partition of a data set's texts
-into disjoint training and test blocks (:func:`block_partitions`); every score
-and probe is refitted on each, and no text is ever repeated.
+into disjoint training and test blocks
+(:func:`sklearn_ntps.partitions.block_partitions`); every score and probe is
+refitted on each, and no text is ever repeated.
 
 What a user needs to know generalises over tasks, not over texts, so an
 aggregate (a mean over (model, data set) pairs, say) gets its interval from a
@@ -27,7 +28,7 @@ PROBE_TRAIN = "probe_train_accuracy"
 # Fixed rules a score must beat at picking a layer: they need no data at all.
 BASELINES = {
     "last layer": lambda n_layers: n_layers - 1,
-    "layer at 2/3 depth": lambda n_layers: int(round(2 * (n_layers - 1) / 3)),
+    "layer at 2/3 depth": lambda n_layers: round(2 * (n_layers - 1) / 3),
 }
 AGGREGATIONS = ("best-layer", "layer-mean")
 N_BOOT = 2000
@@ -43,128 +44,19 @@ _METRIC_UNITS = {
 }
 
 
-# ----------------------------------------------------------------- partitions
-def stratified_blocks(y, n_blocks, random_state=0) -> list:
-    """Split texts into ``n_blocks`` disjoint blocks with the class proportions of ``y``.
-
-    Each class's texts are shuffled and dealt round the blocks from a random
-    starting block, so every block holds ``n_c // n_blocks`` or one more of
-    class ``c`` and small classes do not pile up in the first blocks.
-
-    Parameters
-    ----------
-    y : array-like of shape (n_texts,)
-    n_blocks : int
-    random_state : int or numpy Generator
-
-    Returns
-    -------
-    list of ndarray
-        Sorted text indices of each block; together they hold each index once.
-
-    Examples
-    --------
-    >>> from sklearn_ntps.study import stratified_blocks
-    >>> [b.tolist() for b in stratified_blocks([0, 0, 0, 0, 1, 1], 2)]
-    [[1, 2, 4], [0, 3, 5]]
-    """
-    y = np.asarray(y)
-    if not 2 <= n_blocks <= len(y):
-        raise ValueError(f"n_blocks must be between 2 and the number of texts ({len(y)}), "
-                         f"got {n_blocks}.")
-    rng = np.random.default_rng(random_state)
-    owner = np.empty(len(y), dtype=np.intp)
-    for label in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == label))
-        owner[members] = (rng.integers(n_blocks) + np.arange(members.size)) % n_blocks
-    return [np.flatnonzero(owner == b) for b in range(n_blocks)]
-
-
-def block_partitions(n_blocks, n_test_blocks, n_replicates, random_state=0) -> list:
-    """Distinct random partitions of ``n_blocks`` blocks into training and test blocks.
-
-    Returns
-    -------
-    list of (train_blocks, test_blocks)
-        Sorted block indices; each partition's two sides are disjoint and
-        together hold every block once. No two partitions have the same test blocks.
-
-    Examples
-    --------
-    >>> from sklearn_ntps.study import block_partitions
-    >>> [(tr.tolist(), te.tolist()) for tr, te in block_partitions(4, 1, 2)]
-    [([0, 1, 2], [3]), ([0, 1, 3], [2])]
-    """
-    from math import comb
-
-    if not 1 <= n_test_blocks < n_blocks:
-        raise ValueError(f"n_test_blocks must be between 1 and n_blocks - 1 ({n_blocks - 1}), "
-                         f"got {n_test_blocks}.")
-    if not 1 <= n_replicates <= comb(n_blocks, n_test_blocks):
-        raise ValueError(f"{n_blocks} blocks have {comb(n_blocks, n_test_blocks)} distinct "
-                         f"partitions with {n_test_blocks} test block(s); n_replicates must be "
-                         f"between 1 and that, got {n_replicates}.")
-    rng = np.random.default_rng(random_state)
-    seen, out = set(), []
-    while len(out) < n_replicates:
-        test = tuple(sorted(rng.choice(n_blocks, n_test_blocks, replace=False).tolist()))
-        if test not in seen:
-            seen.add(test)
-            out.append((np.setdiff1d(np.arange(n_blocks), test), np.array(test)))
-    return out
-
-
-def study_pool(y, *, n_texts, min_per_class, max_classes, random_state=0) -> np.ndarray:
-    """The texts a study keeps of a data set: enough per class, a capped number of classes.
-
-    Classes with fewer than ``min_per_class`` texts are left out; of the rest,
-    at most ``max_classes`` are kept, drawn at random. Each kept class then
-    gives ``max(min_per_class, floor(n_texts * share))`` texts (all it has if
-    fewer), ``share`` being its share of the kept classes' texts.
-
-    Returns
-    -------
-    ndarray
-        Sorted indices into ``y``.
-
-    Examples
-    --------
-    >>> from sklearn_ntps.study import study_pool
-    >>> y = [0] * 10 + [1] * 30 + [2] * 2
-    >>> pool = study_pool(y, n_texts=20, min_per_class=4, max_classes=5)
-    >>> [int((pool < 10).sum()), int(((pool >= 10) & (pool < 40)).sum()), int((pool >= 40).sum())]
-    [5, 15, 0]
-    """
-    y = np.asarray(y)
-    rng = np.random.default_rng(random_state)
-    labels, counts = np.unique(y, return_counts=True)
-    eligible = labels[counts >= min_per_class]
-    if eligible.size < 2:
-        raise ValueError(f"fewer than two classes have at least {min_per_class} texts.")
-    if eligible.size > max_classes:
-        eligible = np.sort(rng.choice(eligible, max_classes, replace=False))
-    members = {c: np.flatnonzero(y == c) for c in eligible}
-    total = sum(m.size for m in members.values())
-    kept = []
-    for m in members.values():
-        want = max(min_per_class, int(n_texts * m.size / total))
-        kept.append(rng.choice(m, min(want, m.size), replace=False))
-    return np.sort(np.concatenate(kept))
-
-
-def feature_scale(pooled) -> np.ndarray:
-    """``1 / sd`` of each feature over the training texts (1 where a feature is constant).
-
-    The probe standardises its features; every score reads the states under
-    the same diagonal map (docs/validity.md, "equal footing").
-    """
-    sd = np.asarray(pooled, dtype=np.float64).std(axis=0)
-    return np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0), 1.0)
-
-
 # ----------------------------------------------------------------- one replicate
 def spearman(a, b) -> float:
-    """Spearman's rho, NaN when either side is constant or has fewer than 3 values."""
+    """Spearman's rho, NaN when either side is constant or has fewer than 3 values.
+
+    The one Spearman of the package: the study's correlations and the LoRA
+    prescreen's (:mod:`sklearn_ntps.prescreen`) alike.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.study import spearman
+    >>> spearman([1, 2, 3, 4], [10, 30, 20, 40]), spearman([1, 1, 1], [1, 2, 3])
+    (0.8, nan)
+    """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
@@ -399,13 +291,24 @@ def wins(per_rep, candidates, metric="layer_regret") -> dict:
 
 
 # ----------------------------------------------------------------- the rules
-def recommend(rows, candidates, *, n_boot=N_BOOT) -> dict:
+def rule_b(rows, candidates, *, n_boot=N_BOOT) -> dict:
     """Rule B of docs/validity.md: the candidate with the lowest mean layer regret.
 
     Returns ``{"pick", "tied", "separated", "not_separated_from", "differences",
     "regret", "wins"}`` (``tied``: every candidate with the pick's regret, the
     pick first); ``separated`` is True only when the 95% task interval of the
     paired regret difference with every other candidate lies above zero.
+    The LoRA prescreen's rule is :func:`sklearn_ntps.prescreen.rule_c`.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.study import rule_b
+    >>> rows = [{"model": "m", "dataset": d, "layer": layer, "replicate": 0,
+    ...          "probe_accuracy": acc, "good": acc, "bad": -acc}
+    ...         for d in "abc" for layer, acc in enumerate([0.5, 0.9, 0.7])]
+    >>> rule = rule_b(rows, ["good", "bad", "last layer"])
+    >>> rule["pick"], rule["regret"]["bad"]
+    ('good', 40.0)
     """
     per_rep = per_replicate(rows, candidates)
     table = task_table(per_rep, candidates, "layer_regret")

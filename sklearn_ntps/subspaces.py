@@ -11,11 +11,7 @@ Largest eigenvalues come first; the authors' dense code took the smallest.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import linalg
@@ -267,59 +263,6 @@ def nested_coordinates(V: np.ndarray, M: np.ndarray, *, rtol: float = 1e-8):
 def _independent(R, norms, rtol) -> bool:
     # A column whose new part is small against its norm depends on those before it.
     return bool(np.all(np.abs(np.diag(R)) > 10 * rtol * norms))
-
-
-@contextlib.contextmanager
-def one_blas_pool():
-    """Run the solver with NumPy's BLAS on one thread when SciPy has a BLAS of its own.
-
-    NumPy and SciPy wheels each bundle an OpenBLAS with its own thread pool.
-    The solver alternates between them (products in one, LAPACK in the
-    other), and each pool's threads spin while the other works: an NTPS fit
-    and score at d = 576 took 0.40 s with both pools on two threads, 0.13 s
-    with NumPy's on one (2 cores; no loss at d = 2048). Where both share one
-    library (conda's MKL, say) nothing is limited. The limit is process-wide,
-    so concurrent fits (a threading backend) share it: the first to enter
-    sets it, the last to leave restores the original.
-    """
-    numpy_blas = _numpy_blas_beside_scipys()
-    if numpy_blas is None:
-        yield
-        return
-    with _LIMIT_LOCK:
-        if not _LIMIT_HOLDERS:
-            _LIMIT_HOLDERS.append(numpy_blas.limit(limits=1))
-        _LIMIT_HOLDERS.append(None)
-    try:
-        yield
-    finally:
-        with _LIMIT_LOCK:
-            _LIMIT_HOLDERS.pop()
-            if len(_LIMIT_HOLDERS) == 1:
-                _LIMIT_HOLDERS.pop().restore_original_limits()
-
-
-# The active limiter first, then one entry per fit inside one_blas_pool.
-_LIMIT_LOCK = threading.Lock()
-_LIMIT_HOLDERS: list = []
-
-
-@functools.cache
-def _numpy_blas_beside_scipys():
-    from threadpoolctl import ThreadpoolController
-
-    site = Path(np.__file__).resolve().parent.parent
-
-    def owner(path):
-        try:
-            return Path(path).resolve().relative_to(site).parts[0]
-        except ValueError:
-            return ""
-
-    controller = ThreadpoolController()
-    blas = [lib.filepath for lib in controller.lib_controllers if lib.user_api == "blas"]
-    mine = [path for path in blas if owner(path).startswith("numpy")]
-    return controller.select(filepath=mine) if mine and len(mine) < len(blas) else None
 
 
 def _fix_signs(vectors: np.ndarray) -> np.ndarray:

@@ -1,60 +1,13 @@
-"""Shared synthetic hidden states with known structure."""
+"""Fixtures shared by the test modules; the builders they use live in builders.py."""
 
-import numpy as np
 import pytest
 
-from sklearn_ntps.datasets import make_token_states
-
-
-def make_texts(n_texts=200, n_features=8, *, n_classes=3, min_len=1, max_len=12, seed=0):
-    """Random per-text token states with random lengths, and labels."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(min_len, max_len + 1, size=n_texts)
-    X = [rng.normal(size=(t, n_features)) for t in lengths]
-    y = rng.integers(0, n_classes, size=n_texts)
-    y[:n_classes] = np.arange(n_classes)
-    return X, y
-
-
-def make_block_texts(signal, *, n_texts=300, a=4, b=4, n_classes=3, seed=0, mirror=False):
-    return make_token_states(
-        signal, n_texts=n_texts, n_predictable=a, n_noise=b, n_classes=n_classes,
-        mirror=mirror, random_state=seed,
-    )
+from builders import FUZZ_STATS, make_texts, make_tiny_llama
 
 
 @pytest.fixture
 def texts():
     return make_texts()
-
-
-TINY_WORDS = ["<unk>", "<s>", "</s>"] + (
-    "the a bank card money transfer my i want to how do you is not yet arrived why was "
-    "declined please help with account top up cash fee spam free win prize call now text "
-    "reply stop hello what when where who movie good bad plot film great boring"
-).split()
-
-
-def make_tiny_llama(path, *, hidden_size=16, n_layers=2, seed=0):
-    """Save a random Llama and a word-level tokenizer without a pad token."""
-    import torch
-    import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(TINY_WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
-    config = transformers.LlamaConfig(
-        hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=n_layers,
-        num_attention_heads=2, num_key_value_heads=2, vocab_size=len(TINY_WORDS),
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(seed)
-    transformers.LlamaModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +64,6 @@ def smollm2_layer15():
 # Hypothesis settings of tests/test_fuzz.py. "ci", the default, runs about 10,000
 # generated cases in all, derandomized (the same cases every run); set
 # HYPOTHESIS_PROFILE=quick for a tenth. The session prints the count and the time.
-FUZZ_STATS = {"cases": 0, "calls": 0, "seconds": 0.0}
 
 try:
     from hypothesis import HealthCheck
@@ -139,8 +91,8 @@ def pytest_runtest_logreport(report):
 def pytest_terminal_summary(terminalreporter):
     if FUZZ_STATS["cases"]:
         terminalreporter.write_sep(
-            "-", f"fuzz: {FUZZ_STATS['cases']} generated cases ({FUZZ_STATS['calls']} API calls) "
-                 f"in {FUZZ_STATS['seconds']:.1f} s")
+            "-", f"fuzz: {FUZZ_STATS['cases']} generated cases ({FUZZ_STATS['calls']} API calls, "
+                 f"{FUZZ_STATS['scored']} scored normally) in {FUZZ_STATS['seconds']:.1f} s")
 
 
 def pytest_configure(config):

@@ -1,4 +1,4 @@
-"""The disk cache: crash safety, concurrent writers, the size cap, resource checks."""
+"""The statistics store on disk: crash safety, concurrent writers, the size cap."""
 
 import json
 import os
@@ -13,8 +13,8 @@ import pytest
 
 from sklearn_ntps import cache
 
-# The child loads cache.py (and the _warnings helper it imports) without the
-# package's heavy __init__, so that it starts in a blink.
+# The child loads cache.py (and the _utils and _warnings helpers it imports) without
+# the package's heavy __init__, so that it starts in a blink.
 CHILD = """
 import importlib.util, sys, types
 from pathlib import Path
@@ -281,28 +281,3 @@ def test_clear_older_than(tmp_path):
     n, freed = cache.clear(tmp_path)
     assert n == 1 and freed > 8000 and cache.entries(tmp_path) == []
     assert cache.clear(tmp_path / "missing") == (0, 0)
-
-
-def test_check_resources_names_the_figure_and_the_way_out(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache, "available_memory", lambda: 6 * 10**9)
-    monkeypatch.setattr(cache, "free_disk", lambda folder: 100 * 10**9)
-    with pytest.raises(cache.ResourceError, match=r"33 layers of d=4096 .* need 8\.9 GB in "
-                       r"memory \(2 x L x d\^2 x 8 .*6\.0 GB is available; pass "
-                       r"layers=\[\.\.\.\] .*output='pooled'"):
-        cache.check_resources(33, 4096, 10, folder=tmp_path)
-    with pytest.raises(MemoryError, match="available; use a smaller model"):
-        cache.check_resources(33, 4096, 10, advice="use a smaller model.")
-    assert cache.check_resources(33, 4096, 10, with_moments=False, folder=tmp_path) < 10**8
-    monkeypatch.setattr(cache, "available_memory", lambda: None)  # unknown: no memory check
-    assert cache.check_resources(33, 4096, 10) > 8 * 10**9
-    monkeypatch.setattr(cache, "free_disk", lambda folder: 9 * 10**9)
-    with pytest.raises(ValueError, match=r"need 8\.9 GB in the cache .*9\.0 GB free.*cache "
-                       "clear.*cache=False"):
-        cache.check_resources(33, 4096, 10, folder=tmp_path)
-    assert cache.check_resources(33, 4096, 10) > 0  # no folder: no disk check
-
-
-def test_free_memory_and_disk_are_measured(tmp_path):
-    free = cache.available_memory()
-    assert free is None or free > 0
-    assert cache.free_disk(tmp_path / "not" / "yet") > 0

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from sklearn_ntps import cli  # noqa: E402
+from sklearn_ntps import cli
 
 
 def run(*args):
@@ -33,7 +33,7 @@ def test_report_end_to_end(tiny_llama, ntps_cache, tmp_path, capsys):
 
 
 def test_two_models_two_datasets_with_intervals(tiny_llama, ntps_cache, tmp_path, capsys):
-    from conftest import make_tiny_llama
+    from builders import make_tiny_llama
 
     other = make_tiny_llama(tmp_path / "other", hidden_size=8, n_layers=1, seed=1)
     out = tmp_path / "report"

@@ -10,34 +10,27 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_ntps import (
-    HFEmbeddingTransformer,
-    HScoreScorer,
-    KNNScorer,
-    LogMEScorer,
-    NTPSScorer,
-    NTPSSubspaceProbe,
-    RankMeScorer,
-    RidgeProbeScorer,
-    TransRateScorer,
-)
+from builders import DATA_FREE_CHECKS, make_texts, registry
 
-from conftest import make_texts
-
-PEERS = [LogMEScorer(), HScoreScorer(), TransRateScorer(), RankMeScorer(), KNNScorer(),
-         RidgeProbeScorer()]
-SCORERS = [NTPSScorer(), NTPSScorer(variant="paper", centering=True, shrinkage="ledoit-wolf"),
-           NTPSSubspaceProbe(), *PEERS]
+REGISTRY = registry()
+PEERS = REGISTRY["peers"]
+SCORERS = REGISTRY["scorers"]
+EVERY_ESTIMATOR = [*SCORERS, *REGISTRY["on_texts"]]
 METHODS = ["score", "transform", "predict", "predict_proba", "decision_function",
            "get_feature_names_out"]
-# scikit-learn's checks that need no data: they apply to every estimator,
-# whatever input it takes.
-DATA_FREE = [
-    ec.check_estimator_cloneable, ec.check_estimator_tags_renamed, ec.check_valid_tag_types,
-    ec.check_estimator_repr, ec.check_no_attributes_set_in_init,
-    ec.check_do_not_raise_errors_in_init_or_set_params, ec.check_mixin_order,
-    ec.check_get_params_invariance, ec.check_set_params, ec.check_parameters_default_constructible,
-]
+
+
+def test_the_registry_holds_every_public_estimator():
+    import inspect
+
+    from sklearn.base import BaseEstimator
+
+    import sklearn_ntps
+
+    public = {name for name in sklearn_ntps.__all__
+              if inspect.isclass(obj := getattr(sklearn_ntps, name))
+              and issubclass(obj, BaseEstimator)}
+    assert public == {type(e).__name__ for e in EVERY_ESTIMATOR}
 
 
 @parametrize_with_checks(PEERS)
@@ -47,10 +40,10 @@ def test_sklearn_check_estimator_on_the_peers(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("estimator", [*SCORERS, HFEmbeddingTransformer()], ids=repr)
-@pytest.mark.parametrize("check", DATA_FREE, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("estimator", EVERY_ESTIMATOR, ids=repr)
+@pytest.mark.parametrize("check", DATA_FREE_CHECKS)
 def test_sklearn_data_free_checks(estimator, check):
-    check(type(estimator).__name__, clone(estimator))
+    getattr(ec, check)(type(estimator).__name__, clone(estimator))
 
 
 def ragged(seed=0, n_texts=60):
@@ -95,6 +88,8 @@ def test_results_do_not_depend_on_the_order_of_the_texts(estimator):
 
 
 def test_set_output_on_every_transformer(tiny_llama, ntps_cache):
+    from sklearn_ntps import HFEmbeddingTransformer, NTPSSubspaceProbe
+
     pd = pytest.importorskip("pandas")
     X, y = ragged()
     texts = ["my card was declined", "the film was good", "hello there", "free prize call now"]
@@ -138,7 +133,7 @@ def test_bit_identical_across_runs_and_processes(tmp_path):
                            text=True, check=True).stdout for _ in range(2)]
     assert runs[0] == runs[1] and len(runs[0].split()) == 3 + 6
     # And in this process, twice: the same bits.
-    from sklearn_ntps import ntps_curve
+    from sklearn_ntps import NTPSScorer, ntps_curve
 
     here = [NTPSScorer().fit(X, y).score_ for _ in range(2)]
     assert here[0] == here[1] == float.fromhex(runs[0].split()[0])

@@ -191,7 +191,7 @@ def test_return_X_y_matches_the_bunch(name):
 ])
 def test_descr_names_source_licence_and_cleaning(name, must_mention):
     descr = load_dataset(name).DESCR
-    for text in must_mention + ["duplicate", "two different labels", "fewer than 2"]:
+    for text in [*must_mention, "duplicate", "two different labels", "fewer than 2"]:
         assert text in descr
 
 

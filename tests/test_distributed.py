@@ -13,11 +13,10 @@ import pytest
 pytest.importorskip("torch")
 distributed = pytest.importorskip("distributed")
 
-from conftest import TINY_WORDS  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
 
-from sklearn_ntps import (  # noqa: E402
+from sklearn_ntps import (
     HFEmbeddingTransformer,
     NTPSScorer,
     cache,
@@ -25,14 +24,16 @@ from sklearn_ntps import (  # noqa: E402
     embedding,
     models,
 )
-from sklearn_ntps.distributed import (  # noqa: E402
+from sklearn_ntps.distributed import (
     get_client,
     local_cluster,
     plan_shards,
     sharded_statistics,
 )
-from sklearn_ntps.embedding import extract_statistics  # noqa: E402
-from sklearn_ntps.moments import POOLINGS, merge_statistics  # noqa: E402
+from sklearn_ntps.extraction import extract_statistics
+from sklearn_ntps.moments import POOLINGS
+
+from builders import TINY_WORDS
 
 _RNG = np.random.default_rng(0)
 # Texts of 1 to 14 words of the tiny model's vocabulary: lengths vary, batches pad.
@@ -65,6 +66,7 @@ def single_process(path, texts, **params):
 
 def assert_same_statistics(got, expected):
     """Pooled features bit for bit; the moments' sums regrouped, so to float64 rounding."""
+    got, expected = got.to_arrays(), expected.to_arrays()
     assert sorted(got) == sorted(expected)
     for p in POOLINGS:
         np.testing.assert_array_equal(got[f"pooled_{p}"], expected[f"pooled_{p}"])
@@ -83,8 +85,8 @@ def test_sharded_statistics_equal_single_process(tiny_llama, address, n_shards):
     assert_same_statistics(got, expected)
     kept = sharded_statistics(tiny_llama, TEXTS, scheduler=address, layers=[0, 2], batch_size=4,
                               with_moments=False, progress=False)
-    assert "c0" not in kept and kept["layers"] == [0, 2]
-    np.testing.assert_array_equal(kept["pooled_mean"], expected["pooled_mean"][[0, 2]])
+    assert not kept.has_moments and kept.layers == (0, 2)
+    np.testing.assert_array_equal(kept.pooled["mean"], expected.pooled["mean"][[0, 2]])
 
 
 def test_estimator_with_scheduler_loads_no_weights_here(tiny_llama, address, ntps_cache):
@@ -95,7 +97,7 @@ def test_estimator_with_scheduler_loads_no_weights_here(tiny_llama, address, ntp
     remote = HFEmbeddingTransformer(model_name_or_path=tiny_llama, output="tokens", layer=1,
                                     batch_size=4, scheduler=address, progress=False)
     got = remote.fit_transform(TEXTS)
-    assert not models._CACHE  # fit asked a worker; the passes ran there
+    assert not models._LOADED  # fit asked a worker; the passes ran there
     np.testing.assert_array_equal(got.pooled, expected.pooled)
     np.testing.assert_allclose(got.c0, expected.c0, rtol=1e-12, atol=1e-13 * abs(got.c0).max())
     assert (remote.n_layers_, remote.n_features_out_, remote.dtype_) == (3, 16, "float32")
@@ -121,24 +123,9 @@ def test_plan_shards_keeps_the_batches_of_one_process():
     assert [len(s) for s in plan_shards([100] + [1] * 15, 2, batch_size=4)] == [4, 12]
 
 
-def test_merge_statistics_rejects_mismatched_shards(tiny_llama):
-    a = single_process(tiny_llama, TEXTS[:10])
-    with pytest.raises(ValueError, match="at least one part"):
-        merge_statistics([])
-    with pytest.raises(ValueError, match="layers=\\[0, 1\\].*layers=None"):
-        merge_statistics([a, single_process(tiny_llama, TEXTS[10:], layers=[0, 1])])
-    with pytest.raises(ValueError, match="truncation_limit=3"):
-        merge_statistics([a, single_process(tiny_llama, TEXTS[10:], max_length=3)])
-    with pytest.raises(ValueError, match="extracted alike"):
-        merge_statistics([a, single_process(tiny_llama, TEXTS[10:], with_moments=False)])
-    wide = {**a, "pooled_mean": a["pooled_mean"][..., :8], "pooled_last": a["pooled_last"][..., :8]}
-    with pytest.raises(ValueError, match="3 layers of 8 features"):
-        merge_statistics([a, wide])
-
-
 def test_missing_dask_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(ImportError, match=r'pip install "sklearn-ntps\[dask\]"'):
+    with pytest.raises(ImportError, match=r"pip install 'sklearn-ntps\[dask\]'"):
         get_client("tcp://127.0.0.1:8786")
 
 

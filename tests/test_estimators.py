@@ -10,7 +10,7 @@ from sklearn.utils import estimator_checks as ec
 
 from sklearn_ntps import NTPSScorer, NTPSSubspaceProbe, compute_moments, ntps_score
 
-from conftest import make_block_texts, make_texts
+from builders import make_block_texts, make_texts
 
 ESTIMATORS = [NTPSScorer, NTPSSubspaceProbe]
 
@@ -63,7 +63,8 @@ def test_input_forms_agree(texts):
     assert NTPSScorer(n_components=3).fit(compute_moments(X), y).ntps_ == ref
     X3 = np.random.default_rng(0).normal(size=(30, 5, 6))
     y3 = np.arange(30) % 2
-    assert NTPSScorer(n_components=2).fit(X3, y3).ntps_ == NTPSScorer(n_components=2).fit(list(X3), y3).ntps_
+    assert (NTPSScorer(n_components=2).fit(X3, y3).ntps_
+            == NTPSScorer(n_components=2).fit(list(X3), y3).ntps_)
 
 
 def test_probe_classifies_in_the_subspace():
@@ -89,7 +90,8 @@ def test_probe_with_any_classifier():
     probe = NTPSSubspaceProbe(n_components=2, estimator=KNeighborsClassifier(3)).fit(X, y)
     assert isinstance(probe.estimator_, KNeighborsClassifier)
     assert probe.predict(X).shape == (90,)
-    assert not hasattr(NTPSSubspaceProbe(estimator=KNeighborsClassifier()).fit(X, y), "decision_function")
+    assert not hasattr(NTPSSubspaceProbe(estimator=KNeighborsClassifier()).fit(X, y),
+                       "decision_function")
 
 
 @pytest.mark.parametrize("Est", ESTIMATORS)
@@ -141,7 +143,7 @@ def test_cross_validation_and_grid_search(Est):
 def test_wrong_number_of_features_at_score(Est, texts):
     X, y = texts
     est = Est(n_components=2).fit(X, y)
-    with pytest.raises(ValueError, match="X has 5 features, but .* 8 features"):
+    with pytest.raises(ValueError, match=r"X has 5 features, but .* 8 features"):
         est.score([x[:, :5] for x in X], y)
 
 
@@ -166,12 +168,27 @@ def test_bad_input_raises_value_error(Est, params, X, y, match):
 
 
 def test_fewer_texts_than_features():
+    # 20 texts in 64 dimensions: Sxx is singular but for the default floor,
+    # 4096 float32 unit roundoffs of each coordinate's second moment.
+    from scipy import linalg
+
     rng = np.random.default_rng(0)
     X = [rng.normal(size=(6, 64)) for _ in range(20)]
     y = np.arange(20) % 2
     probe = NTPSSubspaceProbe(n_components=8).fit(X, y)
     assert probe.components_.shape == (8, 64)
-    assert 0 <= probe.ntps_ <= 1
+    floor = 4096 * np.finfo(np.float32).eps / 2
+    ctx = np.vstack([np.cumsum(H, axis=0)[:-1] for H in X])
+    C0, C1 = ctx.T @ ctx, ctx.T @ np.vstack([H[1:] for H in X])
+    P = np.array([H.mean(axis=0) for H in X])
+    Sxx, Sxy = P.T @ P / 20, P.T @ np.eye(2)[y] / 20
+    C0, Sxx = C0 + floor * np.diag(np.diag(C0)), Sxx + floor * np.diag(np.diag(Sxx))
+    V = linalg.eigh(C1 @ C1.T, C0)[1][:, ::-1][:, :8]
+    # The same subspace, and the share of the least-squares signal a probe on it keeps.
+    np.testing.assert_allclose(linalg.subspace_angles(V, probe.components_.T), 0, atol=1e-6)
+    whitened = (np.trace(Sxy.T @ V @ np.linalg.solve(V.T @ Sxx @ V, V.T @ Sxy))
+                / np.trace(Sxy.T @ np.linalg.solve(Sxx, Sxy)))
+    assert probe.ntps_ == pytest.approx(whitened, abs=1e-8)
 
 
 def test_one_token_texts_count_for_perception_only():
@@ -179,7 +196,8 @@ def test_one_token_texts_count_for_perception_only():
     ones = [np.ones((1, 4)) * 5, np.ones((1, 4)) * -5]
     base = NTPSScorer(n_components=2).fit(X, y)
     more = NTPSScorer(n_components=2).fit(X + ones, np.r_[y, 0, 1])
-    np.testing.assert_allclose(np.abs(more.components_ @ base.components_.T).max(axis=1), 1, rtol=1e-9)
+    np.testing.assert_allclose(np.abs(more.components_ @ base.components_.T).max(axis=1), 1,
+                               rtol=1e-9)
     assert more.ntps_ != base.ntps_
 
 
@@ -233,8 +251,9 @@ def test_probe_feature_names_and_set_output():
     pd = pytest.importorskip("pandas")
     X, y = make_block_texts("predictable", n_texts=90)
     probe = NTPSSubspaceProbe(n_components=3).fit(X, y)
-    np.testing.assert_array_equal(probe.get_feature_names_out(),
-                                  ["ntpssubspaceprobe0", "ntpssubspaceprobe1", "ntpssubspaceprobe2"])
+    np.testing.assert_array_equal(
+        probe.get_feature_names_out(),
+        ["ntpssubspaceprobe0", "ntpssubspaceprobe1", "ntpssubspaceprobe2"])
     frame = probe.set_output(transform="pandas").transform(X)
     assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(
         probe.get_feature_names_out())
@@ -268,3 +287,52 @@ def test_partial_fit_checks_the_features_of_each_batch():
     with pytest.raises(ValueError, match="7 features, but NTPSScorer is fitted with 6"):
         scorer.partial_fit(other, y)
     assert len(scorer.moments_) == 40  # nothing lost
+
+
+def sorted_stream(n_texts=120, n_classes=3, batch=25, seed=33):
+    """Texts sorted by label, cut in batches: the first batches hold one class each."""
+    X, y = make_texts(n_texts=n_texts, n_features=8, n_classes=n_classes, min_len=1, seed=seed)
+    order = np.argsort(y, kind="stable")
+    X, y = [X[i] for i in order], y[order]
+    return X, y, [(X[lo : lo + batch], y[lo : lo + batch]) for lo in range(0, n_texts, batch)]
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("classes", [None, [0, 1, 2]])
+def test_partial_fit_on_a_stream_sorted_by_label_equals_one_fit(Estimator, classes):
+    X, y, batches = sorted_stream()
+    one = Estimator(n_components=3).fit(X, y)
+    stream = Estimator(n_components=3)
+    stream.partial_fit(*batches[0], classes=classes)
+    assert len(np.unique(batches[0][1])) == 1
+    # One class so far: the stream is kept, but there is no score yet.
+    assert len(stream.moments_) == 25 and not hasattr(stream, "ntps_")
+    with pytest.raises(NotFittedError, match="single class so far"):
+        stream.score(*batches[0])
+    for Xb, yb in batches[1:]:
+        stream.partial_fit(Xb, yb, classes=classes)
+    np.testing.assert_array_equal(stream.classes_, one.classes_)
+    np.testing.assert_allclose(stream.ntps_curve_, one.ntps_curve_, atol=1e-10)
+    np.testing.assert_allclose(stream.excess_loss_curve_, one.excess_loss_curve_, atol=1e-10)
+    assert stream.score(X, y) == pytest.approx(one.score(X, y), abs=1e-10)
+
+
+def test_partial_fit_classes_are_fixed_on_the_first_call():
+    _, _, batches = sorted_stream()
+    stream = NTPSScorer(n_components=2).partial_fit(*batches[0], classes=[0, 1])
+    with pytest.raises(ValueError, match=r"y holds label\(s\) \[2\] outside classes=\[0, 1\]"):
+        stream.partial_fit(*batches[-1])
+    with pytest.raises(ValueError, match=r"got classes=\[0, 1, 2\].*classes=\[0, 1\] on the first"):
+        stream.partial_fit(*batches[1], classes=[0, 1, 2])
+    assert len(stream.moments_) == 25  # nothing added by a refused batch
+    stream.partial_fit(*batches[1], classes=[1, 0])  # the same classes, in any order
+    assert len(stream.moments_) == 50
+    # A stream that started without classes cannot fix them later.
+    free = NTPSScorer(n_components=2).partial_fit(*batches[0])
+    with pytest.raises(ValueError, match="given none on the first call"):
+        free.partial_fit(*batches[1], classes=[0, 1, 2])
+    # The classes themselves: two at least, and labels of the first batch among them.
+    with pytest.raises(ValueError, match=r"classes=\[0\] holds fewer than two classes"):
+        NTPSScorer().partial_fit(*batches[0], classes=[0])
+    with pytest.raises(ValueError, match="outside classes"):
+        NTPSScorer().partial_fit(*batches[0], classes=[1, 2])

@@ -33,7 +33,7 @@ def test_grid_search_layers(tiny_llama, ntps_cache, capsys):
 
 
 def test_grid_search_models(tiny_llama, ntps_cache, tmp_path, capsys):
-    from conftest import make_tiny_llama
+    from builders import make_tiny_llama
 
     other = make_tiny_llama(tmp_path / "other", hidden_size=8, seed=1)
     grid = example("grid_search_models.py")["main"](models=(tiny_llama, other), n_texts=60,

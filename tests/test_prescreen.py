@@ -10,9 +10,11 @@ from sklearn_ntps.prescreen import (
     Prescreen,
     fit_rule,
     intent_subtasks,
-    recommend,
+    rule_c,
     rule_text,
 )
+
+from builders import LABELS, TEXTS
 
 
 def study(slope=-0.2, noise=0.0, n=13, seed=0):
@@ -32,8 +34,8 @@ def test_rule_c_is_fitted_from_the_study_and_applied():
     assert rule["variant"] == "whitened" and rule["significant"]
     assert rule["slope"] == pytest.approx(-0.2) and rule["intercept"] == pytest.approx(0.1)
     assert rule["rho"] == pytest.approx(-1.0) and rule["high"] < 0
-    low, high = recommend({"whitened": 0.2, "paper": 0.5}, rule), \
-        recommend({"whitened": 0.9, "paper": 0.5}, rule)
+    low, high = rule_c({"whitened": 0.2, "paper": 0.5}, rule), \
+        rule_c({"whitened": 0.9, "paper": 0.5}, rule)
     assert low == ("LoRA likely worth it", pytest.approx(100 * (0.1 - 0.04)))
     assert high[0] == "LoRA likely not worth it" and high[1] < WORTH_IT_POINTS
     assert "Spearman(NTPS_whitened, gain) = -1.00" in rule_text(rule)
@@ -42,8 +44,8 @@ def test_rule_c_is_fitted_from_the_study_and_applied():
 def test_no_evidence_means_no_recommendation():
     rule = fit_rule(study(slope=0.0, noise=0.05))
     assert not rule["significant"]
-    assert recommend({"whitened": 0.1, "paper": 0.1}, rule) == ("no evidence from NTPS", None)
-    assert recommend({"whitened": 0.1, "paper": 0.1}, None) == ("no evidence from NTPS", None)
+    assert rule_c({"whitened": 0.1, "paper": 0.1}, rule) == ("no evidence from NTPS", None)
+    assert rule_c({"whitened": 0.1, "paper": 0.1}, None) == ("no evidence from NTPS", None)
     assert "no fitted rule" in rule_text(None) and "no evidence" in rule_text(rule)
 
 
@@ -74,10 +76,18 @@ def test_intent_subtasks_are_disjoint_and_seeded():
         intent_subtasks((X, y, X, y), n_groups=7, group_size=5)
 
 
-def test_command_without_lora(tiny_llama, ntps_cache, tmp_path, capsys):
+def test_command_without_lora(tiny_llama, ntps_cache, tmp_path, capsys, monkeypatch):
     pytest.importorskip("torch")
-    from sklearn_ntps import cli
+    from sklearn_ntps import cli, ntps_score, prescreen
 
+    seen = []  # the moments and labels each task's NTPS is computed from
+
+    def spy(moments, y, when):
+        seen.append((moments, np.asarray(y)))
+        return ntps(moments, y, when)
+
+    ntps = prescreen._ntps
+    monkeypatch.setattr(prescreen, "_ntps", spy)
     out = tmp_path / "pre"
     status = cli.main(["lora-prescreen", "--model", tiny_llama, "--dataset", "sms_spam",
                        "--dataset", "trec", "--n-train", "60", "--n-test", "30", "--no-lora",
@@ -87,7 +97,11 @@ def test_command_without_lora(tiny_llama, ntps_cache, tmp_path, capsys):
     assert "no evidence from NTPS" in printed and "Rule C" in printed
     data = json.loads((out / "prescreen.json").read_text())
     assert [r["task"] for r in data["rows"]] == ["sms_spam", "trec"]
-    assert all(0 <= r["ntps_whitened_before"] <= 1 and r["n_train"] == 60 for r in data["rows"])
+    assert [r["n_train"] for r in data["rows"]] == [60, 60] and len(seen) == 2
+    for row, (moments, y) in zip(data["rows"], seen):
+        assert len(moments) == len(y) == 60
+        for variant in ("whitened", "paper"):
+            assert row[f"ntps_{variant}_before"] == ntps_score(moments, y, variant=variant)
 
 
 def test_ntps_after_lora_in_one_line_equals_the_merged_weights(tiny_llama, ntps_cache):
@@ -95,10 +109,7 @@ def test_ntps_after_lora_in_one_line_equals_the_merged_weights(tiny_llama, ntps_
     from sklearn.frozen import FrozenEstimator
 
     from sklearn_ntps import HFEmbeddingTransformer, HFLoRAClassifier, NTPSScorer
-    from sklearn_ntps.embedding import extract_statistics
-    from sklearn_ntps.moments import moments_from_statistics
-
-    from test_embedding import LABELS, TEXTS
+    from sklearn_ntps.extraction import extract_statistics
 
     texts, labels = TEXTS * 3, LABELS * 3
     lora = HFLoRAClassifier(model_name_or_path=tiny_llama, r=4, max_steps=6, batch_size=4,
@@ -107,8 +118,7 @@ def test_ntps_after_lora_in_one_line_equals_the_merged_weights(tiny_llama, ntps_
                                     progress=False).fit_transform(texts)
     after = HFEmbeddingTransformer(model_name_or_path=lora, output="tokens",
                                    progress=False).fit_transform(texts)
-    direct = moments_from_statistics(extract_statistics(lora.loaded_model(), texts,
-                                                        progress=False), -1)
+    direct = extract_statistics(lora.loaded_model(), texts, progress=False).layer(-1)
     score = lambda m: NTPSScorer(n_components=4).fit(m, labels).ntps_  # noqa: E731
     assert score(after) == pytest.approx(score(direct), abs=1e-9)
     assert score(after) != pytest.approx(score(before), abs=1e-6)
@@ -135,5 +145,5 @@ def test_the_stored_rule_is_the_bundled_studys_and_says_why_it_recommends_nothin
     for key, value in RULE_C.items():
         assert refit[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float)
                               else value), key
-    assert recommend({"whitened": 0.1, "paper": 0.1}) == ("no evidence from NTPS", None)
+    assert rule_c({"whitened": 0.1, "paper": 0.1}) == ("no evidence from NTPS", None)
     assert "[-0.68, +0.34], not below zero" in rule_text(RULE_C)

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 import zlib
 
 import numpy as np
@@ -10,11 +11,14 @@ import pytest
 
 pytest.importorskip("torch")
 
-from sklearn_ntps import report as report_module  # noqa: E402
-from sklearn_ntps.report import Report, run_report, save_report  # noqa: E402
-from sklearn_ntps.study import block_partitions, feature_scale, stratified_blocks  # noqa: E402
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 
-from conftest import TINY_WORDS  # noqa: E402
+from sklearn_ntps import report as report_module
+from sklearn_ntps.partitions import block_partitions, feature_scale, stratified_blocks
+from sklearn_ntps.report import Report, run_report, save_report
+
+from builders import TINY_WORDS
 
 rng = np.random.default_rng(0)
 WORDS = TINY_WORDS[3:]
@@ -45,14 +49,23 @@ def test_each_cell_is_every_score_refitted_on_its_partition(tiny_llama, ntps_cac
     parts = [emb.transform([TEXTS[i] for i in b]) for b in blocks]
     moments = resample_blocks([parts[b] for b in train], [1] * len(train))
     y = np.concatenate([np.asarray(LABELS)[blocks[b]] for b in train])
-    moments = moments.scaled(feature_scale(moments.pooled))
+    scale = feature_scale(moments.pooled)
+    moments = moments.scaled(scale)
     row = rep.rows[3]
     assert (row["layer"], row["replicate"]) == (1, 1)
     assert row["ntps"] == NTPSScorer().fit(moments, y).ntps_
     assert row["logme"] == LogMEScorer().fit(moments, y).score_
     assert rep.datasets["toy"]["n_train"] == [sum(blocks[b].size for b in tr)
                                               for tr, _ in block_partitions(5, 1, 2, seed)]
-    assert 0 < row["probe_C"] <= 10 and 0 <= row["probe_accuracy"] <= 1
+    # The probe: trained on the rescaled training blocks, scored on the test blocks.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        probe = clone(report_module.default_probe()).fit(moments.pooled, y)
+    X_test = np.concatenate([parts[b].pooled for b in test]) * scale
+    y_test = np.concatenate([np.asarray(LABELS)[blocks[b]] for b in test])
+    assert row["probe_accuracy"] == probe.score(X_test, y_test)
+    assert row["probe_train_accuracy"] == probe.score(moments.pooled, y)
+    assert row["probe_C"] == np.ravel(probe[-1].C_)[0] and row["probe_C"] in report_module.PROBE_CS
 
 
 def test_the_same_command_in_two_processes_writes_identical_files(tiny_llama, tmp_path):

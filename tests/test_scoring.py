@@ -3,16 +3,23 @@ import pytest
 from scipy import linalg
 from scipy.stats import ortho_group
 
-from sklearn_ntps import compute_moments, ntps_score
+from sklearn_ntps import compute_moments, ntps_curve, ntps_score
 from sklearn_ntps.scoring import resolve_n_components
 
-from conftest import make_block_texts, make_texts
+from builders import make_block_texts, make_texts
 
 VARIANTS = ["paper", "whitened"]
 
 
-def direct_ntps(X, y, k):
-    """Both variants straight from the spec's formulas, with full-rank matrices."""
+# The default numerical floor for float64 states, taken as upcast float32: 4096 unit roundoffs.
+DEFAULT_FLOOR = 4096 * np.finfo(np.float32).eps / 2
+
+
+def direct_ntps(X, y, k, floor=0.0):
+    """Both variants straight from the spec's formulas, with full-rank matrices.
+
+    ``floor`` adds ``floor * diag`` to ``C0`` and ``Sxx``, as the numerical floor does.
+    """
     d = X[0].shape[1]
     n = len(X)
     C0, C1 = np.zeros((d, d)), np.zeros((d, d))
@@ -24,6 +31,7 @@ def direct_ntps(X, y, k):
     P = np.array([H.mean(axis=0) for H in X])
     Y = np.eye(y.max() + 1)[y]
     Sxx, Sxy = P.T @ P / n, P.T @ Y / n
+    C0, Sxx = C0 + floor * np.diag(np.diag(C0)), Sxx + floor * np.diag(np.diag(Sxx))
     V = linalg.eigh(C1 @ C1.T, C0)[1][:, ::-1][:, :k]
     U = linalg.eigh(Sxy @ Sxy.T, Sxx)[1][:, ::-1][:, : min(k, Y.shape[1])]
     proj = V @ np.linalg.solve(V.T @ V, V.T)
@@ -42,15 +50,15 @@ def test_agrees_with_direct_formulas(k):
         assert abs(got - ref[variant]) < 1e-8, (variant, got, ref[variant])
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_curve_stays_in_unit_interval(seed):
+@pytest.mark.parametrize("seed", range(3))
+def test_curve_at_the_default_floor_is_the_spec_with_the_floor_added(seed):
     from sklearn_ntps import NTPSScorer
 
     X, y = make_texts(n_texts=40, n_features=12, seed=seed)
     for variant in VARIANTS:
         curve = NTPSScorer(variant=variant).fit(X, y).ntps_curve_
-        assert curve.shape == (12,)
-        assert np.all((curve >= 0) & (curve <= 1))
+        ref = [direct_ntps(X, y, k, floor=DEFAULT_FLOOR)[variant] for k in range(1, 13)]
+        np.testing.assert_allclose(curve, ref, atol=1e-8, err_msg=variant)
 
 
 def test_exactly_one_when_perception_lies_in_the_ar_subspace():
@@ -130,9 +138,19 @@ def test_n_components_resolution():
     assert resolve_n_components(1.0, 10) == 10
     assert resolve_n_components(0.01, 10) == 1
     assert resolve_n_components(3, 10) == 3
-    for bad in (0, 11, -1, 0.0, 1.5, True):
-        with pytest.raises(ValueError, match="n_components"):
-            resolve_n_components(bad, 10)
+    assert resolve_n_components(np.int64(3), 10) == 3
+    # Only the bound set by the data is the resolver's to check...
+    with pytest.raises(ValueError, match="n_components=11 is out of range"):
+        resolve_n_components(11, 10)
+    # ... the rest is the parameter constraints', once, for the function and the estimator.
+    from sklearn_ntps import NTPSScorer
+
+    X, y = make_texts(n_texts=20, n_features=4)
+    for bad in (0, -1, 0.0, 1.5, True, np.nan, "half"):
+        with pytest.raises(ValueError, match="'n_components' parameter of ntps_score"):
+            ntps_score(X, y, n_components=bad)
+        with pytest.raises(ValueError, match="'n_components' parameter of NTPSScorer"):
+            NTPSScorer(n_components=bad).fit(X, y)
 
 
 def test_bad_labels_and_lengths():
@@ -148,8 +166,6 @@ def test_bad_labels_and_lengths():
 
 
 def test_curve_agrees_with_direct_formulas_at_every_k():
-    from sklearn_ntps import ntps_curve
-
     X, y = make_texts(n_texts=200, n_features=6, min_len=2, seed=8)
     curves = {variant: ntps_curve(X, y, variant=variant, rtol=0) for variant in VARIANTS}
     for k in range(1, 7):
@@ -220,10 +236,32 @@ def test_ledoit_wolf_intensities():
 
 
 def test_ledoit_wolf_makes_n_below_d_well_posed():
+    # 20 texts in 40 dimensions: Sxx is singular, its Ledoit-Wolf shrinkage is not.
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
     X, y = make_texts(n_texts=20, n_features=40, n_classes=2, min_len=2, seed=12)
+    Sxx, Sxy, C0, C1 = brute_force_covariances(X, y, centering=False)
+    P = np.array([H.mean(axis=0) for H in X])
+    n_pairs = sum(len(H) - 1 for H in X)
+    tr, tr2, d = np.trace(C0), np.sum(C0 * C0), 40
+    # C0's samples are not kept: Chen et al.'s Rao-Blackwellised Ledoit-Wolf intensity.
+    a_c0 = min(1.0, ((n_pairs - 2) / n_pairs * tr2 + tr**2) / ((n_pairs + 2) * (tr2 - tr**2 / d)))
+    a_xx = ledoit_wolf_shrinkage(P, assume_centered=True)
+
+    def shrunk(S, a):
+        return (1 - a) * S + a * np.trace(S) / d * np.eye(d)
+
+    # (C0 here is per text, the code's per pair: the intensity and V ignore the scale.)
+    Sxx, C0, k = shrunk(Sxx, a_xx), shrunk(C0, a_c0), 5
+    V = linalg.eigh(C1 @ C1.T, C0)[1][:, ::-1][:, :k]
+    U = linalg.eigh(Sxy @ Sxy.T, Sxx)[1][:, ::-1][:, :2]
+    proj = V @ np.linalg.solve(V.T @ V, V.T)
+    ref = {"paper": np.linalg.norm(proj @ U) ** 2 / np.linalg.norm(U) ** 2,
+           "whitened": np.trace(Sxy.T @ V @ np.linalg.solve(V.T @ Sxx @ V, V.T @ Sxy))
+           / np.trace(Sxy.T @ np.linalg.solve(Sxx, Sxy))}
     for variant in VARIANTS:
-        score = ntps_score(X, y, n_components=5, variant=variant, shrinkage="ledoit-wolf")
-        assert 0 < score < 1
+        score = ntps_score(X, y, n_components=k, variant=variant, shrinkage="ledoit-wolf", rtol=0)
+        assert score == pytest.approx(ref[variant], abs=1e-8), variant
 
 
 def test_default_floor_follows_the_precision_of_the_states():
@@ -235,10 +273,16 @@ def test_default_floor_follows_the_precision_of_the_states():
     assert resolve_rtol(0, f32) == 0.0
     X, y = make_texts(n_texts=80, n_features=6, min_len=2, seed=13)
     assert compute_moments(X).precision == f32          # float64 taken as upcast float32
-    assert compute_moments([x.astype(np.float16) for x in X]).precision == np.finfo(np.float16).eps / 2
-    for bad in (-1, "abc", True):
-        with pytest.raises(ValueError, match="rtol"):
-            resolve_rtol(bad, f32)
+    assert (compute_moments([x.astype(np.float16) for x in X]).precision
+            == np.finfo(np.float16).eps / 2)
+    assert resolve_rtol(np.float32(0.5), f32) == 0.5
+    for bad in (-1, "abc", True, np.nan, 1e300):
+        with pytest.raises(ValueError, match="'rtol' parameter of ntps_score"):
+            ntps_score(X, y, rtol=bad)
+    for name, bad in (("shrinkage", True), ("shrinkage", 1.5), ("shrinkage", "oas"),
+                      ("centering", 1), ("variant", "other")):
+        with pytest.raises(ValueError, match=f"'{name}' parameter of ntps_curve"):
+            ntps_curve(X, y, **{name: bad})
 
 
 def test_default_floor_keeps_rotation_and_scale_invariance_nearly():

@@ -46,7 +46,8 @@ def test_whiten_drops_null_space():
 def test_nested_basis_spans_every_prefix():
     rng = np.random.default_rng(0)
     V = rng.normal(size=(6, 4))
-    V = np.column_stack([V[:, 0], 2 * V[:, 0], V[:, 1:], V[:, 1] - V[:, 2], rng.normal(size=(6, 3))])
+    V = np.column_stack([V[:, 0], 2 * V[:, 0], V[:, 1:], V[:, 1] - V[:, 2],
+                         rng.normal(size=(6, 3))])
     basis, dims = nested_basis(V, block=3)
     np.testing.assert_array_equal(dims, [1, 1, 2, 3, 4, 4, 5, 6, 6])
     np.testing.assert_allclose(basis.T @ basis, np.eye(6), atol=1e-12)
@@ -107,7 +108,7 @@ def test_nested_coordinates_equal_those_in_the_nested_basis(dependent):
 def test_one_blas_pool_puts_numpys_blas_on_one_thread_and_restores_it():
     from threadpoolctl import threadpool_info
 
-    from sklearn_ntps.subspaces import _numpy_blas_beside_scipys, one_blas_pool
+    from sklearn_ntps._utils import _numpy_blas_beside_scipys, one_blas_pool
 
     def threads():
         return {i["filepath"]: i["num_threads"] for i in threadpool_info()}
@@ -129,7 +130,7 @@ def test_nested_and_concurrent_fits_restore_the_blas_threads_when_the_last_one_l
 
     from threadpoolctl import threadpool_info
 
-    from sklearn_ntps.subspaces import _numpy_blas_beside_scipys, one_blas_pool
+    from sklearn_ntps._utils import _numpy_blas_beside_scipys, one_blas_pool
 
     def threads():
         return {i["filepath"]: i["num_threads"] for i in threadpool_info()}

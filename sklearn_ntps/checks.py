@@ -1,0 +1,217 @@
+"""Input checks every stage shares: labels, the range of feature values, number parameters.
+
+One place decides each of them, so NTPS, its peers and the LoRA classifier
+encode labels alike and reject the same bad values with the same message.
+numpy and scikit-learn's parameter validation only, so the lowest stage
+(:mod:`sklearn_ntps.moments`) can import it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import DataConversionWarning
+
+from ._sklearn_compat import Interval
+
+__all__ = ["MAX_VALUE", "NumberInterval", "check_features", "check_finite_range",
+           "encode_labels"]
+
+# Values must lie within float32's range: beyond it their float64 squares (sums
+# of squared contexts, Ledoit-Wolf's fourth moments) overflow.
+MAX_VALUE = float(np.finfo(np.float32).max)
+
+
+class NumberInterval(Interval):
+    """An :class:`~sklearn.utils._param_validation.Interval` that rejects bools.
+
+    scikit-learn's ``Interval(Integral, ...)`` takes ``True`` for 1, and
+    ``Interval(Real, ...)`` for 1.0; a bool passed as a number of components,
+    a shrinkage or a floor is a mistake, so it fails the constraint.
+    """
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+
+def encode_labels(y, classes=None, *, min_classes=2):
+    """Encode class labels as ``0 .. n_classes - 1``, in sorted label order.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Class labels of any type that sorts (a column vector is taken, with a
+        ``DataConversionWarning``, as scikit-learn does).
+    classes : array-like, default=None
+        Every label ``y`` may hold, as given to ``partial_fit(classes=...)``:
+        the codes then index ``np.unique(classes)``, and a label outside it
+        is an error; ``y`` may then hold a single class (a batch of a stream).
+    min_classes : {2, 1}, default=2
+        The fewest distinct labels of ``classes`` when given, else of ``y``:
+        a score of how features tell classes apart needs two where it is
+        computed, and a batch of a stream may hold one.
+
+    Returns
+    -------
+    classes : ndarray of shape (n_classes,)
+        The sorted distinct labels (``np.unique(classes)`` when given).
+    codes : ndarray of shape (n_samples,), int
+        Each label's index in ``classes``.
+
+    Raises
+    ------
+    ValueError
+        When ``y`` is not 1-D, mixes labels that cannot be sorted together,
+        holds fewer than ``min_classes`` classes or a label outside ``classes``.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.checks import encode_labels
+    >>> classes, codes = encode_labels(["b", "a", "b"])
+    >>> classes.tolist(), codes.tolist()
+    (['a', 'b'], [1, 0, 1])
+    >>> encode_labels(["b", "b"], classes=["a", "b", "c"])[1].tolist()
+    [1, 1]
+    """
+    present, codes = _unique(_labels_1d(y, "y"), "y")
+    if classes is not None:
+        classes = _unique(_labels_1d(classes, "classes"), "classes")[0]
+        if classes.size < min_classes:
+            raise ValueError(f"classes={classes.tolist()} holds fewer than two classes; "
+                             "at least two are needed.")
+        index, known = np.zeros(present.size, dtype=np.intp), np.zeros(present.size, bool)
+        if classes.size:
+            try:
+                index = np.minimum(np.searchsorted(classes, present), classes.size - 1)
+                known = np.asarray(classes[index] == present, dtype=bool).reshape(-1)
+            except TypeError:
+                pass  # no label of y sorts among them: all are outside
+        outside = present[~known]
+        if outside.size:
+            raise ValueError(f"y holds label(s) {outside.tolist()} outside "
+                             f"classes={classes.tolist()}.")
+        return classes, index[codes]
+    if present.size < min_classes:
+        raise ValueError("y holds no label." if present.size == 0 else
+                         f"y has a single class ({present.tolist()[0]!r}); at least two "
+                         "classes are needed.")
+    return present, codes
+
+
+def _unique(y, name):
+    """``np.unique(y, return_inverse=True)``, with a message for labels that do not sort."""
+    try:
+        present, codes = np.unique(y, return_inverse=True)
+    except TypeError as exc:
+        raise ValueError(f"{name} mixes labels that cannot be compared ({exc}); "
+                         "use labels of one type.") from None
+    return present, codes.reshape(-1)
+
+
+def _labels_1d(y, name):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(f"A column-vector {name} was passed when a 1d array was expected; it "
+                      "is read as one.", DataConversionWarning, stacklevel=3)
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of labels, got shape {y.shape}.")
+    return y
+
+
+def check_finite_range(values, what: str) -> float:
+    """Check that float ``values`` are finite and within float32's range.
+
+    Parameters
+    ----------
+    values : ndarray of float
+    what : str
+        What they are, for the message: "the features", "text 3".
+
+    Returns
+    -------
+    float
+        The largest magnitude, 0 for an empty array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps.checks import check_finite_range
+    >>> check_finite_range(np.array([[1.0, -3.0]]), "the features")
+    3.0
+    >>> check_finite_range(np.array([np.nan]), "text 0")
+    Traceback (most recent call last):
+    ...
+    ValueError: NaN or infinity in text 0.
+    """
+    if not np.isfinite(values).all():
+        raise ValueError(f"NaN or infinity in {what}.")
+    peak = float(np.abs(values).max(initial=0.0))
+    if peak > MAX_VALUE:
+        raise ValueError(
+            f"Values as large as {peak:.3g} in {what}, beyond float32's range "
+            f"({MAX_VALUE:.3g}): their float64 squares and fourth moments would overflow. "
+            "Rescale them (every score here is invariant to a global scale)."
+        )
+    return peak
+
+
+def check_features(features, y=None, *, score=None):
+    """Validate a feature matrix, and labels if given, for the peer scores.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        Real features, any float dtype; copied to float64.
+    y : array-like of shape (n_samples,), default=None
+        Class labels of any type that sorts, at least two distinct ones
+        (:func:`encode_labels`).
+    score : str, default=None
+        The name of a score that needs labels: ``y=None`` is then an error
+        that names it.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), float64
+        The features, returned alone when ``y`` is None.
+    codes : ndarray of shape (n_samples,), int
+        ``y`` encoded as ``0 .. n_classes - 1`` in sorted label order (only
+        when ``y`` is given).
+
+    Raises
+    ------
+    ValueError
+        When ``features`` is not 2-D, has fewer than 2 samples, complex or
+        non-finite values or values beyond float32's range, or when ``y``
+        has another length than ``features`` or fails :func:`encode_labels`.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.checks import check_features
+    >>> X, codes = check_features([[0, 1], [2, 3], [4, 5]], ["b", "a", "b"])
+    >>> X.dtype, codes.tolist()
+    (dtype('float64'), [1, 0, 1])
+    """
+    if score is not None and y is None:
+        raise ValueError(f"{score} needs class labels y, got None.")
+    if np.iscomplexobj(features):
+        raise ValueError("features are complex; the scores need real features.")
+    X = np.array(features, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(
+            f"features must be a 2-D array (n_samples, n_features), got {X.ndim} dimension(s)."
+        )
+    if X.shape[0] < 2:
+        raise ValueError(f"features must have at least 2 samples, got {X.shape[0]}.")
+    if X.shape[1] < 1:
+        raise ValueError("features must have at least 1 feature column, got 0.")
+    check_finite_range(X, "the features")
+    if y is None:
+        return X
+    y = np.asarray(y)
+    if y.ndim and y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"features and y have different lengths: {X.shape[0]} samples but {y.shape[0]} labels."
+        )
+    return X, encode_labels(y)[1]

@@ -1,0 +1,112 @@
+"""Running a model over texts: the length-sorted batches, every layer at once, input order."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sklearn_ntps.extraction import (
+    encode,
+    extract_statistics,
+    in_input_order,
+    length_order,
+    pooled_batch,
+    split_batches,
+)
+from sklearn_ntps.models import load_model
+
+from builders import TEXTS
+
+# The statistics of 24 BANKING77 texts through SmolLM2, every layer, hashed with the code
+# as it stood before the statistics became a typed object (issue 17). Float32 kernels
+# round differently on other instruction sets, so the hash holds on this capability only.
+BUNDLED_HASH = "70a93ec2cd1e430e8a5161724073bade27f93b5306e3575162cb1bf78a842b65"
+BUNDLED_CPU_CAPABILITY = "AVX2"
+
+
+@pytest.mark.slow
+def test_statistics_of_the_bundled_model_are_unchanged():
+    from sklearn_ntps import HFEmbeddingTransformer
+    from sklearn_ntps.datasets import load_dataset
+    from sklearn_ntps.models import resolve_model
+
+    try:
+        resolve_model("SmolLM2-135M")
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        pytest.skip(f"SmolLM2 is not installed: {exc}")
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != BUNDLED_CPU_CAPABILITY:
+        pytest.skip(f"the hash was measured on {BUNDLED_CPU_CAPABILITY}; this CPU runs "
+                    f"{capability} kernels, whose float32 sums round differently")
+    texts = load_dataset("banking77", split="train", n_samples=24, random_state=0).data
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a float32 reduction split over other thread counts rounds otherwise
+    try:
+        emb = HFEmbeddingTransformer(output="tokens", cache=False, batch_size=8, max_length=64,
+                                     device="cpu", progress=False).fit()
+        by_pooling = {p: list(emb.set_params(pooling=p).transform_layers(texts))
+                      for p in ("mean", "last")}
+    finally:
+        torch.set_num_threads(threads)
+    digest = hashlib.sha256()
+    for (_layer, mean), (_, last) in zip(by_pooling["mean"], by_pooling["last"], strict=True):
+        for array in (mean.pooled, last.pooled, mean.c0, mean.c1, mean.context_sum,
+                      mean.target_sum, np.int64(mean.n_pairs)):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    assert len(by_pooling["mean"]) == 31 and mean.c0.dtype == np.float64
+    assert digest.hexdigest() == BUNDLED_HASH
+
+
+def test_batches_run_longest_first_and_rows_come_back_in_input_order():
+    lengths = np.array([3, 9, 4, 9, 1, 2, 9])
+    order = length_order(lengths)
+    assert order.tolist() == [1, 3, 6, 2, 0, 5, 4]  # ties keep their input order
+    assert [b.tolist() for b in split_batches(order, 3)] == [[1, 3, 6], [2, 0, 5], [4]]
+    rows = lengths[order] * 10  # something computed batch after batch, in that order
+    np.testing.assert_array_equal(rows[in_input_order(order)], lengths * 10)
+
+
+def test_sorted_and_unsorted_batches_give_the_same_statistics(tiny_llama):
+    # One text per batch: float32 kernels then see the same shapes in either order.
+    loaded = load_model(tiny_llama, progress=False)
+    kw = dict(batch_size=1, max_length=32, progress=False)
+    by_length = extract_statistics(loaded, TEXTS, **kw)
+    as_given = extract_statistics(loaded, TEXTS, sort_by_length=False, **kw)
+    for p in ("mean", "last"):
+        np.testing.assert_array_equal(by_length.pooled[p], as_given.pooled[p])
+    np.testing.assert_allclose(by_length.c0, as_given.c0, rtol=1e-12)
+    assert (by_length.layers, by_length.truncation_limit, by_length.n_truncated) == \
+        ((0, 1, 2), 32, 0)
+
+
+def test_moments_summed_on_the_model_device_equal_the_host_path(tiny_llama):
+    # The CUDA path (states stay on the device, float64 sums there), run on the CPU device.
+    loaded = load_model(tiny_llama, progress=False)
+    kw = dict(batch_size=3, max_length=32, progress=False)
+    host = extract_statistics(loaded, TEXTS, on_device=False, **kw).to_arrays()
+    dev = extract_statistics(loaded, TEXTS, on_device=True, **kw).to_arrays()
+    for name in ("pooled_mean", "pooled_last", "c0", "c1", "first"):
+        np.testing.assert_allclose(dev[name], host[name], rtol=1e-12,
+                                   atol=1e-12 * np.abs(host[name]).max())
+    assert dev["n_pairs"] == host["n_pairs"]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_a_pooled_batch_follows_the_rule_of_the_statistics(tiny_llama, pooling):
+    # LoRA's pooled batch (float32, autograd) and the statistics (float64 sums) pool alike,
+    # whichever side the tokenizer pads.
+    loaded = load_model(tiny_llama, progress=False)
+    ids = encode(loaded, TEXTS, 32)[0]
+    expected = extract_statistics(loaded, TEXTS, batch_size=8, progress=False).features(1, pooling)
+    tok = loaded.tokenizer
+    try:
+        for side in ("right", "left"):
+            tok.padding_side = side
+            with torch.inference_mode():
+                got = pooled_batch(loaded, ids, 1, pooling)
+            assert got.dtype == torch.float32
+            np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-5)
+    finally:
+        tok.padding_side = "right"
