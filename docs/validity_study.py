@@ -226,8 +226,10 @@ def provenance():
     import torch
     import transformers
 
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": bool(git("status",
-                                                                                 "--porcelain")),
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": bool(git(
+                # The output folder is the run's own product, not a change to its code.
+                "status", "--porcelain", "--", ":(top)",
+                f":(top,exclude){OUT.parent.name}/{OUT.name}")),
             "python": platform.python_version(), "numpy": np.__version__,
             "scikit-learn": sklearn.__version__, "torch": torch.__version__,
             "transformers": transformers.__version__}

@@ -53,3 +53,25 @@ def test_a_dry_run_writes_every_table(study, tiny_llama, tmp_path, monkeypatch, 
         f"{d}__{Path(tiny_llama).name}.csv" for d in ("banking77", "sms_spam", "trec")]
     rows = study["read_rows"](tmp_path)
     assert np.isfinite([r["probe_accuracy"] for r in rows]).all()
+
+
+def test_the_product_follows_the_stored_study(study):
+    from sklearn_ntps import report
+
+    data = json.loads((DOCS / "validity" / "study.json").read_text())
+    assert report.RECOMMENDED == data["rule_b"]["pick"]
+    assert set(report.NOT_SEPARATED) == set(data["rule_b"]["not_separated_from"])
+    defaults = NTPSScorer().get_params()
+    assert study["config_name"](defaults["variant"], defaults["centering"], defaults["shrinkage"],
+                                defaults["n_components"]) == data["rule_a"]["winner"]
+
+
+def test_the_tables_are_what_the_stored_rows_give(study, tmp_path):
+    import shutil
+
+    from validity_tables import write_tables
+
+    shutil.copytree(DOCS / "validity" / "rows", tmp_path / "rows")
+    shutil.copy(DOCS / "validity" / "stability.json", tmp_path)
+    write_tables(tmp_path)
+    assert (tmp_path / "tables.md").read_text() == (DOCS / "validity" / "tables.md").read_text()
