@@ -2,7 +2,7 @@
 
 Data flow: text -> hidden states (``extraction``, run by ``embedding``'s
 transformer) -> moments (``moments``, held in ``statistics``) -> subspaces
-(``subspaces``) -> score (``scoring``, ``estimators``).
+(``subspaces``) -> score (``scoring``, ``estimators``) -> choice (``selection``).
 """
 
 from .embedding import HFEmbeddingTransformer
@@ -18,6 +18,7 @@ from .peer_estimators import (
     TransRateScorer,
 )
 from .scoring import ntps_curve, ntps_score
+from .selection import LayerSelector
 
 __version__ = "0.1.0.dev0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "HFLoRAClassifier",
     "HScoreScorer",
     "KNNScorer",
+    "LayerSelector",
     "LogMEScorer",
     "MomentAccumulator",
     "Moments",

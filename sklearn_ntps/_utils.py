@@ -8,10 +8,13 @@ loading one of them alone) can import it without a cycle.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import functools
 import importlib
 import importlib.util
+import io
+import json
 import math
 import os
 import shutil
@@ -19,8 +22,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["atomic_dir", "cache_dir", "discard_dir", "format_bytes", "one_blas_pool",
-           "optional_import", "sync_folder", "write_atomic"]
+__all__ = ["atomic_dir", "cache_dir", "csv_text", "discard_dir", "finite_json", "format_bytes",
+           "json_text", "one_blas_pool", "optional_import", "sync_folder", "write_atomic"]
 
 
 def cache_dir() -> Path:
@@ -114,6 +117,46 @@ def write_atomic(path: Path, data) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def csv_text(columns, rows) -> str:
+    """The CSV of ``rows`` (dicts) under ``columns``; keys outside them are left out.
+
+    >>> from sklearn_ntps._utils import csv_text
+    >>> print(csv_text(["a", "b"], [{"a": 1, "b": 2.5, "c": 0}]), end="")
+    a,b
+    1,2.5
+    """
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def finite_json(value):
+    """``value`` with plain Python numbers, and None for NaN and infinities: strict JSON has
+    no NaN, so an undefined correlation or interval is null.
+
+    >>> import numpy as np
+    >>> from sklearn_ntps._utils import finite_json
+    >>> finite_json({"a": [np.float64(0.5), float("nan")], "b": (np.int64(3),)})
+    {'a': [0.5, None], 'b': [3]}
+    """
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
+def json_text(data) -> str:
+    """``data`` as indented, strict JSON (:func:`finite_json` first)."""
+    return json.dumps(finite_json(data), indent=2, allow_nan=False)
 
 
 @contextlib.contextmanager

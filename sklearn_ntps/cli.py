@@ -1,5 +1,6 @@
-"""Command line: ``sklearn-ntps report`` runs the main job, offline.
+"""Command line: ``sklearn-ntps select`` and ``report`` run the main jobs, offline.
 
+    sklearn-ntps select --data my_texts.csv --model all-MiniLM-L6-v2 --model SmolLM2-135M
     sklearn-ntps report --model SmolLM2-135M --dataset banking77
     sklearn-ntps cache [info | clear [--older-than DAYS]]
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from ._utils import cache_dir, format_bytes, optional_import, write_atomic
 
@@ -26,12 +28,42 @@ def _add_run_options(parser, *, output_dir, max_length):
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _add_data_options(parser, *, required):
+    """Your own labelled texts: a file and the names of its two columns."""
+    parser.add_argument("--data", metavar="FILE", required=required,
+                        help="labelled texts: a .csv, .tsv, .jsonl or .parquet file with a "
+                        "header (Parquet needs sklearn-ntps[data]); rows with an empty text are "
+                        "dropped with a warning")
+    parser.add_argument("--text-column", default="text", help="default: text")
+    parser.add_argument("--label-column", default="label", help="default: label")
+
+
+def _add_dask_options(parser):
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the forward passes on the workers of this Dask scheduler "
+                        "(tcp://host:8786), sharded; needs sklearn-ntps[dask]")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="start a local Dask cluster of N one-thread worker processes for "
+                        "the run, and shard the forward passes over it")
+
+
+def _check_dask(args):
+    if args.scheduler and args.workers is not None:
+        raise ValueError("--scheduler and --workers exclude each other: connect to a cluster "
+                         "or start one.")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}.")
+    if args.scheduler or args.workers:
+        optional_import("distributed", "dask", "Sharding on Dask", check_only=True)
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="sklearn-ntps",
         description="Next Token Perception Score: which model and layer suit a labelled task.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_select_parser(sub)
     rep = sub.add_parser(
         "report",
         help="Every score and a held-out linear probe for every layer; writes CSV, JSON and PNG.",
@@ -52,9 +84,14 @@ def _parser():
                      help="banking77 (default), clinc150, sms_spam, trec, rotten_tomatoes, "
                      "twenty_newsgroups, dbpedia, yahoo_answers, mcid or x_topic; repeat to "
                      "compare data sets")
-    rep.add_argument("--n-texts", type=int, default=DEFAULT_TEXTS,
-                     help="texts drawn from the data set, stratified; each replicate trains on "
-                     f"some of their blocks and tests on the others (default {DEFAULT_TEXTS})")
+    _add_data_options(rep, required=False)
+    rep.add_argument("--test-data", metavar="FILE",
+                     help="with --data: train every score and the probe on --data and test the "
+                     "probe on this file (same columns); one fixed partition, no replicates")
+    rep.add_argument("--n-texts", type=int,
+                     help="texts drawn from each data set, stratified; each replicate trains on "
+                     f"some of their blocks and tests on the others (default {DEFAULT_TEXTS}; "
+                     "every row of a --data file)")
     rep.add_argument("--full", action="store_true", help="use every text of the data set")
     rep.add_argument("--n-components", type=_components, default=None,
                      help="NTPS subspace dimension k of every NTPS column: an int, or a fraction "
@@ -67,12 +104,7 @@ def _parser():
     rep.add_argument("--test-blocks", type=int, default=3,
                      help="blocks each replicate tests on (default 3)")
     _add_run_options(rep, output_dir="ntps-report", max_length=512)
-    rep.add_argument("--scheduler", metavar="ADDRESS",
-                     help="run the forward passes on the workers of this Dask scheduler "
-                     "(tcp://host:8786), sharded; needs sklearn-ntps[dask]")
-    rep.add_argument("--workers", type=int, metavar="N",
-                     help="start a local Dask cluster of N one-thread worker processes for the "
-                     "run, and shard the forward passes over it")
+    _add_dask_options(rep)
     pre = sub.add_parser(
         "lora-prescreen",
         help="Will LoRA fine-tuning pay off? NTPS before and after, probe, LoRA and the gain.",
@@ -112,6 +144,46 @@ def _parser():
     return parser
 
 
+def _add_select_parser(sub):
+    from .study import AGGREGATIONS
+
+    sel = sub.add_parser(
+        "select",
+        help="Which model and layer for your labelled texts: every layer scored, the pick, and "
+        "how sure it is.",
+        description="Runs each model once over the texts of --data, scores every layer with one "
+        "score (default: the one docs/validity.md recommends) on the states rescaled as the "
+        "probe's scaler does, and picks a (model, layer). Prints the pairs ranked, with 95% "
+        "intervals from disjoint blocks of the texts, and the margin of the pick over the "
+        "runner-up; writes select.csv, select.json and select.png.",
+    )
+    _add_data_options(sel, required=True)
+    sel.add_argument("--model", action="append", metavar="NAME_OR_PATH",
+                     help="a bundled name, a model folder, a .gguf file or a cached hub id; "
+                     "repeat to compare models (default: the three bundled models, "
+                     "SmolLM2-135M, all-MiniLM-L6-v2 and all-mpnet-base-v2)")
+    sel.add_argument("--score", help="any score column of 'sklearn-ntps report' (ntps, logme, "
+                     "hscore, ...; default: the one docs/validity.md recommends)")
+    sel.add_argument("--aggregate", choices=AGGREGATIONS, default=AGGREGATIONS[0],
+                     help="pick a model by its best layer's score, or by the mean over its "
+                     "layers; then its best layer (default %(default)s)")
+    sel.add_argument("--layers", type=_int_list, metavar="I,J,...",
+                     help="only these hidden states of every model, e.g. 0,4,8 (negative ones "
+                     "count from the end: --layers=-3,-2,-1; default: every layer)")
+    sel.add_argument("--n-blocks", type=int, default=5,
+                     help="disjoint blocks of the texts the intervals come from (default 5)")
+    _add_run_options(sel, output_dir="ntps-select", max_length=512)
+    _add_dask_options(sel)
+
+
+def _int_list(text):
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}"
+                                         ) from None
+
+
 def _components(text):
     value = float(text)
     return int(value) if value >= 1 and value.is_integer() and "." not in text else value
@@ -121,14 +193,67 @@ def main(argv=None):
     """Entry point of the ``sklearn-ntps`` command; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        command = {"cache": _cache, "report": _report, "lora-prescreen": _prescreen}
+        command = {"cache": _cache, "report": _report, "lora-prescreen": _prescreen,
+                   "select": _select}
         return command[args.command](args)
     except KeyboardInterrupt:
-        print("\nInterrupted: no report file was written.", file=sys.stderr)
+        print("\nInterrupted: no output file was written.", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"sklearn-ntps: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _select(args):
+    import numpy as np
+
+    from .models import resolve_model
+    from .report import check_writable
+    from .scorers import RECOMMENDED, default_scorers
+    from .selection import DEFAULT_MODELS, LayerSelector
+    from .selection_report import selection_files, selection_text
+
+    # Every check that can fail does so before the output folder is made and the first
+    # forward pass: the options, the file and its columns and classes, the models' names.
+    _check_dask(args)
+    if not args.no_plot:
+        _require_matplotlib()
+    score = args.score or RECOMMENDED
+    if score not in (names := list(default_scorers())):
+        raise ValueError(f"--score {score!r} is not a score; use one of {', '.join(names)}.")
+    texts, labels = _load_table(args, args.data)
+    models = list(dict.fromkeys(args.model or DEFAULT_MODELS))
+    for model in models:
+        resolve_model(model)
+    selector = LayerSelector(
+        models, scorer=score, layers=args.layers, aggregate=args.aggregate,
+        n_blocks=args.n_blocks, batch_size=args.batch_size, max_length=args.max_length,
+        device=args.device, progress=not args.no_progress, random_state=args.random_state)
+    created = not Path(args.output_dir).exists()
+    folder = check_writable(args.output_dir)
+    start = time.perf_counter()
+    try:
+        with _scheduler(args) as scheduler:
+            selector.set_params(scheduler=scheduler).fit(texts, labels)
+        context = {"source": args.data, "n_classes": int(np.unique(labels).size)}
+        files = selection_files(selector, plot=not args.no_plot, **context)
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # nothing at all: not even the folder made for the files
+        raise
+    print(selection_text(selector, **context))
+    for name, data in files.items():
+        write_atomic(folder / name, data)
+    print(f"Wrote {', '.join(str(folder / n) for n in files)} in "
+          f"{time.perf_counter() - start:.0f} s.")
+    return 0
+
+
+def _load_table(args, path):
+    from .datasets import load_table
+
+    return load_table(path, text_column=args.text_column, label_column=args.label_column,
+                      return_X_y=True)
 
 
 def _report(args):
@@ -138,7 +263,7 @@ def _report(args):
     from .report import check_writable, default_scorers, run_report, save_report
 
     models = args.model or ["SmolLM2-135M"]
-    names = list(dict.fromkeys(args.dataset or ["banking77"]))
+    names = list(dict.fromkeys(args.dataset or ([] if args.data else ["banking77"])))
     # Every check that can fail does so before the first forward pass.
     from math import comb
 
@@ -149,22 +274,24 @@ def _report(args):
         raise ValueError(f"--n-replicates must be between 1 and "
                          f"{comb(args.n_blocks, args.test_blocks)}, the number of distinct "
                          "partitions of the blocks.")
-    if args.scheduler and args.workers is not None:
-        raise ValueError("--scheduler and --workers exclude each other: connect to a cluster "
-                         "or start one.")
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}.")
-    if args.scheduler or args.workers:
-        optional_import("distributed", "dask", "Sharding on Dask", check_only=True)
+    if args.test_data is not None:
+        if args.data is None:
+            raise ValueError("--test-data needs --data, the training texts.")
+        if args.n_replicates != 1 or args.n_texts is not None or args.full:
+            raise ValueError("--test-data is one fixed partition of every row of both files: "
+                             "it takes no --n-replicates, --n-texts or --full.")
+    _check_dask(args)
     if not args.no_plot:
         _require_matplotlib()
+    datasets = {}
+    if args.data is not None:
+        datasets[Path(args.data).name] = _user_dataset(args)
     folder = check_writable(args.output_dir)
     for model in models:
         resolve_model(model)
-    datasets = {}
     for name in names:
-        data = load_dataset(name, split="all", n_samples=None if args.full else args.n_texts,
-                            random_state=args.random_state)
+        data = load_dataset(name, split="all", random_state=args.random_state,
+                            n_samples=None if args.full else args.n_texts or DEFAULT_TEXTS)
         datasets[name] = (data.data, data.target)
     scorers = default_scorers()
     if args.n_components is not None:
@@ -185,6 +312,18 @@ def _report(args):
     paths = save_report(report, folder, plot=not args.no_plot)
     print(f"Wrote {', '.join(str(p) for p in paths)} in {time.perf_counter() - start:.0f} s.")
     return 0
+
+
+def _user_dataset(args):
+    """``--data`` as ``(texts, labels)``, subsampled to ``--n-texts``; with ``--test-data``,
+    ``(X_train, y_train, X_test, y_test)``."""
+    from sklearn.model_selection import train_test_split
+
+    X, y = _load_table(args, args.data)
+    if args.test_data is not None:
+        return (X, y, *_load_table(args, args.test_data))
+    n = None if args.full else args.n_texts
+    return _subsample(X, y, n, args.random_state, train_test_split)
 
 
 def _scheduler(args):

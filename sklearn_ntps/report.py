@@ -8,16 +8,15 @@ Per layer and replicate, the states are rescaled feature by feature as the
 probe's scaler does (the rule of docs/validity.md that puts every score on the
 probe's footing), every scorer is fitted on the training blocks, and the probe
 (its C chosen by cross-validation on the training texts) is trained there and
-scored on the test blocks. :mod:`sklearn_ntps.study` turns the table into
+scored on the test blocks; a data set that comes with its own training and test
+texts is one fixed partition instead. :mod:`sklearn_ntps.study` turns the table into
 correlations, regrets and intervals over tasks. Files are written atomically,
 so an interrupted run leaves no half-written file.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import tempfile
 import warnings
 import zlib
@@ -28,73 +27,27 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegressionCV
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
-from tqdm.auto import tqdm
+from sklearn.pipeline import Pipeline
 
-from ._utils import write_atomic
+from ._utils import csv_text, finite_json, json_text, write_atomic
 from .embedding import HFEmbeddingTransformer
-from .estimators import NTPSScorer
-from .moments import resample_blocks
-from .partitions import block_partitions, feature_scale, stratified_blocks
-from .peer_estimators import (
-    HScoreScorer,
-    KNNScorer,
-    LogMEScorer,
-    RankMeScorer,
-    RidgeProbeScorer,
-    TransRateScorer,
+from .partitions import block_partitions, stratified_blocks
+from .scorers import (
+    NOT_SEPARATED,
+    PROBE_CS,
+    RECOMMENDED,
+    block_layers,
+    default_probe,
+    default_scorers,
+    fit_scores,
+    on_probe_footing,
 )
 from .study import BASELINES, PROBE, PROBE_TRAIN, rule_b, summarize
 
-# The score the report recommends, chosen by rule B of docs/validity.md (lowest mean layer
-# regret over 30 tasks); the study did not separate it from NOT_SEPARATED, so the printout
-# names them too. A test checks both against docs/validity/study.json.
-RECOMMENDED = "logme"
-NOT_SEPARATED = ("ntps", "knn", "ridge_loo")
-# The probe's C is chosen among these (1e-4 .. 100) by 3-fold cross-validation on the
-# training texts.
-PROBE_CS = tuple(np.logspace(-4, 2, 7))
-
-
-def default_scorers() -> dict:
-    """The report's columns: NTPS at the library defaults, its other variant, the paper's exact
-    setting, and the peers."""
-    ntps = NTPSScorer()
-    other = "paper" if ntps.variant == "whitened" else "whitened"
-    return {
-        "ntps": ntps,
-        f"ntps_{other}": NTPSScorer(variant=other),
-        "ntps_paper_exact": NTPSScorer(variant="paper", centering=False, shrinkage=None, rtol=0.0),
-        "logme": LogMEScorer(),
-        "hscore": HScoreScorer(),
-        "transrate": TransRateScorer(),
-        "rankme": RankMeScorer(),
-        "knn": KNNScorer(),
-        "ridge_loo": RidgeProbeScorer(),
-    }
-
-
-def default_probe():
-    """The accuracy every score is judged by: standardised features and a logistic regression
-    whose C is chosen by stratified 3-fold cross-validation on the training texts."""
-    cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
-    return make_pipeline(StandardScaler(), LogisticRegressionCV(
-        Cs=list(PROBE_CS), cv=cv, max_iter=1000, scoring="accuracy", **_l2_only()))
-
-
-def _l2_only() -> dict:
-    """Pure L2 and plain attributes, said the way this scikit-learn version wants it said."""
-    import inspect
-
-    defaults = {k: p.default for k, p in
-                inspect.signature(LogisticRegressionCV).parameters.items()}
-    out = {"l1_ratios": (0.0,)} if defaults.get("l1_ratios") == "warn" else {}
-    if "use_legacy_attributes" in defaults:
-        out["use_legacy_attributes"] = False
-    return out
+# Importable from here as before (docs/validity_study.py, the tests); decided in scorers.
+__all__ = ["NOT_SEPARATED", "PROBE_CS", "RECOMMENDED", "Report", "default_probe",
+           "default_scorers", "plot_report", "report_figure", "run_report", "save_report",
+           "write_atomic"]
 
 
 @dataclass
@@ -183,27 +136,21 @@ class Report:
         data = {"scores": self.scores, "datasets": self.datasets,
                 "n_replicates": self.n_replicates, "rows": self.rows,
                 "summary": self.summary_rows(), "recommendation": self.recommendation}
-        # Strict JSON has no NaN: an undefined correlation or interval is null.
-        return json.dumps(_nan_to_none(data), indent=2, allow_nan=False)
+        return json_text(data)
 
     def to_csv(self) -> str:
         """The per-layer table, one row per replicate."""
-        return _csv(self.columns, self.rows)
+        return csv_text(self.columns, self.rows)
 
     def summary_csv(self) -> str:
         columns = ["metric", "score", "group", "estimate", "se", "low", "high", "n", "rep_low",
                    "rep_high"]
-        return _csv(columns, self.summary_rows())
+        return csv_text(columns, self.summary_rows())
 
 
-def _nan_to_none(value):
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_none(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value.item() if isinstance(value, np.generic) else value
+# The names docs/validity_tables.py and docs/validity_study.py import from here.
+_nan_to_none = finite_json
+_csv = csv_text
 
 
 def _fmt(cell, points=False):
@@ -219,14 +166,6 @@ def _fmt(cell, points=False):
     return text
 
 
-def _csv(columns, rows):
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
-
-
 def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_blocks=10,
                n_test_blocks=3, random_state=0, embedding_params=None, extra_columns=None,
                progress=True) -> Report:
@@ -237,7 +176,10 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
     models : sequence of str
         Anything :class:`~sklearn_ntps.HFEmbeddingTransformer` takes.
     datasets : dict
-        ``name -> (texts, labels)``: the texts the partitions are drawn from.
+        ``name -> (texts, labels)``: the texts the partitions are drawn from;
+        or ``name -> (X_train, y_train, X_test, y_test)``: one fixed partition
+        (every score and the probe are fitted on the first texts, the probe is
+        scored on the others), which needs ``n_replicates=1``.
     scorers : dict, default=None
         ``column -> estimator`` with the NTPSScorer API (``fit(X, y).score_``);
         None uses :func:`default_scorers`.
@@ -266,21 +208,17 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
     scorers = default_scorers() if scorers is None else dict(scorers)
     probe = default_probe() if probe is None else probe
     report = Report(list(scorers), n_replicates=n_replicates)
-    for name, (texts, y) in datasets.items():
-        texts, y = list(texts), np.asarray(y)
-        rng = np.random.default_rng([random_state, zlib.crc32(name.encode())])
-        blocks = stratified_blocks(y, n_blocks, rng)
-        partitions = block_partitions(n_blocks, n_test_blocks, n_replicates, rng)
+    for name, data in datasets.items():
+        texts, y, blocks, partitions = _partitioned(name, data, n_blocks, n_test_blocks,
+                                                    n_replicates, random_state)
         report.datasets[name] = {
             "n_texts": len(texts), "n_classes": int(np.unique(y).size),
             "n_train": [int(sum(blocks[b].size for b in tr)) for tr, _ in partitions]}
         for model in models:
             params = dict(model_name_or_path=model, progress=progress, **(embedding_params or {}))
             emb = HFEmbeddingTransformer(output="tokens", **params).fit()
-            per_block = [emb.transform_layers([texts[i] for i in b]) for b in blocks]
-            for parts in tqdm(zip(*per_block, strict=True), total=len(emb.layers_), delay=2,
-                              desc=f"{name}: layers of {model}", disable=not progress):
-                layer, parts = parts[0][0], [m for _, m in parts]
+            for layer, parts in block_layers(emb, texts, blocks, progress=progress,
+                                             desc=f"{name}: layers of {model}"):
                 for rep, (train, test) in enumerate(partitions):
                     row = {"model": model, "dataset": name, "layer": layer, "replicate": rep}
                     row.update(_evaluate(parts, [y[b] for b in blocks], train, test, scorers,
@@ -291,16 +229,31 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
     return report
 
 
+def _partitioned(name, data, n_blocks, n_test_blocks, n_replicates, random_state):
+    """A data set's texts, labels, blocks and partitions: drawn, or the split it came with."""
+    if len(data) == 4:  # a fixed split: two blocks, one partition
+        if n_replicates != 1:
+            raise ValueError(f"{name!r} comes as a fixed training and test split, which is one "
+                             f"partition: n_replicates must be 1, got {n_replicates}.")
+        X_train, y_train, X_test, y_test = data
+        texts, n_train = [*X_train, *X_test], len(X_train)
+        y = np.concatenate([np.asarray(y_train), np.asarray(y_test)])
+        blocks = [np.arange(n_train), np.arange(n_train, len(texts))]
+        return texts, y, blocks, [(np.array([0]), np.array([1]))]
+    texts, y = data
+    texts, y = list(texts), np.asarray(y)
+    rng = np.random.default_rng([random_state, zlib.crc32(name.encode())])
+    blocks = stratified_blocks(y, n_blocks, rng)
+    return texts, y, blocks, block_partitions(n_blocks, n_test_blocks, n_replicates, rng)
+
+
 def _evaluate(parts, y_blocks, train, test, scorers, probe, extra_columns) -> dict:
     """One replicate of one layer: every score on the training blocks, the probe on the test."""
-    moments = resample_blocks([parts[b] for b in train], np.ones(len(train), dtype=int))
+    moments, scale = on_probe_footing([parts[b] for b in train])
     y_train = np.concatenate([y_blocks[b] for b in train])
-    scale = feature_scale(moments.pooled)
-    moments = moments.scaled(scale)
     X_test = np.concatenate([parts[b].pooled for b in test]) * scale
     y_test = np.concatenate([y_blocks[b] for b in test])
-    row = {column: float(clone(scorer).fit(moments, y_train).score_)
-           for column, scorer in scorers.items()}
+    row = fit_scores(scorers, moments, y_train)
     if extra_columns is not None:
         row.update(extra_columns(moments, y_train))
     with warnings.catch_warnings():

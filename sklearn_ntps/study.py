@@ -80,8 +80,22 @@ def _pick(group, score):
     return int(np.nanargmax(values)) if np.isfinite(values).any() else len(group) - 1
 
 
-def _model_choice(group, score, aggregation):
-    """The model a score picks for a data set, and the row of the layer it then uses."""
+def model_choice(group, score, aggregation):
+    """The model a score picks among ``group``'s rows, and the row of the layer it then uses.
+
+    ``aggregation`` is one of :data:`AGGREGATIONS`: a model's value is its
+    best layer's score (``"best-layer"``) or the mean over its layers
+    (``"layer-mean"``), transformer-ranker's two; the layer is then the
+    score's arg-max within that model. The one rule the study's model-choice
+    regrets and :class:`~sklearn_ntps.selection.LayerSelector` both follow.
+
+    Returns
+    -------
+    rows : list of dict
+        The chosen model's rows, by layer.
+    row : dict
+        The chosen layer's.
+    """
     by_model = _groups(group, ("model",))
     models = sorted(by_model)
     values = []
@@ -135,7 +149,7 @@ def replicate_metrics(rows, scores, baselines=tuple(BASELINES)) -> dict:
             if len(best_of) < 2:
                 continue
             for agg in AGGREGATIONS:
-                chosen, row = _model_choice(group, score, agg)
+                chosen, row = model_choice(group, score, agg)
                 out[f"model_regret[{agg}]", score, dataset] = 100 * float(
                     max(best_of.values()) - best_of[chosen[0]["model"]])
                 out[f"pair_regret[{agg}]", score, dataset] = 100 * float(acc.max() - row[PROBE])
@@ -149,7 +163,9 @@ def task_interval(values, *, n_boot=N_BOOT, random_state=0, confidence=0.95) -> 
     The tasks (one value each, NaN left out) are resampled with replacement
     ``n_boot`` times; the interval is the mean +- ``t(n - 1)`` quantile times
     the bootstrap standard error, since with ten to thirty tasks the normal
-    quantile would be too narrow.
+    quantile would be too narrow. ``n_boot=None`` takes the textbook standard
+    error ``sd / sqrt(n)`` instead: Student's t interval itself, what
+    :class:`~sklearn_ntps.selection.LayerSelector` gives over its blocks.
 
     Returns
     -------
@@ -163,6 +179,9 @@ def task_interval(values, *, n_boot=N_BOOT, random_state=0, confidence=0.95) -> 
     >>> cell = task_interval([1.0, 2.0, 3.0, 4.0])
     >>> cell["estimate"], cell["n"], round(cell["low"], 1), round(cell["high"], 1)
     (2.5, 4, 0.8, 4.2)
+    >>> cell = task_interval([1.0, 2.0, 3.0, 4.0], n_boot=None)
+    >>> round(cell["se"], 4), round(cell["low"], 2), round(cell["high"], 2)
+    (0.6455, 0.45, 4.55)
     """
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
@@ -173,6 +192,8 @@ def task_interval(values, *, n_boot=N_BOOT, random_state=0, confidence=0.95) -> 
     estimate = float(v.mean())
     if n < 2:
         se = float("nan")
+    elif n_boot is None:
+        se = float(v.std(ddof=1) / np.sqrt(n))
     else:
         rng = np.random.default_rng(random_state)
         boot = v[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)

@@ -46,6 +46,7 @@ def registry():
         HFEmbeddingTransformer,
         HScoreScorer,
         KNNScorer,
+        LayerSelector,
         LogMEScorer,
         NTPSScorer,
         NTPSSubspaceProbe,
@@ -58,7 +59,7 @@ def registry():
              RidgeProbeScorer()]
     scorers = [NTPSScorer(), NTPSScorer(variant="paper", centering=True,
                                         shrinkage="ledoit-wolf"), NTPSSubspaceProbe()]
-    on_texts = [HFEmbeddingTransformer()]
+    on_texts = [HFEmbeddingTransformer(), LayerSelector()]
     try:
         from sklearn_ntps import HFLoRAClassifier
     except ImportError:  # the [lora] extra is not installed
@@ -130,3 +131,15 @@ def make_block_texts(signal, *, n_texts=300, a=4, b=4, n_classes=3, seed=0, mirr
         signal, n_texts=n_texts, n_predictable=a, n_noise=b, n_classes=n_classes,
         mirror=mirror, random_state=seed,
     )
+
+
+def require_bundled(name):
+    """Skip the calling test when the bundled model ``name`` is not installed."""
+    import pytest
+
+    from sklearn_ntps.models import resolve_model
+
+    try:
+        resolve_model(name)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        pytest.skip(f"{name} is not installed: {exc}")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from builders import FUZZ_STATS, make_texts, make_tiny_llama
+from builders import FUZZ_STATS, make_texts, make_tiny_llama, require_bundled
 
 
 @pytest.fixture
@@ -48,12 +48,8 @@ def smollm2_layer15():
     pytest.importorskip("transformers")
     from sklearn_ntps import HFEmbeddingTransformer
     from sklearn_ntps.datasets import load_dataset
-    from sklearn_ntps.models import resolve_model
 
-    try:
-        resolve_model("SmolLM2-135M")
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        pytest.skip(f"SmolLM2 is not installed: {exc}")
+    require_bundled("SmolLM2-135M")
     data = load_dataset("banking77", split="train", n_samples=120, random_state=0)
     moments = HFEmbeddingTransformer(output="tokens", layer=15, progress=False).fit_transform(
         data.data)

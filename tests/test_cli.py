@@ -105,7 +105,7 @@ def test_interrupt_writes_nothing(tiny_llama, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     assert run("report", "--model", tiny_llama, "--output-dir", str(out)) == 130
     assert list(out.iterdir()) == []
-    assert "no report file was written" in capsys.readouterr().err
+    assert "no output file was written" in capsys.readouterr().err
 
 
 def test_console_script_help():
@@ -178,3 +178,126 @@ def test_missing_matplotlib_fails_before_the_model_runs(tmp_path, capsys, monkey
     assert run("report", "--output-dir", str(tmp_path / "out")) == 2
     assert "pip install 'sklearn-ntps[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ select, and --data
+def write_texts(path, n=36, *, seed=0, labels=("card", "film"), columns=("text", "label")):
+    """A CSV or JSON-lines file of texts in the tiny models' words, two classes."""
+    import numpy as np
+
+    from builders import TINY_WORDS
+
+    rng = np.random.default_rng(seed)
+    rows = [(" ".join(rng.choice(TINY_WORDS[3:], size=rng.integers(2, 9))), labels[i % 2])
+            for i in range(n)]
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(dict(zip(columns, r))) + "\n" for r in rows))
+    else:
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            writer.writerows(rows)
+    return path
+
+
+def test_select_on_a_csv(tiny_llama, ntps_cache, tmp_path, capsys):
+    from builders import make_tiny_bert
+
+    bert = make_tiny_bert(tmp_path / "bert", hidden_size=8, n_layers=1, seed=1)
+    out = tmp_path / "out"
+    status = run("select", "--data", str(write_texts(tmp_path / "d.csv")), "--model", tiny_llama,
+                 "--model", bert, "--n-blocks", "3", "--output-dir", str(out), "--no-progress")
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "logme (the score docs/validity.md recommends) on 36 texts, 2 classes" in printed
+    assert "Margin over the runner-up" in printed and "Pick: " in printed
+    rows = list(csv.DictReader(open(out / "select.csv")))
+    assert sorted((r["model"], int(r["layer"])) for r in rows) == sorted(
+        [(tiny_llama, i) for i in range(3)] + [(bert, i) for i in range(2)])
+    best = max(rows, key=lambda r: float(r["score"]))
+    assert rows[0] == best and best["picked"] == "True"
+    data = json.loads((out / "select.json").read_text())
+    assert (data["pick"]["model"], data["pick"]["layer"]) == (best["model"], int(best["layer"]))
+    margin = data["margin"]
+    assert margin["low"] <= margin["value"] <= margin["high"] and len(margin["blocks"]) == 3
+    assert margin["value"] == float(best["score"]) - float(rows[1]["score"])
+    assert (out / "select.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_select_on_json_lines_with_other_columns(tiny_llama, ntps_cache, tmp_path, capsys):
+    path = write_texts(tmp_path / "d.jsonl", labels=(0, 1), columns=("utterance", "intent"))
+    out = tmp_path / "out"
+    status = run("select", "--data", str(path), "--text-column", "utterance", "--label-column",
+                 "intent", "--model", tiny_llama, "--layers=-2,-1", "--score", "hscore",
+                 "--aggregate", "layer-mean", "--n-blocks", "2", "--no-plot", "--output-dir",
+                 str(out), "--no-progress")
+    assert status == 0
+    assert capsys.readouterr().out.startswith("hscore on 36 texts, 2 classes")
+    assert sorted(p.name for p in out.iterdir()) == ["select.csv", "select.json"]
+    data = json.loads((out / "select.json").read_text())
+    assert data["score"] == "hscore" and data["aggregate"] == "layer-mean"
+    assert sorted(r["layer"] for r in data["rows"]) == [1, 2]
+
+
+@pytest.mark.parametrize("write, args, message", [
+    (lambda p: write_texts(p, columns=("sentence", "label")), [],
+     "has no column 'text' (the text_column); columns found: 'sentence', 'label'"),
+    (lambda p: p.write_text(""), [], "d.csv is empty"),
+    (lambda p: write_texts(p, labels=("card", "card")), [], "a single class ('card')"),
+    (lambda p: p.write_bytes(b"text,label\nhello,a\n\xff\xfe,b\n"), [],
+     "not UTF-8 text: byte 0xff at offset 19 (line 3)"),
+    (lambda p: write_texts(p, labels=("1", "spam")), [],
+     "the label column mixes types: number ('1', line 2); string ('spam', line 3)"),
+    (write_texts, ["--score", "accuracy"], "--score 'accuracy' is not a score; use one of ntps"),
+    (write_texts, ["--model", "no-such-model"], "Unknown model 'no-such-model'"),
+])
+def test_select_fails_clearly_and_writes_nothing(tiny_llama, tmp_path, capsys, monkeypatch,
+                                                 write, args, message):
+    from sklearn_ntps import selection
+
+    def no_model(*a, **k):
+        raise AssertionError("the model must not run")
+
+    monkeypatch.setattr(selection.LayerSelector, "fit", no_model)
+    path = tmp_path / "d.csv"
+    write(path)
+    out = tmp_path / "out"
+    assert run("select", "--data", str(path), "--model", tiny_llama, *args,
+               "--output-dir", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sklearn-ntps: error: ") and message in err
+    assert not out.exists()
+
+
+def test_report_trains_on_data_and_tests_on_test_data(tiny_llama, ntps_cache, tmp_path,
+                                                      capsys):
+    train = write_texts(tmp_path / "train.csv", n=40)
+    test = write_texts(tmp_path / "test.jsonl", n=20, seed=1)
+    out = tmp_path / "out"
+    status = run("report", "--model", tiny_llama, "--data", str(train), "--test-data", str(test),
+                 "--n-components", "4", "--no-plot", "--output-dir", str(out), "--no-progress")
+    assert status == 0
+    assert "Spearman with probe accuracy across layers" in capsys.readouterr().out
+    data = json.loads((out / "report.json").read_text())
+    assert data["datasets"] == {"train.csv": {"n_texts": 60, "n_classes": 2, "n_train": [40]}}
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    assert [(int(r["layer"]), r["replicate"]) for r in rows] == [(0, "0"), (1, "0"), (2, "0")]
+    assert all(0 <= float(r["probe_accuracy"]) <= 1 for r in rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--test-data", "t.csv"], "--test-data needs --data"),
+    (["--data", "d.csv", "--test-data", "t.csv", "--n-replicates", "2"],
+     "--test-data is one fixed partition"),
+])
+def test_report_test_data_options(tmp_path, capsys, args, message):
+    assert run("report", *args, "--output-dir", str(tmp_path / "out")) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_error_in_the_selector_leaves_no_folder(tiny_llama, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run("select", "--data", str(write_texts(tmp_path / "d.csv")), "--model", tiny_llama,
+               "--n-blocks", "30", "--output-dir", str(out), "--no-progress") == 2
+    assert "hold a single class" in capsys.readouterr().err
+    assert not out.exists()

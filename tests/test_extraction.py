@@ -17,7 +17,7 @@ from sklearn_ntps.extraction import (
 )
 from sklearn_ntps.models import load_model
 
-from builders import TEXTS
+from builders import TEXTS, require_bundled
 
 # The statistics of 24 BANKING77 texts through SmolLM2, every layer, hashed with the code
 # as it stood before the statistics became a typed object (issue 17). Float32 kernels
@@ -30,12 +30,7 @@ BUNDLED_CPU_CAPABILITY = "AVX2"
 def test_statistics_of_the_bundled_model_are_unchanged():
     from sklearn_ntps import HFEmbeddingTransformer
     from sklearn_ntps.datasets import load_dataset
-    from sklearn_ntps.models import resolve_model
-
-    try:
-        resolve_model("SmolLM2-135M")
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        pytest.skip(f"SmolLM2 is not installed: {exc}")
+    require_bundled("SmolLM2-135M")
     capability = torch.backends.cpu.get_cpu_capability()
     if capability != BUNDLED_CPU_CAPABILITY:
         pytest.skip(f"the hash was measured on {BUNDLED_CPU_CAPABILITY}; this CPU runs "

