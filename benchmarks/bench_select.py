@@ -1,0 +1,288 @@
+"""sklearn-ntps select against transformer-ranker, side by side (issue 15, part 3).
+
+Both tools score every layer of one model on the same BANKING77 texts with the same
+estimator (H-score or LogME), pick the best layer, and run as separate processes on this
+machine. Printed per (texts, estimator): the wall time of each process (interpreter start
+to exit), the ratio peer / ours, each process's peak RSS (``os.wait4``) and its ratio, the
+mean time to score one layer on each side, and each side's pick. Where our time goes
+(imports, model load, forward pass + moments, statistics store, scoring) is printed below
+the table.
+
+transformer-ranker 0.2.0 is installed in its own virtual environment (``--venv``) on first
+use: torch==2.13.0 first, then the ranker with torch pinned so pip cannot swap it for a
+CUDA build. It gets the model as a local folder (SmolLM2's de-quantised float32 copy from
+this library's model cache; the same weights our side loads), and the texts as a
+``datasets.Dataset`` built in memory. Our side runs ``sklearn-ntps select`` in-process
+(``cli.main``) with the statistics store pointed at an empty folder, so both runs are cold.
+
+    HF_HUB_OFFLINE=1 python benchmarks/bench_select.py --n-texts 600 3000 \
+        --estimator hscore logme [--explain] [--venv PATH]
+
+--explain also rescores the peer's own pooled features with our scorer, raw and rescaled by
+1/sd (our "probe footing"), to tell a different pick's causes apart: the estimator, the
+footing, or the pooling. Timings are only as clean as the machine is quiet.
+
+Layer numbers are hidden-state indices (0 = embeddings). transformer-ranker skips the
+embeddings and counts the first block as its layer 0, so its layer i is our i + 1.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+PEER = "transformer-ranker==0.2.0"
+TORCH = "torch==2.13.0"
+
+
+def timed(owner, attr, phases, key, calls=None):
+    """Wrap ``owner.attr`` so its time adds up in ``phases[key]`` (and each call in ``calls``)."""
+    original = getattr(owner, attr)
+
+    def wrapper(*a, **k):
+        t = time.perf_counter()
+        try:
+            return original(*a, **k)
+        finally:
+            dt = time.perf_counter() - t
+            phases[key] += dt
+            if calls is not None:
+                calls.append(dt)
+    setattr(owner, attr, wrapper)
+
+
+def child_peer(job):
+    """transformer-ranker's side, in its own venv: every layer, no downsampling."""
+    t0 = time.perf_counter()
+    from datasets import Dataset
+    from transformer_ranker import TransformerRanker, embedder, ranker
+    from transformer_ranker.estimators import HScore, LogME
+    phases, fits, scores = defaultdict(float), [], []
+    phases["imports"] = time.perf_counter() - t0
+    timed(embedder.Embedder, "__init__", phases, "load")  # twice: _preload_models loads it too
+    timed(embedder.Embedder, "embed", phases, "forward")
+    timed(ranker.TransformerRanker, "_transferability_score", phases, "scoring")
+    for cls in (HScore, LogME):  # one fit per layer: record its time and its score
+        fit = cls.fit
+
+        def fit_and_keep(self, embeddings, *a, _fit=fit, **k):
+            t = time.perf_counter()
+            scores.append(_fit(self, embeddings, *a, **k))
+            fits.append(time.perf_counter() - t)
+            if job["explain"]:  # the layer's pooled features, for main() to rescore (untimed)
+                import numpy as np
+                np.save(f"{job['out']}-peer-layer{len(scores)}.npy", embeddings.numpy())
+            return scores[-1]
+        cls.fit = fit_and_keep
+    data = Dataset.from_dict({"text": job["texts"], "label": job["labels"]})
+    tr = TransformerRanker(data, dataset_downsample=None, text_column="text",
+                           label_column="label")
+    tr.run(models=[job["peer_model"]], estimator=job["estimator"], layer_aggregator="bestlayer",
+           batch_size=job["batch_size"], device="cpu")
+    best = max(range(len(scores)), key=scores.__getitem__)
+    return {"n_used": len(tr.texts), "layer": best + 1, "scores": scores, "fits": fits,
+            "phases": phases, "total": time.perf_counter() - t0}
+
+
+def child_ours(job):
+    """Our side: ``sklearn-ntps select`` on a JSON-lines file, in-process to time its parts."""
+    t0 = time.perf_counter()
+    from sklearn_ntps import cli, embedding, selection
+    phases, layer_times, fit_times, kept = defaultdict(float), [], [], {}
+    phases["imports"] = time.perf_counter() - t0
+    timed(embedding, "load_model", phases, "load")  # the first call loads, later ones hit memo
+    timed(embedding, "extract_statistics", phases, "forward")
+    timed(embedding.HFEmbeddingTransformer, "_extract", phases, "stats")
+    timed(selection, "score_layer", phases, "scoring", layer_times)
+    timed(selection, "fit_scores", phases, "fits", fit_times)
+    fit = selection.LayerSelector.fit
+
+    def fit_and_keep(self, *a, **k):
+        kept["selector"] = self
+        return fit(self, *a, **k)
+    selection.LayerSelector.fit = fit_and_keep
+    argv = ["select", "--data", job["data"], "--model", job["model"], "--score",
+            job["estimator"], "--aggregate", "best-layer", "--no-plot", "--no-progress",
+            "--batch-size", str(job["batch_size"]), "--output-dir", job["out"]]
+    if cli.main(argv) != 0:
+        raise SystemExit("sklearn-ntps select failed")
+    sel = kept["selector"]
+    scores = sel.scores_[job["model"]]
+    n_fits = len(fit_times) // max(len(layer_times), 1)  # the whole texts, then each block
+    return {"n_used": len(job["texts"]), "layer": int(sel.best_layer_),
+            "layers": list(map(int, sel.layers_[job["model"]])), "scores": scores.tolist(),
+            "layer_times": layer_times, "whole_fits": fit_times[::n_fits] if n_fits else [],
+            "phases": phases, "total": time.perf_counter() - t0}
+
+
+def run_side(python, side, job, tmp, env):
+    """One side in a fresh process; its wall time and peak RSS as the parent sees them."""
+    job_file, out_file = tmp / f"{side}-job.json", tmp / f"{side}-out.json"
+    job_file.write_text(json.dumps(job))
+    log = open(tmp / f"{side}.log", "w")
+    start = time.perf_counter()
+    proc = subprocess.Popen([str(python), str(HERE), "--child", side, str(job_file),
+                             str(out_file)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not all children's
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{side} failed (exit {proc.returncode}); see {log.name}:\n"
+                         + Path(log.name).read_text()[-3000:])
+    out = json.loads(out_file.read_text())
+    out.update(wall=wall, rss_mb=usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    return out
+
+
+def ensure_venv(venv):
+    """transformer-ranker in its own venv; torch first, then pinned so pip keeps it."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    have = subprocess.run([str(python), "-m", "pip", "show", "transformer-ranker"],
+                          capture_output=True, text=True).stdout
+    if "Version: 0.2.0" not in have:
+        print(f"Installing {PEER} into {venv} ...", file=sys.stderr)
+        pin = venv / "constraints.txt"
+        pin.write_text(TORCH + "\n")
+        pip = [str(python), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, TORCH], check=True)
+        subprocess.run([*pip, PEER, "-c", str(pin)], check=True)
+    return python
+
+
+def peer_model_path(name):
+    """A local folder for transformer-ranker: a GGUF model's float32 copy, else its folder."""
+    from sklearn_ntps.models import _dequantized_copy, resolve_model
+    resolved = resolve_model(name)
+    return str(_dequantized_copy(resolved, False, False) if resolved.gguf_file else resolved.path)
+
+
+def cold_cache(tmp):
+    """An empty statistics store that still finds the de-quantised and assembled models."""
+    from sklearn_ntps._utils import cache_dir
+    root = tmp / "ntps-cache"
+    root.mkdir()
+    for sub in ("dequantized", "assembled"):
+        if (cache_dir() / sub).exists():
+            (root / sub).symlink_to(cache_dir() / sub)
+    return root
+
+
+def explain(job, peer):
+    """Our scorer on the peer's own features: raw, then rescaled by 1/sd as ours reads them.
+
+    If 'raw' agrees with the peer's pick the two estimators agree, and 'scaled' shows what
+    the probe footing alone changes; what is left is the pooling."""
+    import numpy as np
+
+    from sklearn_ntps.partitions import feature_scale
+    from sklearn_ntps.scorers import default_scorers
+    picks = {}
+    for footing in ("raw", "scaled"):
+        scores = []
+        for i in range(1, len(peer["scores"]) + 1):
+            X = np.load(f"{job['out']}-peer-layer{i}.npy").astype(float)
+            X = X * feature_scale(X) if footing == "scaled" else X
+            scores.append(default_scorers()[job["estimator"]].fit(X, job["labels"]).score_)
+        picks[footing] = int(np.nanargmax(scores)) + 1
+    return picks
+
+
+def spearman(a, b):
+    import numpy as np
+    from scipy.stats import spearmanr
+    return float(spearmanr(np.asarray(a), np.asarray(b)).statistic)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n-texts", type=int, nargs="+", default=[600, 3000])
+    p.add_argument("--estimator", nargs="+", choices=["hscore", "logme"],
+                   default=["hscore", "logme"])
+    p.add_argument("--model", nargs="+", default=["SmolLM2-135M"])
+    p.add_argument("--batch-size", type=int, default=32, help="both sides (the peer's default)")
+    p.add_argument("--venv", type=Path,
+                   default=Path.home() / ".cache" / "sklearn-ntps-bench" / "venv-tr",
+                   help="transformer-ranker's virtual environment (made if missing)")
+    p.add_argument("--explain", action="store_true", help="also score the peer's features "
+                   "with our scorer, raw and rescaled, to explain a different pick")
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:  # a side of one comparison, run by run_side
+        side, job_file, out_file = args.child
+        job = json.loads(Path(job_file).read_text())
+        result = (child_peer if side == "peer" else child_ours)(job)
+        Path(out_file).write_text(json.dumps(result))
+        return
+
+    from sklearn_ntps.datasets import load_dataset
+    peer_python = ensure_venv(args.venv.expanduser().resolve())
+    rows = []
+    for n in args.n_texts:
+        d = load_dataset("banking77", split="all", n_samples=n, random_state=0)
+        texts, labels = list(d.data), [int(v) for v in d.target]
+        for model in args.model:
+            for est in args.estimator:
+                with tempfile.TemporaryDirectory(prefix="bench-select-") as tmp:
+                    tmp = Path(tmp)
+                    data = tmp / "texts.jsonl"
+                    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n"
+                                            for t, y in zip(texts, labels)))
+                    # Same threads for both. TQDM_DISABLE silences our bars; the peer passes
+                    # disable= itself, so its bars go to its log (a few ms).
+                    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                               TQDM_DISABLE="1", SKLEARN_NTPS_CACHE=str(cold_cache(tmp)))
+                    job = {"texts": texts, "labels": labels, "estimator": est,
+                           "model": model, "peer_model": peer_model_path(model),
+                           "batch_size": args.batch_size, "data": str(data),
+                           "out": str(tmp / "out"), "explain": args.explain}
+                    peer = run_side(peer_python, "peer", job, tmp, env)
+                    ours = run_side(sys.executable, "ours", job, tmp, env)
+                    if args.explain:
+                        peer["explain"] = explain(job, peer)
+                rows.append((n, model, est, peer, ours))
+                print(f"done: n={n} {model} {est}", file=sys.stderr, flush=True)
+
+    print("\nWall s and peak RSS MB of each process; ratios are transformer-ranker / ours "
+          "(> 1: ours faster or smaller).\nPer-layer scoring s: peer = one fit; ours = "
+          "score_layer (the whole texts + each of 5 blocks) [whole-texts fit alone].")
+    head = (f"{'n':>5} {'model':<14} {'est':<6} {'peer s':>7} {'ours s':>7} {'ratio':>5} "
+            f"{'peer MB':>7} {'ours MB':>7} {'ratio':>5} {'peer/layer':>10} "
+            f"{'ours/layer [whole]':>18} {'peer pick':>9} {'ours pick':>9} {'rho':>5}")
+    print(head + "\n" + "-" * len(head))
+    mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
+    for n, model, est, peer, ours in rows:
+        # rho: Spearman of the two per-layer score curves over the layers both score.
+        common = [ours["scores"][ours["layers"].index(i + 1)] for i in range(len(peer["scores"]))]
+        print(f"{n:>5} {model[:14]:<14} {est:<6} {peer['wall']:>7.1f} {ours['wall']:>7.1f} "
+              f"{peer['wall'] / ours['wall']:>5.2f} {peer['rss_mb']:>7.0f} {ours['rss_mb']:>7.0f} "
+              f"{peer['rss_mb'] / ours['rss_mb']:>5.2f} {mean(peer['fits']):>10.3f} "
+              f"{mean(ours['layer_times']):>9.3f} [{mean(ours['whole_fits']):.3f}] "
+              f"{peer['layer']:>9} {ours['layer']:>9} {spearman(peer['scores'], common):>5.2f}")
+    print("\nWhere the time goes, s (in-process; the rest of the wall time is interpreter "
+          "start and exit). Ours: forward = forward pass + moments; store = statistics "
+          "store write.")
+    for n, _, est, peer, ours in rows:
+        pp, op = peer["phases"], ours["phases"]
+        print(f"{n:>5} {est:<6} peer: imports {pp['imports']:.1f}, load x2 {pp['load']:.1f}, "
+              f"forward+pool {pp['forward']:.1f}, scoring {pp['scoring']:.1f}, other "
+              f"{peer['total'] - pp['imports'] - pp['load'] - pp['forward'] - pp['scoring']:.1f}"
+              f" (texts used {peer['n_used']})")
+        print(f"{'':>12} ours: imports {op['imports']:.1f}, load {op['load']:.1f}, forward "
+              f"{op['forward']:.1f}, store {op['stats'] - op['forward']:.1f}, scoring "
+              f"{op['scoring']:.1f}, other "
+              f"{ours['total'] - op['imports'] - op['load'] - op['stats'] - op['scoring']:.1f}")
+        if "explain" in peer:
+            print(f"{'':>12} our {est} on the peer's features picks layer "
+                  f"{peer['explain']['raw']} raw, {peer['explain']['scaled']} rescaled by 1/sd")
+
+
+if __name__ == "__main__":
+    main()
