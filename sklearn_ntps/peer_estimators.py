@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import loo_probes, peers
 from ._sklearn_compat import Interval, StrOptions, _fit_context
+from ._utils import one_blas_pool
 from .checks import NumberInterval, check_features
 from .moments import Moments, pooled_features
 
@@ -41,6 +42,7 @@ class _PeerScorer(BaseEstimator):
     _labelled = True
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @one_blas_pool()  # as for NTPS: LAPACK on small matrices thrashes two spinning pools
     def fit(self, X, y=None):
         """Score the training data and store it in ``score_``.
 
@@ -59,6 +61,7 @@ class _PeerScorer(BaseEstimator):
         self.score_ = self._fit_compute(features, y)
         return self
 
+    @one_blas_pool()
     def score(self, X, y=None):
         """The score of ``(X, y)``: a float, higher is better.
 
