@@ -15,6 +15,7 @@ from sklearn.externals.array_api_compat import (
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
+    RealNotInt,
     StrOptions,
     validate_params,
 )
@@ -23,6 +24,7 @@ from sklearn.utils._set_output import _wrap_data_with_container
 __all__ = [
     "HasMethods",
     "Interval",
+    "RealNotInt",
     "StrOptions",
     "_fit_context",
     "_wrap_data_with_container",

@@ -23,8 +23,11 @@ __all__ = [
     "Trainer",
     "import_peft",
     "lora_config",
+    "lr_factor",
+    "probe_head",
     "resolve_target_modules",
     "seeded",
+    "training_flags",
     "with_adapter",
 ]
 
@@ -138,51 +141,133 @@ def lora_config(peft, model, targets, *, r, lora_alpha, lora_dropout):
     )
 
 
+def probe_head(probe, n_classes):
+    """The weight and bias of a linear head that gives the logits of a fitted probe.
+
+    ``probe`` is a ``StandardScaler`` then a logistic regression; the scaler is
+    folded into the head (``W / scale``, ``b - W mean / scale``), so the head
+    reads the raw pooled features. A binary regression's single row ``w``
+    becomes ``(-w / 2, w / 2)``: the same softmax, and the same difference of
+    logits as the probe's ``decision_function``.
+    """
+    scaler, linear = probe[0], probe[-1]
+    if len(linear.classes_) != n_classes:
+        raise ValueError(f"The probe saw {len(linear.classes_)} classes, the head has {n_classes}.")
+    mean = np.zeros(linear.coef_.shape[1]) if scaler.mean_ is None else scaler.mean_
+    scale = np.ones_like(mean) if scaler.scale_ is None else scaler.scale_
+    weight = linear.coef_ / scale
+    bias = linear.intercept_ - weight @ mean
+    if n_classes == 2:
+        weight, bias = np.vstack([-weight / 2, weight / 2]), np.concatenate([-bias / 2, bias / 2])
+    return weight, bias
+
+
+def lr_factor(step, total, warmup, schedule):
+    """The learning rate of the ``step``-th update (from 0), as a fraction of the peak.
+
+    Linear warmup over the first ``warmup`` updates (none is at zero), then a
+    ``"linear"`` or ``"cosine"`` decay that reaches zero just after the last
+    update, or ``"constant"``.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.adapters import lr_factor
+    >>> [round(lr_factor(s, 6, 2, "linear"), 3) for s in range(6)]
+    [0.333, 0.667, 1.0, 0.75, 0.5, 0.25]
+    >>> [round(lr_factor(s, 4, 0, "cosine"), 3) for s in range(4)]
+    [1.0, 0.854, 0.5, 0.146]
+    """
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    return 1 - progress if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def training_flags(model, base_dropout):
+    """Each module's ``training`` flag while training: on for the adapters, and for the base
+    model's own modules only with ``base_dropout``.
+
+    ``model.train()`` alone would also switch on every dropout of the base
+    model (BERT's 0.1 on attention and hidden states, for instance), some of
+    them applied by the attention module itself when its flag is on.
+    """
+    adapters = [n for n, m in model.named_modules() if hasattr(m, "lora_A")]
+    return [(m, base_dropout or any(n == a or n.startswith(a + ".") for a in adapters))
+            for n, m in model.named_modules()]
+
+
 class Trainer:
-    """The training loop: AdamW steps, the running loss, early stopping on a validation split."""
+    """The training loop: AdamW steps on a warmup-and-decay schedule with clipped gradients,
+    the loss of every step, and early stopping on a validation split."""
 
     def __init__(self, est, model, head, base, encoded, y, layer):
         self.est, self.model, self.head, self.base = est, model, head, base
         self.encoded, self.y, self.layer = encoded, y.to(base.device), layer
         self.lengths = np.array([len(ids) for ids in encoded])
+        self.flags = training_flags(model, est.base_dropout)
 
-    def run(self, train, val, generator):
+    def _optimizer(self):
         import torch
 
         est = self.est
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            [*trainable, *self.head.parameters()],
-            lr=est.learning_rate,
-            weight_decay=est.weight_decay,
-        )
-        per_epoch = math.ceil(len(train) / est.batch_size)
-        total = est.max_steps if est.max_steps is not None else est.epochs * per_epoch
-        every = est.eval_every or per_epoch
+        adapters = [p for p in self.model.parameters() if p.requires_grad]
+        head_lr = est.learning_rate if est.head_learning_rate is None else est.head_learning_rate
+        # No decay on biases and norms' gains (1-d), as usual; LoRA's A and B and the head's
+        # weight are matrices.
+        groups = [
+            {"params": [p for p in adapters if p.ndim > 1], "lr": est.learning_rate},
+            {"params": [p for p in adapters if p.ndim <= 1], "lr": est.learning_rate,
+             "weight_decay": 0.0},
+            {"params": [self.head.weight], "lr": head_lr},
+            {"params": [self.head.bias], "lr": head_lr, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW([g for g in groups if g["params"]],
+                                 weight_decay=est.weight_decay)
+
+    def run(self, train, val, generator, total, warmup):
+        import torch
+
+        est = self.est
+        optimizer = self._optimizer()
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, total, warmup, est.lr_schedule))
+        every = est.eval_every or math.ceil(len(train) / est.batch_size)
         losses, evals = [], []
         best, best_step, best_state, stale, step, running = None, 0, None, 0, 0, None
-        bar = tqdm(
-            total=total, desc="LoRA fine-tuning", unit="step", disable=not est.progress, delay=2
-        )
+
+        def evaluate():
+            nonlocal best, best_step, best_state, stale
+            accuracy, val_loss = self._evaluate(val)
+            evals.append((step, accuracy, val_loss))
+            # accuracy first; the loss breaks its frequent ties on small splits
+            if best is None or (accuracy, -val_loss) > best:
+                best, best_step, stale = (accuracy, -val_loss), step, 0
+                best_state = self._snapshot()
+            else:
+                stale += 1
+
+        def stop():
+            return step >= total or (evals and stale >= est.n_iter_no_change)
+
+        if val is not None:
+            evaluate()  # step 0: the head's starting point (the probe) is a candidate too
+        bar = tqdm(total=total, desc="LoRA fine-tuning", unit="step", disable=not est.progress,
+                   delay=2)
         with bar:
-            while step < total and not (evals and stale >= est.n_iter_no_change):
+            while not stop():
                 for idx in shuffled_batches(train, self.lengths, est.batch_size, generator):
                     loss = self._step(optimizer, idx)
+                    schedule.step()
                     step += 1
                     losses.append(loss)
                     running = loss if running is None else 0.9 * running + 0.1 * loss
                     bar.update()
                     bar.set_postfix(loss=f"{running:.3f}", refresh=False)
                     if val is not None and (step % every == 0 or step == total):
-                        accuracy, val_loss = self._evaluate(val)
-                        evals.append((step, accuracy, val_loss))
-                        # accuracy first; the loss breaks its frequent ties on small splits
-                        if best is None or (accuracy, -val_loss) > best:
-                            best, best_step, stale = (accuracy, -val_loss), step, 0
-                            best_state = self._snapshot()
-                        else:
-                            stale += 1
-                    if step >= total or (evals and stale >= est.n_iter_no_change):
+                        evaluate()
+                    if stop():
                         break
         if best_state is not None:
             self._restore(best_state)
@@ -190,7 +275,7 @@ class Trainer:
         if evals:
             steps, scores, val_losses = (np.array(v) for v in zip(*evals, strict=True))
         return {
-            "train_loss_curve_": np.array(losses),
+            "loss_curve_": np.array(losses, dtype=float),
             "validation_scores_": scores,
             "validation_loss_curve_": val_losses,
             "validation_steps_": steps,
@@ -201,7 +286,8 @@ class Trainer:
     def _step(self, optimizer, idx):
         import torch
 
-        self.model.train()
+        for module, flag in self.flags:
+            module.training = flag
         pooled = pooled_batch(
             self.base,
             [self.encoded[i] for i in idx],
@@ -211,6 +297,8 @@ class Trainer:
         )
         loss = torch.nn.functional.cross_entropy(self.head(pooled), self.y[idx])
         loss.backward()
+        if self.est.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self._weights(), self.est.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())

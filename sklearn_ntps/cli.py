@@ -125,8 +125,10 @@ def _parser():
     pre.add_argument("--n-test", type=int, default=300)
     pre.add_argument("--no-lora", action="store_true",
                      help="NTPS and the probe only, and rule C's recommendation")
-    pre.add_argument("--epochs", type=int, default=3)
-    pre.add_argument("--learning-rate", type=float, default=1e-3)
+    pre.add_argument("--max-steps", type=int, default=None,
+                     help="LoRA's optimizer steps (default: HFLoRAClassifier's)")
+    pre.add_argument("--learning-rate", type=float, default=None,
+                     help="LoRA adapters' peak learning rate (default: HFLoRAClassifier's)")
     _add_run_options(pre, output_dir="ntps-prescreen", max_length=64)
     cache = sub.add_parser(
         "cache",
@@ -366,11 +368,12 @@ def _prescreen(args):
     start = time.perf_counter()
     result = run_prescreen(
         args.model, tasks, run_lora=not args.no_lora,
-        lora_params={"epochs": args.epochs, "learning_rate": args.learning_rate,
-                     "batch_size": args.batch_size, "max_length": args.max_length,
-                     "device": args.device, "random_state": args.random_state},
-        embedding_params={"batch_size": args.batch_size, "max_length": args.max_length,
-                          "device": args.device},
+        lora_params={"batch_size": args.batch_size, "device": args.device,
+                     "random_state": args.random_state,
+                     **{k: v for k, v in (("max_steps", args.max_steps),
+                                          ("learning_rate", args.learning_rate)) if v is not None}},
+        embedding_params={"batch_size": args.batch_size, "device": args.device},
+        max_length=args.max_length,
         progress=not args.no_progress,
     )
     print(result.to_text())

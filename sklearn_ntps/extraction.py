@@ -30,7 +30,9 @@ __all__ = ["check_texts", "encode", "extract_statistics", "in_input_order", "len
            "warn_truncated"]
 
 _STATS_BUFFER_BYTES = 128 << 20  # float32 token states waiting for the moment products
-_BUCKET_BATCHES = 32  # training texts are sorted by length within pools of this many batches
+# Training texts are sorted by length within pools of this many batches: enough to cut the
+# padding, few enough that a pool's batches change from one pass over the texts to the next.
+_BUCKET_BATCHES = 4
 
 
 def check_texts(X) -> list[str]:
@@ -159,12 +161,25 @@ def shuffled_batches(indices, lengths, batch_size, generator):
     """One training epoch's batches: shuffled, sorted by length within pools, in shuffled order.
 
     Texts of similar lengths share a batch (little padding) while every epoch
-    still sees the texts, and the batches, in a new random order.
+    still sees the texts, and the batches, in a new random order. A pool holds
+    4 batches, fewer when that would be more than half the texts (one batch at
+    least): a pool of every text would cut the same batches at every epoch.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn_ntps.extraction import shuffled_batches
+    >>> g = torch.Generator().manual_seed(0)
+    >>> epochs = [shuffled_batches(np.arange(8), np.arange(8), 2, g) for _ in range(2)]
+    >>> sorted(np.concatenate(epochs[0]).tolist())
+    [0, 1, 2, 3, 4, 5, 6, 7]
+    >>> [len(b) for b in epochs[0]]
+    [2, 2, 2, 2]
     """
     import torch
 
     perm = indices[torch.randperm(len(indices), generator=generator).numpy()]
-    size = batch_size * _BUCKET_BATCHES
+    size = batch_size * max(1, min(_BUCKET_BATCHES, len(perm) // (2 * batch_size)))
     batches = []
     for start in range(0, len(perm), size):
         chunk = perm[start : start + size]

@@ -32,10 +32,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
+from ._sklearn_compat import StrOptions
 from ._utils import atomic_dir, cache_dir, optional_import
 
 __all__ = [
     "BUNDLED_MODELS",
+    "DEVICE_CONSTRAINTS",
+    "DTYPE_CONSTRAINTS",
     "LoadedModel",
     "ResolvedModel",
     "cache_dir",
@@ -94,6 +97,21 @@ BUNDLED_MODELS: dict[str, BundledModel | SplitBundledModel] = {
     ),
 }
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class _TorchType(type):
+    """``torch.<name>`` for ``isinstance``, without importing torch (``import sklearn_ntps``
+    stays light): scikit-learn's parameter validation takes it as a type and names it so."""
+
+    def __instancecheck__(cls, obj):
+        return any(t.__module__ == "torch" and t.__name__ == cls.__name__
+                   for t in type(obj).__mro__)
+
+
+# The ``_parameter_constraints`` of the estimators' ``device`` and ``torch_dtype``: a string
+# (a device's is checked when the model loads) or the torch object, nothing else.
+DEVICE_CONSTRAINTS = [str, _TorchType("device", (), {"__module__": "torch"})]
+DTYPE_CONSTRAINTS = [StrOptions(set(_DTYPES)), _TorchType("dtype", (), {"__module__": "torch"})]
 # The loaded-model memo: a few models side by side; more would pin too much memory.
 _LOADED: OrderedDict[tuple, LoadedModel] = OrderedDict()
 _LOADED_SIZE = 4

@@ -8,16 +8,15 @@ tasks: Spearman(NTPS before, gain) with a bootstrap interval over tasks.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import study
+from ._utils import csv_text, json_text
 from .estimators import NTPSScorer
-from .report import default_probe
+from .scorers import default_probe
 from .scoring import VARIANTS
 
 # Rule C of docs/lora.md, fitted on the bundled study (SmolLM2-135M, 13 tasks,
@@ -78,15 +77,10 @@ class Prescreen:
     def to_json(self) -> str:
         rhos = {v: self.spearman(v) for v in VARIANTS}
         data = {"model": self.model, "rows": self.rows, "spearman": rhos, "rule": self.rule}
-        return json.dumps(_finite(data), indent=2, allow_nan=False)
+        return json_text(data)
 
     def to_csv(self) -> str:
-        columns = list(dict.fromkeys(k for r in self.rows for k in r))
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        return out.getvalue()
+        return csv_text(list(dict.fromkeys(k for r in self.rows for k in r)), self.rows)
 
 
 def rule_c(ntps_by_variant: dict, rule="bundled") -> tuple[str, float | None]:
@@ -159,7 +153,7 @@ def _resolve_rule(rule):
 
 
 def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundled",
-                  embedding_params=None, progress=True) -> Prescreen:
+                  embedding_params=None, max_length=128, progress=True) -> Prescreen:
     """NTPS before (and after) LoRA, the frozen probe, LoRA and the gain, for each task.
 
     Parameters
@@ -175,6 +169,11 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
     rule : dict, "bundled" or None, default="bundled"
         Rule C's constants; "bundled" is :data:`RULE_C`, the bundled study's.
     embedding_params : dict, default=None
+        :class:`~sklearn_ntps.HFEmbeddingTransformer` parameters of NTPS and the probe.
+    max_length : int, default=128
+        The truncation of NTPS, the probe and LoRA alike (so it is not in
+        ``lora_params`` or ``embedding_params``): the gain compares them on
+        the same tokens.
     progress : bool, default=True
 
     Returns
@@ -185,9 +184,12 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
 
     from .embedding import HFEmbeddingTransformer
 
+    if "max_length" in {**(lora_params or {}), **(embedding_params or {})}:
+        raise ValueError("Pass max_length to run_prescreen itself: NTPS, the probe and LoRA "
+                         "share it.")
     rule = _resolve_rule(rule)
     out = Prescreen(model=model, rule=rule)
-    params = dict(progress=progress, **(embedding_params or {}))
+    params = dict(progress=progress, max_length=max_length, **(embedding_params or {}))
     for name, (X_train, y_train, X_test, y_test) in tasks.items():
         row = {"task": name, "n_train": len(X_train), "n_test": len(X_test)}
         before = HFEmbeddingTransformer(model_name_or_path=model, output="tokens", **params)
@@ -201,6 +203,7 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
             from .lora import HFLoRAClassifier
 
             lora = HFLoRAClassifier(model_name_or_path=model, progress=progress,
+                                    max_length=max_length,
                                     **(lora_params or {})).fit(X_train, y_train)
             row["lora_accuracy"] = float(lora.score(X_test, y_test))
             row["gain"] = row["lora_accuracy"] - row["probe_accuracy"]
@@ -218,16 +221,6 @@ def _ntps(moments, y, when):
 
 def _cell(value):
     return "" if value is None else f"{value:.3f}"
-
-
-def _finite(value):
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
 
 
 def plot_prescreen(prescreen: Prescreen) -> bytes:

@@ -133,6 +133,25 @@ def make_block_texts(signal, *, n_texts=300, a=4, b=4, n_classes=3, seed=0, mirr
     )
 
 
+def make_order_blind_llama(path, **kwargs):
+    """A tiny Llama whose attention adds nothing (every ``o_proj`` weight is zero).
+
+    Each token's hidden state then depends on that token alone, at every
+    layer, so mean-pooled states are the same for "good plot" and "plot good":
+    a frozen probe cannot tell word order, an adapter on ``o_proj`` can learn to.
+    """
+    import torch
+    import transformers
+
+    make_tiny_llama(path, **kwargs)
+    model = transformers.LlamaModel.from_pretrained(path)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+    model.save_pretrained(path)
+    return str(path)
+
+
 def require_bundled(name):
     """Skip the calling test when the bundled model ``name`` is not installed."""
     import pytest

@@ -13,6 +13,7 @@ from sklearn_ntps.extraction import (
     in_input_order,
     length_order,
     pooled_batch,
+    shuffled_batches,
     split_batches,
 )
 from sklearn_ntps.models import load_model
@@ -61,6 +62,19 @@ def test_batches_run_longest_first_and_rows_come_back_in_input_order():
     assert [b.tolist() for b in split_batches(order, 3)] == [[1, 3, 6], [2, 0, 5], [4]]
     rows = lengths[order] * 10  # something computed batch after batch, in that order
     np.testing.assert_array_equal(rows[in_input_order(order)], lengths * 10)
+
+
+@pytest.mark.parametrize("n_texts, batch_size", [(500, 16), (100, 4), (40, 8), (12, 8)])
+def test_training_batches_change_from_one_pass_to_the_next(n_texts, batch_size):
+    lengths = np.arange(n_texts)[::-1].copy()  # every length differs: sorting decides batches
+    generator = torch.Generator().manual_seed(0)
+    passes = [shuffled_batches(np.arange(n_texts), lengths, batch_size, generator)
+              for _ in range(2)]
+    for batches in passes:
+        np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(n_texts))
+        assert all(len(b) <= batch_size for b in batches)
+    # a pool as large as the training set would cut the same batches at every pass
+    assert {frozenset(b.tolist()) for b in passes[0]} != {frozenset(b.tolist()) for b in passes[1]}
 
 
 def test_sorted_and_unsorted_batches_give_the_same_statistics(tiny_llama):

@@ -25,7 +25,8 @@ FILM = ["the film was great", "a boring movie", "good plot", "bad film with a bo
         "great movie", "what a good film", "the plot was bad", "a great boring movie"]
 TEXTS = BANK + FILM
 LABELS = np.array(["bank"] * len(BANK) + ["film"] * len(FILM))
-FAST = dict(r=4, lora_alpha=8, lora_dropout=0.0, batch_size=4, learning_rate=1e-2, progress=False)
+FAST = dict(r=4, lora_alpha=8, lora_dropout=0.0, batch_size=4, learning_rate=1e-2,
+            head_learning_rate=1e-2, warmup=0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -56,64 +57,172 @@ def states(model, tokenizer, texts=TEXTS[:4]):
 # ---------------------------------------------------------------- training
 
 
+def features(model, texts, layer=-1, pooling="mean", **kw):
+    """The frozen pooled states the probe reads, by the embedding transformer's own path."""
+    from sklearn_ntps import HFEmbeddingTransformer
+
+    return HFEmbeddingTransformer(model_name_or_path=model, layer=layer, pooling=pooling,
+                                  cache=False, progress=False, **kw).fit_transform(texts)
+
+
 def test_a_few_steps_lower_the_training_loss(fitted):
-    curve = fitted.train_loss_curve_
+    curve = fitted.loss_curve_
     assert curve.shape == (12,) and fitted.n_steps_ == fitted.best_step_ == 12
-    assert curve[0] == pytest.approx(np.log(2), rel=1e-6)  # the zero head predicts 1/2 each
-    assert curve[-4:].mean() < 0.7 * curve[0]
+    assert curve[-4:].mean() < 0.7 * curve[:4].mean()
     lora_b = [w for k, w in fitted.adapter_weights_.items() if "lora_B" in k]
     assert len(lora_b) == 2 * 3 and all(np.abs(w).max() > 0 for w in lora_b)  # B starts at zero
     assert fitted.score(TEXTS, LABELS) > 0.8
     assert fitted.fit_time_ > 0 and fitted.validation_scores_ is None
+    zeros = clone(fitted).set_params(head_init="zeros").fit(TEXTS, LABELS)
+    assert zeros.loss_curve_[0] == pytest.approx(np.log(2), rel=1e-6)  # 1/2 for each class
 
 
-def test_outputs_of_every_method(fitted):
-    proba = fitted.predict_proba(TEXTS)
-    assert proba.shape == (len(TEXTS), 2)
-    np.testing.assert_allclose(proba.sum(axis=1), 1)
-    decision = fitted.decision_function(TEXTS)
-    assert decision.shape == (len(TEXTS),)  # two classes: one score, as scikit-learn's
-    np.testing.assert_array_equal(fitted.predict(TEXTS),
-                                  fitted.classes_[(decision > 0).astype(int)])
-    assert fitted.classes_.tolist() == ["bank", "film"]
-    assert fitted.coef_.shape == (2, 16) and fitted.intercept_.shape == (2,)
-    assert fitted.target_modules_ == ["q_proj", "k_proj", "v_proj"]
-    assert fitted.layer_ == 2 and fitted.n_layers_ == 3 and fitted.hidden_size_ == 16
+@pytest.mark.parametrize("pooling, n_classes", [("mean", 2), ("last", 3)])
+def test_at_step_zero_it_is_the_probe(tiny_llama, pooling, n_classes):
+    from sklearn_ntps.scorers import default_probe
+
+    y = LABELS if n_classes == 2 else np.arange(len(TEXTS)) % 3
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, layer=1, pooling=pooling, max_steps=0,
+                           random_state=0, **FAST).fit(TEXTS, y)
+    X = features(tiny_llama, TEXTS, layer=1, pooling=pooling)
+    # the scaler folded into the head: the same logits from the raw pooled states
+    np.testing.assert_allclose(clf.decision_function(TEXTS), clf.probe_.decision_function(X),
+                               atol=1e-5)
+    np.testing.assert_array_equal(clf.predict(TEXTS), clf.probe_.predict(X))
+    reference = clone(default_probe()).fit(X, y)  # C cross-validated on the training texts
+    assert clf.probe_C_ == np.ravel(reference[-1].C_)[0]
+    assert clf.probe_train_accuracy_ == reference.score(X, y)
+    assert clf.n_steps_ == 0 and clf.loss_curve_.shape == (0,)
 
 
-def test_multiclass_last_pooling_and_max_steps_over_epochs(tiny_llama):
+def test_the_first_loss_is_the_probes_with_base_dropout_off(tiny_bert):
+    from sklearn.metrics import log_loss
+
+    # BERT's own dropout (0.1) is on in train mode; one batch of every text; LoRA's dropout
+    # does not matter at step 0, where B is zero.
+    params = dict(model_name_or_path=tiny_bert, max_steps=1, random_state=0,
+                  **{**FAST, "batch_size": len(TEXTS), "lora_dropout": 0.5})
+    clf = HFLoRAClassifier(**params).fit(TEXTS, LABELS)
+    expected = log_loss(LABELS, clf.probe_.predict_proba(features(tiny_bert, TEXTS)))
+    assert clf.loss_curve_[0] == pytest.approx(expected, abs=1e-5)
+    noisy = HFLoRAClassifier(**params, base_dropout=True).fit(TEXTS, LABELS)
+    assert abs(noisy.loss_curve_[0] - expected) > 1e-3
+
+
+def test_warmup_decay_weight_decay_and_clipping(tiny_llama, monkeypatch):
+    import torch
+
+    from sklearn_ntps import adapters
+
+    seen, clipped = [], []
+    step = adapters.Trainer._step
+
+    def spy(self, optimizer, idx):
+        seen.append([(g["lr"], g["weight_decay"], len(g["params"]))
+                     for g in optimizer.param_groups])
+        return step(self, optimizer, idx)
+
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(adapters.Trainer, "_step", spy)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, norm: clipped.append(norm) or clip(params, norm))
+    HFLoRAClassifier(model_name_or_path=tiny_llama, random_state=0, **{
+        **FAST, "max_steps": 6, "warmup": 2, "learning_rate": 1e-2, "head_learning_rate": 1e-3,
+        "weight_decay": 0.1, "max_grad_norm": 0.5}).fit(TEXTS, LABELS)
+    factors = [1 / 3, 2 / 3, 1, 3 / 4, 1 / 2, 1 / 4]
+    # adapters' matrices (2 blocks x q, k, v x A, B), the head's weight, then its bias
+    assert [[g[1:] for g in groups] for groups in seen] == [[(0.1, 12), (0.1, 1), (0.0, 1)]] * 6
+    np.testing.assert_allclose([[g[0] for g in groups] for groups in seen],
+                               [[1e-2 * f, 1e-3 * f, 1e-3 * f] for f in factors])
+    assert clipped == [0.5] * 6
+    HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=2, max_grad_norm=None,
+                     **FAST).fit(TEXTS, LABELS)
+    assert clipped == [0.5] * 6
+    cosine = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=4, lr_schedule="cosine",
+                              **{**FAST, "warmup": 0.25})
+    seen.clear()
+    cosine.fit(TEXTS, LABELS)
+    np.testing.assert_allclose([groups[0][0] for groups in seen],
+                               1e-2 * np.array([0.5, 1, 0.75, 0.25]))
+
+
+def test_lora_beats_the_frozen_probe_where_word_order_decides(tmp_path):
+    from builders import TINY_WORDS, make_order_blind_llama
+
+    # "good plot" or "plot good": the same words, so the same mean-pooled frozen states; an
+    # adapter on the attention output can learn the order and carry it to unseen words.
+    model = make_order_blind_llama(tmp_path / "order-blind")
+    words = [w for w in TINY_WORDS[3:] if w != "good"]
+
+    def task(ws):
+        return [f"good {w}" for w in ws] + [f"{w} good" for w in ws], ["before", "after"]
+
+    (X_train, names), (X_test, _) = task(words[:34]), task(words[34:])
+    y_train, y_test = np.repeat(names, 34), np.repeat(names, len(words) - 34)
+    clf = HFLoRAClassifier(model_name_or_path=model, target_modules=["q_proj", "k_proj", "v_proj",
+                                                                     "o_proj"],
+                           max_steps=100, random_state=0,
+                           **{**FAST, "batch_size": 8, "learning_rate": 3e-2}).fit(X_train, y_train)
+    probe = clf.probe_.score(features(model, X_test), y_test)
+    assert probe == 0.5  # it cannot tell a text from its mirror image
+    assert clf.score(X_test, y_test) >= 0.75
+
+
+def test_multiclass_and_last_pooling(tiny_llama):
     y = np.arange(len(TEXTS)) % 3
-    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, pooling="last", layer=1, epochs=5,
-                           max_steps=3, random_state=0, **FAST).fit(TEXTS, y)
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, pooling="last", layer=1, max_steps=3,
+                           random_state=0, **FAST).fit(TEXTS, y)
     assert clf.n_steps_ == 3 and clf.layer_ == 1
     assert clf.decision_function(TEXTS[:5]).shape == clf.predict_proba(TEXTS[:5]).shape == (5, 3)
 
 
-def test_epochs_set_the_number_of_steps(tiny_llama):
-    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, epochs=2, random_state=0,
+def test_max_steps_whatever_the_number_of_texts(tiny_llama):
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=10, random_state=0,
                            **{**FAST, "batch_size": 5}).fit(TEXTS, LABELS)
-    assert clf.n_steps_ == 2 * 4  # 16 texts in batches of 5
+    assert clf.n_steps_ == len(clf.loss_curve_) == 10  # 2.5 passes over 16 texts
 
 
 def test_early_stopping_keeps_the_best_weights(tiny_llama):
-    texts, labels = TEXTS * 3, np.tile(LABELS, 3)
-    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, epochs=30, n_iter_no_change=2,
+    # labels at random: the validation loss soon rises as the fit learns the training texts
+    texts, labels = TEXTS * 3, np.random.default_rng(0).permutation(np.tile(LABELS, 3))
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=270, n_iter_no_change=2,
                            eval_every=2, validation_fraction=0.25, random_state=0,
                            **{**FAST, "learning_rate": 0.05}).fit(texts, labels)
     steps, scores = clf.validation_steps_, clf.validation_scores_
     losses = clf.validation_loss_curve_
     assert len(steps) == len(scores) == len(losses) >= 3
-    np.testing.assert_array_equal(steps, np.arange(1, len(steps) + 1) * 2)
-    assert clf.n_steps_ == steps[-1] < 30 * 9  # stopped early
+    np.testing.assert_array_equal(steps, np.arange(len(steps)) * 2)  # from step 0
+    assert clf.n_steps_ == steps[-1] < 270  # stopped early
     best = max(range(len(steps)), key=lambda i: (scores[i], -losses[i]))
     assert clf.best_step_ == steps[best] and best == len(steps) - 3  # two evaluations without gain
 
 
-def test_a_validation_split_that_cannot_be_stratified(tiny_llama):
-    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, n_iter_no_change=2,
-                           validation_fraction=0.05, **FAST)
-    with pytest.raises(ValueError, match="stratified validation split"):
-        clf.fit(TEXTS, LABELS)
+def test_early_stopping_can_keep_the_probe(tiny_llama):
+    # a learning rate that wrecks the fit: step 0, the probe, stays the best
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=20, n_iter_no_change=3,
+                           eval_every=1, validation_fraction=0.25, random_state=0,
+                           **{**FAST, "learning_rate": 5.0, "head_learning_rate": 5.0,
+                              "max_grad_norm": None})
+    clf.fit(TEXTS * 2, LABELS.tolist() * 2)
+    assert clf.best_step_ == 0 and clf.n_steps_ == 3
+    assert all(np.abs(w).max() == 0 for k, w in clf.adapter_weights_.items() if "lora_B" in k)
+    X = features(clf.model_name_or_path, TEXTS)
+    np.testing.assert_allclose(clf.decision_function(TEXTS), clf.probe_.decision_function(X),
+                               atol=1e-5)
+
+
+def test_early_stopping_with_more_classes_than_validation_texts(tiny_llama):
+    y = np.arange(len(TEXTS)) % 8  # 8 classes of 2 texts; 4 validation texts
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=4, n_iter_no_change=2,
+                           eval_every=2, validation_fraction=0.25, random_state=0,
+                           **FAST).fit(TEXTS, y)
+    assert clf.validation_steps_.tolist() == [0, 2, 4]
+    assert clf.probe_[-1].classes_.tolist() == list(range(8))  # every class kept a text
+    assert clf.probe_train_accuracy_ > 0
+    again = clone(clf).fit(TEXTS, y)
+    np.testing.assert_array_equal(again.validation_loss_curve_, clf.validation_loss_curve_)
+    with pytest.raises(ValueError, match="every class has a single text"):
+        clone(clf).fit(TEXTS[:8], np.arange(8))
 
 
 def test_bert_defaults_and_string_labels(tiny_bert):
@@ -146,7 +255,7 @@ def test_same_random_state_same_bits_and_global_rng_untouched(tiny_llama, fitted
     before = torch.get_rng_state()
     again = clone(fitted).fit(TEXTS, LABELS)
     assert torch.equal(torch.get_rng_state(), before)
-    np.testing.assert_array_equal(again.train_loss_curve_, fitted.train_loss_curve_)
+    np.testing.assert_array_equal(again.loss_curve_, fitted.loss_curve_)
     np.testing.assert_array_equal(again.decision_function(TEXTS), fitted.decision_function(TEXTS))
     other = clone(fitted).set_params(random_state=1).fit(TEXTS, LABELS)
     assert not np.array_equal(other.decision_function(TEXTS), fitted.decision_function(TEXTS))
@@ -175,7 +284,7 @@ def test_save_and_load_adapter(fitted, tmp_path):
     loaded = HFLoRAClassifier.load_adapter(folder, progress=False)
     assert loaded.get_params() == fitted.get_params()
     np.testing.assert_array_equal(loaded.classes_, fitted.classes_)
-    np.testing.assert_array_equal(loaded.train_loss_curve_, fitted.train_loss_curve_)
+    np.testing.assert_array_equal(loaded.loss_curve_, fitted.loss_curve_)
     assert loaded.n_steps_ == fitted.n_steps_ and loaded.target_modules_ == fitted.target_modules_
     np.testing.assert_array_equal(loaded.decision_function(TEXTS), fitted.decision_function(TEXTS))
     assert peft.LoraConfig.from_pretrained(folder).r == fitted.r  # peft reads it too
@@ -235,9 +344,21 @@ def test_not_fitted(method, tmp_path):
         getattr(clf, method)(*args)
 
 
-def test_changing_the_model_after_fit_needs_a_new_fit(fitted):
-    with pytest.raises(ValueError, match="layer changed since fit"):
-        pickle.loads(pickle.dumps(fitted)).set_params(layer=1).predict(TEXTS)
+@pytest.mark.parametrize("params", [{"layer": 1}, {"pooling": "last"}])
+def test_changing_the_model_after_fit_needs_a_new_fit(fitted, params):
+    with pytest.raises(ValueError, match=f"{next(iter(params))} changed since fit"):
+        pickle.loads(pickle.dumps(fitted)).set_params(**params).predict(TEXTS)
+
+
+@pytest.mark.parametrize("params", [{"layer": 1}, {"pooling": "last"}, {"r": 8},
+                                    {"target_modules": ["q_proj"]}])
+def test_load_adapter_keeps_what_the_head_was_trained_on(fitted, tmp_path, params):
+    folder = fitted.save_adapter(tmp_path / "adapter")
+    with pytest.raises(ValueError, match=f"cannot change {next(iter(params))}: the head"):
+        HFLoRAClassifier.load_adapter(folder, **params)
+    same = HFLoRAClassifier.load_adapter(folder, layer=-1, pooling="mean", batch_size=3)
+    np.testing.assert_allclose(same.decision_function(TEXTS), fitted.decision_function(TEXTS),
+                               atol=1e-6)
 
 
 # -------------------------------------------------------------- bad input
@@ -289,12 +410,26 @@ def test_layer_out_of_range(tiny_llama):
         HFLoRAClassifier(model_name_or_path=tiny_llama, layer=3, **FAST).fit(TEXTS, LABELS)
 
 
-@pytest.mark.parametrize("params", [{"r": 0}, {"pooling": "max"}, {"learning_rate": 0},
-                                    {"validation_fraction": 1.0}, {"lora_dropout": 1},
-                                    {"max_steps": 0}])
+@pytest.mark.parametrize("params", [
+    {"r": 0}, {"pooling": "max"}, {"learning_rate": 0}, {"validation_fraction": 1.0},
+    {"lora_dropout": 1}, {"max_steps": -1}, {"head_learning_rate": 0}, {"warmup": 1.5},
+    {"warmup": -1}, {"lr_schedule": "step"}, {"max_grad_norm": 0}, {"head_init": "random"},
+    {"base_dropout": "yes"}, {"device": 0}, {"device": None}, {"torch_dtype": "float64"},
+    {"torch_dtype": np.float32}, {"torch_dtype": None},
+])
 def test_bad_parameters(params):
     with pytest.raises(InvalidParameterError):
         HFLoRAClassifier(**params).fit(TEXTS, LABELS)
+
+
+def test_torch_devices_and_dtypes_are_taken(tiny_llama):
+    import torch
+
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, device=torch.device("cpu"),
+                           torch_dtype=torch.float32, max_steps=1, **FAST).fit(TEXTS, LABELS)
+    assert clf.predict(TEXTS[:2]).shape == (2,)
+    with pytest.raises(InvalidParameterError, match=r"torch\.device"):
+        clf.set_params(device=3).fit(TEXTS, LABELS)
 
 
 def test_missing_peft_says_what_to_install(tiny_llama, monkeypatch):

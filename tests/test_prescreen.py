@@ -147,3 +147,87 @@ def test_the_stored_rule_is_the_bundled_studys_and_says_why_it_recommends_nothin
                               else value), key
     assert rule_c({"whitened": 0.1, "paper": 0.1}) == ("no evidence from NTPS", None)
     assert "[-0.68, +0.34], not below zero" in rule_text(RULE_C)
+
+
+def test_spearman_and_the_rule_with_noise_find_the_correlation_built_in():
+    # NTPS and gain jointly normal with correlation r: Spearman's rho is then
+    # (6 / pi) asin(r / 2) and the least-squares slope r sd(gain) / sd(NTPS), exactly.
+    r, n, sd_x, sd_g = -0.6, 200, 0.1, 0.05
+    rng = np.random.default_rng(1)
+    x, g = rng.multivariate_normal([0.6, 0.02], [[sd_x**2, r * sd_x * sd_g],
+                                                 [r * sd_x * sd_g, sd_g**2]], size=n).T
+    paper = rng.uniform(0.2, 0.9, size=n)  # unrelated to the gain
+    rows = [{"task": f"t{i}", "ntps_whitened_before": x[i], "ntps_paper_before": paper[i],
+             "gain": g[i]} for i in range(n)]
+    result = Prescreen("m", rows=rows)
+    rho_true = 6 / np.pi * np.arcsin(r / 2)  # -0.582
+    rho = result.spearman("whitened")
+    se = (1 - rho_true**2) / np.sqrt(n)  # about 0.047
+    assert abs(rho["estimate"] - rho_true) < 3 * se and rho["estimate"] > -0.9
+    assert rho["low"] < rho_true < rho["high"] < 0
+    assert 0.1 < rho["high"] - rho["low"] < 0.4  # the noise shows in the interval
+    unrelated = result.spearman("paper")
+    assert unrelated["low"] < 0 < unrelated["high"]
+    rule = fit_rule(result)
+    assert rule["variant"] == "whitened" and rule["significant"]
+    slope_se = sd_g * np.sqrt(1 - r**2) / (sd_x * np.sqrt(n))
+    assert abs(rule["slope"] - r * sd_g / sd_x) < 3 * slope_se
+
+
+def _spy_max_lengths(monkeypatch):
+    """Every max_length the texts are tokenized with, by NTPS and the probe (extraction) and
+    by LoRA."""
+    from sklearn_ntps import extraction, lora
+
+    seen = []
+
+    def encode(loaded, texts, max_length):
+        seen.append(max_length)
+        return extraction_encode(loaded, texts, max_length)
+
+    extraction_encode = extraction.encode
+    monkeypatch.setattr(extraction, "encode", encode)
+    monkeypatch.setattr(lora, "encode", encode)
+    return seen
+
+
+def test_run_prescreen_with_lora_one_max_length(tiny_llama, ntps_cache, monkeypatch):
+    pytest.importorskip("peft")
+    from sklearn_ntps.prescreen import run_prescreen
+
+    seen = _spy_max_lengths(monkeypatch)
+    tasks = {"t": (TEXTS * 3, LABELS * 3, TEXTS, LABELS)}
+    lora = {"r": 4, "max_steps": 2, "batch_size": 4, "random_state": 0}
+    result = run_prescreen(tiny_llama, tasks, lora_params=lora, progress=False)
+    # NTPS before, the probe (training and test texts), LoRA's fit and score, NTPS after
+    assert len(seen) >= 5 and set(seen) == {128}
+    row = result.rows[0]
+    assert row["gain"] == pytest.approx(row["lora_accuracy"] - row["probe_accuracy"])
+    assert 0 <= row["lora_accuracy"] <= 1 and row["lora_fit_seconds"] > 0
+    assert {"ntps_whitened_after", "ntps_paper_after"} <= row.keys()
+    seen.clear()
+    run_prescreen(tiny_llama, tasks, lora_params=lora, max_length=6, progress=False)
+    assert len(seen) >= 5 and set(seen) == {6}
+    with pytest.raises(ValueError, match="Pass max_length to run_prescreen itself"):
+        run_prescreen(tiny_llama, tasks, lora_params={"max_length": 64}, progress=False)
+
+
+def test_command_with_lora(tiny_llama, ntps_cache, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("peft")
+    from sklearn_ntps import cli
+
+    seen = _spy_max_lengths(monkeypatch)
+    out = tmp_path / "pre"
+    status = cli.main(["lora-prescreen", "--model", tiny_llama, "--dataset", "trec",
+                       "--n-train", "40", "--n-test", "20", "--max-steps", "2",
+                       "--learning-rate", "0.01", "--max-length", "16", "--output-dir", str(out),
+                       "--no-progress"])
+    assert status == 0
+    assert set(seen) == {16}
+    printed = capsys.readouterr().out
+    assert "Rule C" in printed
+    data = json.loads((out / "prescreen.json").read_text())
+    row = data["rows"][0]
+    assert row["task"] == "trec" and row["n_train"] == 40 and row["n_test"] == 20
+    assert row["gain"] == pytest.approx(row["lora_accuracy"] - row["probe_accuracy"])
+    assert (out / "prescreen.png").read_bytes().startswith(b"\x89PNG")
