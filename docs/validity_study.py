@@ -19,8 +19,6 @@ import csv
 import itertools
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 import zlib
@@ -218,21 +216,9 @@ def main(argv=None):
 
 
 def provenance():
-    def git(*cmd):
-        return subprocess.run(["git", *cmd], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+    from sklearn_ntps.study import provenance
 
-    import sklearn
-    import torch
-    import transformers
-
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": bool(git(
-                # The output folder is the run's own product, not a change to its code.
-                "status", "--porcelain", "--", ":(top)",
-                f":(top,exclude){OUT.parent.name}/{OUT.name}")),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__, "torch": torch.__version__,
-            "transformers": transformers.__version__}
+    return provenance(OUT, Path(__file__).parent)
 
 
 def read_rows(folder=OUT):

@@ -450,3 +450,34 @@ def _protocol_cells(tasks):
     cells = {name: task_interval(list(m.values())) for name, m in means.items()}
     cells["optimism"] = task_interval([means["paper"][t] - means["held_out"][t] for t in tasks])
     return cells
+
+
+def provenance(output, code) -> dict:
+    """What produced a study's rows: the git commit of ``code`` (a folder in the repository
+    that holds the study's script), whether the code differs from it, and the versions of
+    the libraries that compute the numbers.
+
+    The study's own output folder ``output`` is not counted as a change: it is the run's
+    product, not its code.
+    """
+    import platform
+    import subprocess
+    from pathlib import Path
+
+    import sklearn
+    import torch
+    import transformers
+
+    def git(*cmd):
+        return subprocess.run(["git", *cmd], capture_output=True, text=True,
+                              cwd=code).stdout.strip()
+
+    spec = [":(top)"]
+    top = git("rev-parse", "--show-toplevel")
+    if top and Path(output).resolve().is_relative_to(Path(top).resolve()):
+        spec.append(f":(top,exclude){Path(output).resolve().relative_to(Path(top).resolve())}")
+    return {"commit": git("rev-parse", "HEAD"),
+            "uncommitted_changes": bool(git("status", "--porcelain", "--", *spec)),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__}
