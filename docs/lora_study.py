@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import csv
 import json
-import os
 import sys
 import time
 import warnings
@@ -232,15 +231,6 @@ def job(task, source, classes, model, plan):
     return meta
 
 
-def _one_thread():
-    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)
-    threadpool_limits(1)
-
-
 @contextlib.contextmanager
 def _blas_one_thread(torch_too):
     """BLAS (and, ``torch_too``, torch) on one thread in this process, as before afterwards.
@@ -287,7 +277,9 @@ def run_jobs(plan, workers=1):
             except Exception as exc:
                 failed(args, exc)
         return
-    with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
+    from sklearn_ntps.study import one_thread_worker
+
+    with ProcessPoolExecutor(workers, initializer=one_thread_worker) as pool:
         futures = {pool.submit(job, *args, plan): args for args in todo}
         for i, future in enumerate(as_completed(futures), 1):
             try:

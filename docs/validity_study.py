@@ -18,7 +18,6 @@ import argparse
 import csv
 import itertools
 import json
-import os
 import sys
 import time
 import zlib
@@ -113,8 +112,9 @@ def rows_path(dataset, model):
 
 def job(dataset, model):
     """One (data set, model): every layer, replicate, score and probe; written atomically."""
+    from sklearn_ntps._utils import csv_text, write_atomic
     from sklearn_ntps.models import load_model
-    from sklearn_ntps.report import _csv, run_report, write_atomic
+    from sklearn_ntps.report import run_report
 
     start = time.perf_counter()
     texts, y = pool(dataset)
@@ -131,17 +131,8 @@ def job(dataset, model):
             "provenance": provenance()}
     path = rows_path(dataset, model)
     write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
-    write_atomic(path, _csv(report.columns, report.rows))  # last: its presence means done
+    write_atomic(path, csv_text(report.columns, report.rows))  # last: its presence means done
     return meta
-
-
-def _one_thread():
-    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)
-    threadpool_limits(1)
 
 
 def stability(model="SmolLM2-135M"):
@@ -184,7 +175,9 @@ def run_jobs(models=MODELS, datasets=DATASETS, workers=2):
         for i, (d, m) in enumerate(todo, 1):
             report(i, job(d, m))
         return
-    with ProcessPoolExecutor(workers, initializer=_one_thread) as pool_:
+    from sklearn_ntps.study import one_thread_worker
+
+    with ProcessPoolExecutor(workers, initializer=one_thread_worker) as pool_:
         futures = [pool_.submit(job, d, m) for d, m in todo]
         for i, future in enumerate(as_completed(futures), 1):
             report(i, future.result())

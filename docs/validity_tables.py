@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sklearn_ntps.report import _nan_to_none, default_scorers, write_atomic
+from sklearn_ntps._utils import finite_json, write_atomic
+from sklearn_ntps.report import default_scorers
 from sklearn_ntps.study import (
     BASELINES,
     PROBE,
@@ -203,7 +204,7 @@ def write_tables(folder: Path):
                  "rule_b": {**rec, "leave_one_dataset_out": lodo_b},
                  "paper_protocol": paper, "default_protocol": ours,
                  "random_model_regret": random_model, "ks": list(KS)})
-    write_atomic(folder / "study.json", json.dumps(_nan_to_none(data), indent=1,
+    write_atomic(folder / "study.json", json.dumps(finite_json(data), indent=1,
                                                    allow_nan=False, default=str))
     write_atomic(folder / "tables.md", "\n".join(md) + "\n")
     print("\n".join(md))

@@ -29,7 +29,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
 
-from ._utils import csv_text, finite_json, json_text, write_atomic
+from ._utils import csv_text, json_text, write_atomic
 from .embedding import HFEmbeddingTransformer
 from .partitions import block_partitions, stratified_blocks
 from .scorers import (
@@ -148,9 +148,6 @@ class Report:
         return csv_text(columns, self.summary_rows())
 
 
-# The names docs/validity_tables.py and docs/validity_study.py import from here.
-_nan_to_none = finite_json
-_csv = csv_text
 
 
 def _fmt(cell, points=False):

@@ -481,3 +481,16 @@ def provenance(output, code) -> dict:
             "python": platform.python_version(), "numpy": np.__version__,
             "scikit-learn": sklearn.__version__, "torch": torch.__version__,
             "transformers": transformers.__version__}
+
+
+def one_thread_worker():
+    """A study's worker process initializer: torch, OpenMP and BLAS on one thread each, so
+    that two workers on two cores do not spin against each other."""
+    import os
+
+    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
