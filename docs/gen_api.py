@@ -50,7 +50,7 @@ SECTIONS = {
                          partitions.feature_scale, study.replicate_metrics,
                          study.task_interval, study.summarize, study.rule_a, study.rule_b,
                          study.leave_one_dataset_out, study.paper_protocol,
-                         prescreen.run_prescreen, prescreen.rule_c],
+                         prescreen.run_prescreen, prescreen.recommend],
 }
 PATH = Path(__file__).with_name("api.md")
 

@@ -1,7 +1,7 @@
 """The tables of docs/lora.md.
 
-Section 2 (the first study): rule C's constants and its tables, from a prescreen's
-``prescreen.json``::
+Section 2 (the first study, whose rule C the command no longer uses): its constants and
+tables, from that study's ``prescreen.json``::
 
     python docs/lora_tables.py docs/lora/prescreen.json > tables.md
 
@@ -17,14 +17,39 @@ from pathlib import Path
 
 import numpy as np
 
-from sklearn_ntps.prescreen import VARIANTS, Prescreen, fit_rule
+from sklearn_ntps.scoring import VARIANTS
+
+
+def first_study_spearman(rows, variant, n_boot=2000, seed=0) -> dict:
+    """Section 2's Spearman(NTPS before, gain) with its percentile bootstrap over the tasks,
+    as the first study computed it (kept so that its numbers regenerate)."""
+    from sklearn_ntps.study import spearman
+
+    x = np.array([r[f"ntps_{variant}_before"] for r in rows])
+    g = np.array([r["gain"] for r in rows])
+    draws = np.random.default_rng(seed).integers(0, len(rows), (n_boot, len(rows)))
+    boot = np.array([spearman(x[i], g[i]) for i in draws])
+    low, high = np.percentile(boot[np.isfinite(boot)], [2.5, 97.5])
+    return {"estimate": spearman(x, g), "low": float(low), "high": float(high)}
+
+
+def first_study_rule(rows) -> dict:
+    """Rule C of section 2: the variant with the more negative Spearman, its line
+    gain = intercept + slope * NTPS, and whether Spearman's interval lies below zero."""
+    rhos = {v: first_study_spearman(rows, v) for v in VARIANTS}
+    variant = min(VARIANTS, key=lambda v: (rhos[v]["estimate"], VARIANTS.index(v)))
+    slope, intercept = np.polyfit([r[f"ntps_{variant}_before"] for r in rows],
+                                  [r["gain"] for r in rows], 1)
+    rho = rhos[variant]
+    return {"variant": variant, "intercept": float(intercept), "slope": float(slope),
+            "rho": rho["estimate"], "low": rho["low"], "high": rho["high"],
+            "n_tasks": len(rows), "significant": bool(rho["high"] < 0)}
 
 
 def main(path):
     with open(path) as f:
         data = json.load(f)
-    study = Prescreen(model=data["model"], rows=data["rows"])
-    rows = [r for r in study.rows if r.get("gain") is not None]
+    rows = [r for r in data["rows"] if r.get("gain") is not None]
     print("| task | n train / test | NTPS_w before | after | NTPS_p before | after | probe | "
           "LoRA | gain (points) |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -40,12 +65,11 @@ def main(path):
           "median change |")
     print("|---|---|---|---|")
     for v in VARIANTS:
-        rho = study.spearman(v)
+        rho = first_study_spearman(rows, v)
         change = np.array([r[f"ntps_{v}_after"] - r[f"ntps_{v}_before"] for r in rows])
         print(f"| {v} | {rho['estimate']:+.2f} [{rho['low']:+.2f}, {rho['high']:+.2f}] | "
               f"{int((change > 0).sum())} of {len(rows)} | {np.median(change):+.3f} |")
-    rule = fit_rule(study)
-    print("\nRule C:", json.dumps(rule))
+    print("\nRule C:", json.dumps(first_study_rule(rows)))
 
 
 # ============================================================================= study v2
@@ -296,9 +320,61 @@ def write_tables(folder, plan=None):
             "paper_range": PAPER_RANGE}
     write_atomic(folder / "study.json", json_text(data))
     write_atomic(folder / "tables.md", "\n".join(md) + "\n")
+    write_atomic(folder / "study.png", plot_study(data))
     print("\n".join(md))
     return data
 
+
+
+def plot_study(data) -> bytes:
+    """The gain against each predictor (eligible rows filled, the others hollow, one marker per
+    model, the rule's line on its predictor) and NTPS's rise after LoRA with its block interval.
+    Drawn from ``study.json`` only, after the analysis: it shows the numbers, it decides nothing."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    rows, rule = data["rows"], data["rule"]
+    models = sorted({r["model"] for r in rows})
+    fig = Figure(figsize=(16, 8.5), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
+    for ax, p in zip(axes, PREDICTORS):
+        for model, marker in zip(models, "os^D"):
+            for eligible in (1, 0):
+                sel = [r for r in rows if r["model"] == model and r["eligible"] == eligible]
+                ax.scatter([r[p] for r in sel], [r["gain"] for r in sel], marker=marker,
+                           facecolors="tab:blue" if eligible else "none", edgecolors="tab:blue",
+                           label=f"{model}{'' if eligible else ' (not eligible)'}")
+        if rule.get("predictor") == p and np.isfinite(rule.get("slope", np.nan)):
+            x = np.array([r[p] for r in rows if r["eligible"]])
+            if x.size:
+                grid = np.linspace(x.min(), x.max(), 2)
+                ax.plot(grid, rule["intercept"] + rule["slope"] * grid, "k--", lw=1,
+                        label="the rule's line")
+        c, err = data["correlations"][p]["spearman"], data["leave_one_task_out"][p]["mae"]
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set(xlabel=p, ylabel="gain of LoRA over the probe (points)",
+               title=f"Spearman {_cell(c)}; held-out error {err:.1f} points")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="x-small")
+    ax = axes[-1]
+    rises = data["rise"]
+    y = np.arange(len(rises))
+    est = np.array([r["estimate"] for r in rises])
+    ax.errorbar(est, y, xerr=[est - np.array([r["low"] for r in rises]),
+                              np.array([r["high"] for r in rises]) - est],
+                fmt="o", color="tab:green", ms=3, lw=0.8)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y, [f"{r['task']} / {r['model'][:8]}" for r in rises], fontsize="xx-small")
+    ax.set(xlabel="NTPS after LoRA - before (mean over 5 blocks, 95% t interval)",
+           title=f"NTPS rose: interval above 0 for {data['rise_above_zero']} of {len(rises)}")
+    ax.grid(alpha=0.3)
+    fig.suptitle("LoRA study v2: does a score of the frozen model predict LoRA's gain? "
+                 f"({sum(r['eligible'] for r in rows):.0f} eligible rows of {len(rows)})",
+                 fontsize="medium")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
 
 
 def _table(header, rows):

@@ -107,24 +107,31 @@ def _parser():
     _add_dask_options(rep)
     pre = sub.add_parser(
         "lora-prescreen",
-        help="Will LoRA fine-tuning pay off? NTPS before and after, probe, LoRA and the gain.",
+        help="Will LoRA fine-tuning pay off? The frozen model's scores, the probe, the "
+        "recommendation and, unless --no-lora, LoRA's measured gain.",
         description="For each data set (and, with --subtasks, the 5-class sub-tasks of the "
-        "intent sets): NTPS on the training texts, the test accuracy of a frozen linear probe "
-        "and, unless --no-lora, of a LoRA fine-tune (rank 32, alpha 32, dropout 0.05 on the "
-        "attention projections), the gain, and NTPS after LoRA; Spearman(NTPS, gain) across "
-        "tasks with a bootstrap interval, and rule C's recommendation (docs/lora.md). Writes "
-        "prescreen.csv, prescreen.json and prescreen.png.",
+        "intent sets) or your own --data: NTPS and the peers on the training texts, the test "
+        "accuracy of a frozen linear probe, the gain the LoRA study v2 (docs/lora.md section 4) "
+        "predicts from the score that predicted it best there, and its recommendation; unless "
+        "--no-lora, the test accuracy of a LoRA fine-tune (HFLoRAClassifier's recipe), the "
+        "measured gain and NTPS after LoRA. Writes prescreen.csv, prescreen.json and "
+        "prescreen.png.",
     )
     pre.add_argument("--model", default="SmolLM2-135M", metavar="NAME_OR_PATH")
     pre.add_argument("--dataset", action="append",
-                     help="as for report; repeat for several (default: banking77)")
+                     help="as for report; repeat for several (default: banking77, unless "
+                     "--data)")
+    _add_data_options(pre, required=False)
+    pre.add_argument("--test-data", metavar="FILE",
+                     help="with --data: the test texts (same columns); without it, a "
+                     "stratified --n-test of --data's rows (at most a fifth) is held out")
     pre.add_argument("--subtasks", action="store_true",
                      help="add 4 disjoint 5-class sub-tasks of each intent set (banking77, "
                      "clinc150), drawn with seed 0, as docs/lora.md's study does")
     pre.add_argument("--n-train", type=int, default=500)
     pre.add_argument("--n-test", type=int, default=300)
     pre.add_argument("--no-lora", action="store_true",
-                     help="NTPS and the probe only, and rule C's recommendation")
+                     help="the frozen model's scores, the probe and the recommendation only")
     pre.add_argument("--max-steps", type=int, default=None,
                      help="LoRA's optimizer steps (default: HFLoRAClassifier's)")
     pre.add_argument("--learning-rate", type=float, default=None,
@@ -351,10 +358,12 @@ def _prescreen(args):
         _require_matplotlib()
     if not args.no_lora:
         optional_import("peft", "lora", "LoRA fine-tuning", check_only=True)
-    folder = check_writable(args.output_dir)
-    resolve_model(args.model)
-    names = list(dict.fromkeys(args.dataset or ["banking77"]))
+    names = list(dict.fromkeys(args.dataset or ([] if args.data else ["banking77"])))
     tasks = {}
+    if args.test_data is not None and args.data is None:
+        raise ValueError("--test-data needs --data, the training texts.")
+    if args.data is not None:
+        tasks[Path(args.data).name] = _user_split(args, train_test_split)
     for name in names:
         full = [load_dataset(name, split=split) for split in ("train", "test")]
         data = (full[0].data, full[0].target, full[1].data, full[1].target)
@@ -365,6 +374,8 @@ def _prescreen(args):
     for name, (X_tr, y_tr, X_te, y_te) in tasks.items():
         tasks[name] = (*_subsample(X_tr, y_tr, args.n_train, args.random_state, train_test_split),
                        *_subsample(X_te, y_te, args.n_test, args.random_state, train_test_split))
+    resolve_model(args.model)
+    folder = check_writable(args.output_dir)  # after the data: a bad file leaves no folder
     start = time.perf_counter()
     result = run_prescreen(
         args.model, tasks, run_lora=not args.no_lora,
@@ -385,6 +396,18 @@ def _prescreen(args):
     print(f"Wrote {', '.join(str(folder / n) for n in files)} in "
           f"{time.perf_counter() - start:.0f} s.")
     return 0
+
+
+def _user_split(args, split):
+    """``--data`` (and ``--test-data``) as ``(X_train, y_train, X_test, y_test)``: without a
+    test file, a stratified ``--n-test`` of the rows (a fifth if there are fewer) is held out."""
+    X, y = _load_table(args, args.data)
+    if args.test_data is not None:
+        return (X, y, *_load_table(args, args.test_data))
+    n_test = min(args.n_test, len(X) // 5) if args.n_test is not None else len(X) // 5
+    X_train, X_test, y_train, y_test = split(X, y, test_size=n_test, stratify=y,
+                                             random_state=args.random_state)
+    return X_train, y_train, X_test, y_test
 
 
 def _subsample(X, y, n, random_state, split):

@@ -1,9 +1,12 @@
-"""Will LoRA pay off? NTPS before and after fine-tuning, the gain, and rule C of docs/lora.md.
+"""Will LoRA pay off? The frozen model's scores, the probe, LoRA and the gain, and the
+recommendation rule of docs/lora.md section 4 (study v2).
 
-For each task: NTPS (both variants) on the training texts with the base
-weights, a frozen linear probe and an :class:`~sklearn_ntps.lora.HFLoRAClassifier`
-scored on the test texts, and NTPS again on the merged LoRA weights. Across
-tasks: Spearman(NTPS before, gain) with a bootstrap interval over tasks.
+For each task: NTPS and the peers on the training texts with the base
+weights (on the probe's footing, as the study measured them), a frozen
+linear probe and its headroom (1 - held-out accuracy), the gain predicted
+by the bundled rule :data:`RULE`, and, when LoRA runs, an
+:class:`~sklearn_ntps.lora.HFLoRAClassifier` scored on the test texts, the
+measured gain and NTPS again on the merged LoRA weights.
 """
 
 from __future__ import annotations
@@ -15,20 +18,14 @@ import numpy as np
 
 from . import study
 from ._utils import csv_text, json_text
-from .estimators import NTPSScorer
-from .scorers import default_probe
-from .scoring import VARIANTS
 
-# Rule C of docs/lora.md, fitted on the bundled study (SmolLM2-135M, 13 tasks,
-# 2026-11-29; docs/lora/prescreen.json, `python docs/lora_tables.py` prints it):
-# the variant with the more negative Spearman, the line gain = intercept + slope
-# * NTPS, and Spearman's 95% interval. It straddles zero, so the rule recommends
-# nothing from NTPS; the constants are kept so the command can say why.
-RULE_C = {
-    "variant": "paper", "intercept": -0.12667, "slope": 0.29396,
-    "rho": -0.23205, "low": -0.67981, "high": 0.33769, "n_tasks": 13, "significant": False,
-}
+PEERS = ("logme", "knn", "ridge_loo")
+PREDICTORS = ("ntps", *PEERS, "headroom")
 WORTH_IT_POINTS = 2.0
+# The rule of docs/lora.md section 4, fitted by the LoRA study v2 (docs/lora_v2/study.json;
+# rule_from_study() rebuilds it, and a test holds the two equal). Filled in from the study's
+# results commit; None until then.
+RULE = None
 
 
 @dataclass
@@ -39,43 +36,49 @@ class Prescreen:
     rows: list = field(default_factory=list)
     rule: dict | None = None
 
-    def spearman(self, variant, n_boot=2000, seed=0) -> dict:
-        """Spearman(NTPS before, gain) across tasks, with a percentile bootstrap over tasks."""
+    def spearman(self, predictor="ntps", n_boot=2000, seed=0) -> dict:
+        """Spearman(predictor, gain) across this run's tasks, with a 95% interval from a
+        bootstrap over the tasks: the estimate +- t(n - 1) times the bootstrap standard error,
+        clipped to [-1, 1] (few tasks: the normal quantile would be too narrow)."""
+        from scipy.stats import t as student_t
+
         rows = [r for r in self.rows if r.get("gain") is not None]
-        x = np.array([r[f"ntps_{variant}_before"] for r in rows])
-        g = np.array([r["gain"] for r in rows])
+        x = np.array([r[predictor] for r in rows], dtype=float)
+        g = np.array([r["gain"] for r in rows], dtype=float)
         out = {"n_tasks": len(rows), "estimate": study.spearman(x, g), "low": np.nan,
                "high": np.nan}
-        if len(rows) >= 4:
-            rng = np.random.default_rng(seed)
-            draws = rng.integers(0, len(rows), (n_boot, len(rows)))
-            boot = [study.spearman(x[i], g[i]) for i in draws]
-            boot = np.array(boot)[np.isfinite(boot)]
-            if boot.size:
-                out["low"], out["high"] = np.percentile(boot, [2.5, 97.5])
+        if len(rows) >= 4 and np.isfinite(out["estimate"]):
+            draws = np.random.default_rng(seed).integers(0, len(rows), (n_boot, len(rows)))
+            boot = np.array([study.spearman(x[i], g[i]) for i in draws])
+            boot = boot[np.isfinite(boot)]
+            if boot.size >= 2:
+                half = student_t.ppf(0.975, len(rows) - 1) * boot.std(ddof=1)
+                out["low"] = max(out["estimate"] - half, -1.0)
+                out["high"] = min(out["estimate"] + half, 1.0)
         return out
 
     def to_text(self) -> str:
-        head = (f"{'task':<28} {'NTPS_w':>7} {'->':>2} {'after':>6} {'NTPS_p':>7} {'after':>6} "
-                f"{'probe':>6} {'LoRA':>6} {'gain':>6}  recommendation")
-        lines = [f"LoRA prescreening, {self.model}", head]
+        keys = ("ntps", "ntps_after", "logme", "probe_accuracy", "predicted_gain",
+                "lora_accuracy", "gain")
+        head = (f"{'task':<26} {'NTPS':>6} {'after':>6} {'LogME':>7} {'probe':>6} "
+                f"{'pred.':>6} {'LoRA':>6} {'gain':>6}  recommendation")
+        lines = [f"LoRA prescreening, {self.model} (gains in accuracy points)", head]
         for r in self.rows:
-            cells = [_cell(r.get(k)) for k in ("ntps_whitened_before", "ntps_whitened_after",
-                                              "ntps_paper_before", "ntps_paper_after",
-                                              "probe_accuracy", "lora_accuracy", "gain")]
-            lines.append(f"{r['task'][-28:]:<28} {cells[0]:>7}    {cells[1]:>6} {cells[2]:>7} "
+            cells = [_cell(r.get(k), "{:+.1f}" if k in ("gain", "predicted_gain") else "{:.3f}")
+                     for k in keys]
+            lines.append(f"{r['task'][-26:]:<26} {cells[0]:>6} {cells[1]:>6} {cells[2]:>7} "
                          f"{cells[3]:>6} {cells[4]:>6} {cells[5]:>6} {cells[6]:>6}  "
                          f"{r['recommendation']}")
-        for variant in VARIANTS:
-            rho = self.spearman(variant)
+        for predictor in dict.fromkeys(("ntps", (self.rule or {}).get("predictor") or "ntps")):
+            rho = self.spearman(predictor)
             if np.isfinite(rho["estimate"]):
-                lines.append(f"Spearman(NTPS_{variant} before, gain) over {rho['n_tasks']} tasks: "
+                lines.append(f"Spearman({predictor}, gain) over these {rho['n_tasks']} tasks: "
                              f"{rho['estimate']:+.2f} [{rho['low']:+.2f}, {rho['high']:+.2f}]")
         lines.append(rule_text(self.rule))
         return "\n".join(lines)
 
     def to_json(self) -> str:
-        rhos = {v: self.spearman(v) for v in VARIANTS}
+        rhos = {p: self.spearman(p) for p in PREDICTORS}
         data = {"model": self.model, "rows": self.rows, "spearman": rhos, "rule": self.rule}
         return json_text(data)
 
@@ -83,78 +86,101 @@ class Prescreen:
         return csv_text(list(dict.fromkeys(k for r in self.rows for k in r)), self.rows)
 
 
-def rule_c(ntps_by_variant: dict, rule="bundled") -> tuple[str, float | None]:
-    """Rule C of docs/lora.md: ``("LoRA likely worth it" | "LoRA likely not worth it" |
-    "no evidence from NTPS", predicted gain)``.
+def recommend(scores: dict, rule="bundled") -> tuple[str, float | None]:
+    """The recommendation of docs/lora.md section 4 for one task.
 
     Parameters
     ----------
-    ntps_by_variant : dict
-        NTPS of the task's training texts with the base weights, per variant.
+    scores : dict
+        The task's predictors before LoRA: ``"ntps"``, the peers (``"logme"``,
+        ``"knn"``, ``"ridge_loo"``) on the probe's footing, and ``"headroom"``
+        (1 - the frozen probe's held-out accuracy). Only the rule's predictor
+        is read.
     rule : dict, "bundled" or None, default="bundled"
-        A :func:`fit_rule` dict, ``"bundled"`` (:data:`RULE_C`, the bundled
-        study's) or None (no rule).
+        A :func:`rule_from_study` dict, ``"bundled"`` (:data:`RULE`) or None.
 
     Returns
     -------
     label : str
+        "LoRA likely worth it" (a predicted gain of :data:`WORTH_IT_POINTS` or
+        more), "LoRA likely not worth it", or, when the study found nothing that
+        predicts the gain better than the mean gain, "gain not predictable".
     predicted_gain : float or None
-        In accuracy points; None when the rule's Spearman is not below zero.
+        In accuracy points.
 
     Examples
     --------
-    >>> from sklearn_ntps.prescreen import rule_c
-    >>> rule_c({"whitened": 0.4, "paper": 0.6})  # the bundled study's interval straddles 0
-    ('no evidence from NTPS', None)
-    >>> rule = {"variant": "paper", "intercept": 0.1, "slope": -0.1, "significant": True}
-    >>> rule_c({"whitened": 0.4, "paper": 0.5}, rule)
-    ('LoRA likely worth it', 5.0)
+    >>> from sklearn_ntps.prescreen import recommend
+    >>> rule = {"predictor": "headroom", "intercept": -1.0, "slope": 20.0,
+    ...         "beats_mean_gain": True}
+    >>> recommend({"ntps": 0.4, "headroom": 0.25}, rule)
+    ('LoRA likely worth it', 4.0)
+    >>> recommend({"ntps": 0.4, "headroom": 0.1}, rule)
+    ('LoRA likely not worth it', 1.0)
+    >>> recommend({"ntps": 0.4, "headroom": 0.1}, {**rule, "beats_mean_gain": False})
+    ('gain not predictable', None)
     """
     rule = _resolve_rule(rule)
-    if rule is None or not rule.get("significant"):
-        return "no evidence from NTPS", None
-    predicted = 100 * (rule["intercept"] + rule["slope"] * ntps_by_variant[rule["variant"]])
+    if rule is None or not rule.get("beats_mean_gain"):
+        return "gain not predictable", None
+    predicted = float(rule["intercept"] + rule["slope"] * scores[rule["predictor"]])
     label = "LoRA likely worth it" if predicted >= WORTH_IT_POINTS else "LoRA likely not worth it"
-    return label, float(predicted)
+    return label, predicted
 
 
 def rule_text(rule) -> str:
     """What the recommendation rests on, in one paragraph."""
+    rule = _resolve_rule(rule)
     if rule is None:
-        return ("Rule C (docs/lora.md): no fitted rule is available, so NTPS recommends nothing; "
-                "run LoRA to measure the gain.")
-    head = (f"Rule C (docs/lora.md), from the bundled study ({rule['n_tasks']} tasks): "
-            f"Spearman(NTPS_{rule['variant']}, gain) = {rule['rho']:+.2f} "
-            f"[{rule['low']:+.2f}, {rule['high']:+.2f}]")
-    line = f"gain = {100 * rule['intercept']:+.1f} {100 * rule['slope']:+.1f} x NTPS points"
-    if not rule["significant"]:
-        return (f"{head}, not below zero: NTPS gave no evidence about LoRA's gain, so nothing "
-                f"is recommended from it (the fitted line, {line}, is not used); run LoRA to "
-                "measure the gain.")
-    return (f"{head}, below zero; predicted {line}; 'worth it' from "
+        return ("No fitted rule is available, so nothing is recommended; run LoRA (without "
+                "--no-lora) to measure the gain.")
+    study_ = (f"In the LoRA study v2 (docs/lora.md section 4; {rule['n_tasks']} tasks, "
+              f"{rule['n_rows']} (task, model) rows on {', '.join(rule['models'])}), ")
+    errors = (f"leave-one-task-out error {rule['mae']:.1f} points, against "
+              f"{rule['headroom_mae']:.1f} for headroom and {rule['mean_gain_mae']:.1f} for the "
+              "mean gain")
+    if not rule["beats_mean_gain"]:
+        return (study_ + f"no predictor beat the mean gain of the other tasks (the best, "
+                f"{rule['predictor']}: {errors}): the gain could not be predicted from the "
+                "frozen model, so nothing is recommended. The study's gains: median "
+                f"{rule['gain_median']:+.1f} points, from {rule['gain_min']:+.1f} to "
+                f"{rule['gain_max']:+.1f}. To measure the gain, run LoRA (without --no-lora).")
+    line = f"gain = {rule['intercept']:+.1f} {rule['slope']:+.1f} x {rule['predictor']} points"
+    if rule["predictor"] == "headroom":
+        return (study_ + "no score of the frozen model (NTPS or a peer) predicted the gain "
+                f"better than headroom (1 - the probe's held-out accuracy): {errors}. The "
+                f"recommendation reads headroom only, {line}; NTPS is printed for "
+                f"information. 'Worth it' from {WORTH_IT_POINTS:.0f} points.")
+    diff = rule["difference_from_headroom"]
+    return (study_ + f"{rule['predictor']} predicted the gain best: {errors}, "
+            f"{-diff['estimate']:.1f} [{-diff['high']:.1f}, {-diff['low']:.1f}] points less than"
+            f" headroom's. The recommendation reads {line}. 'Worth it' from "
             f"{WORTH_IT_POINTS:.0f} points.")
 
 
-def fit_rule(prescreen: Prescreen) -> dict:
-    """Rule C's constants from a finished study: the variant, the line and its interval."""
-    rhos = {v: prescreen.spearman(v) for v in VARIANTS}
-    variant = min(VARIANTS, key=lambda v: (rhos[v]["estimate"], VARIANTS.index(v)))
-    rows = [r for r in prescreen.rows if r.get("gain") is not None]
-    x = np.array([r[f"ntps_{variant}_before"] for r in rows])
-    slope, intercept = np.polyfit(x, [r["gain"] for r in rows], 1)
-    rho = rhos[variant]
-    return {"variant": variant, "intercept": float(intercept), "slope": float(slope),
-            "rho": rho["estimate"], "low": rho["low"], "high": rho["high"],
-            "n_tasks": len(rows), "significant": bool(rho["high"] < 0)}
+def rule_from_study(data: dict) -> dict:
+    """The constants of :data:`RULE` from the study's ``study.json`` (docs/lora_tables.py):
+    the chosen predictor, its line on every eligible row, the errors, and the gains."""
+    rule, eligible = data["rule"], [r for r in data["rows"] if r["eligible"]]
+    gains = np.array([r["gain"] for r in eligible], dtype=float)
+    keep = ("predictor", "intercept", "slope", "mae", "headroom_mae", "mean_gain_mae",
+            "beats_headroom", "beats_mean_gain")
+    diff = rule["difference_from_headroom"]
+    return {**{k: rule[k] for k in keep},
+            "difference_from_headroom": {k: float(diff[k]) for k in ("estimate", "low", "high")},
+            "n_rows": len(eligible), "n_tasks": len({r["task"] for r in eligible}),
+            "models": sorted({r["model"] for r in eligible}),
+            "gain_median": float(np.median(gains)), "gain_min": float(gains.min()),
+            "gain_max": float(gains.max())}
 
 
 def _resolve_rule(rule):
-    return RULE_C if isinstance(rule, str) and rule == "bundled" else rule
+    return RULE if isinstance(rule, str) and rule == "bundled" else rule
 
 
 def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundled",
                   embedding_params=None, max_length=128, progress=True) -> Prescreen:
-    """NTPS before (and after) LoRA, the frozen probe, LoRA and the gain, for each task.
+    """The frozen model's scores, the probe, the recommendation, and LoRA's gain, per task.
 
     Parameters
     ----------
@@ -163,26 +189,33 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
     tasks : dict
         ``name -> (X_train, y_train, X_test, y_test)``.
     run_lora : bool, default=True
-        False scores NTPS and the probe only, and recommends by rule C.
+        False scores the frozen model and the probe only, and recommends.
     lora_params : dict, default=None
-        :class:`~sklearn_ntps.lora.HFLoRAClassifier` parameters (the protocol's by default).
+        :class:`~sklearn_ntps.lora.HFLoRAClassifier` parameters (its defaults,
+        the study's recipe, otherwise).
     rule : dict, "bundled" or None, default="bundled"
-        Rule C's constants; "bundled" is :data:`RULE_C`, the bundled study's.
+        The recommendation rule; "bundled" is :data:`RULE`, the study's.
     embedding_params : dict, default=None
-        :class:`~sklearn_ntps.HFEmbeddingTransformer` parameters of NTPS and the probe.
+        :class:`~sklearn_ntps.HFEmbeddingTransformer` parameters of the scores
+        and the probe.
     max_length : int, default=128
-        The truncation of NTPS, the probe and LoRA alike (so it is not in
-        ``lora_params`` or ``embedding_params``): the gain compares them on
+        The truncation of the scores, the probe and LoRA alike (so it is not
+        in ``lora_params`` or ``embedding_params``): the gain compares them on
         the same tokens.
     progress : bool, default=True
 
     Returns
     -------
     Prescreen
+        One row per task: ``ntps`` and the peers (last layer, base weights, on
+        the probe's footing), ``probe_accuracy``, ``headroom``,
+        ``predicted_gain`` and ``recommendation``; with LoRA, ``lora_accuracy``,
+        ``gain`` (in points), ``ntps_after`` (merged weights) and ``ntps_rise``.
     """
     from sklearn.base import clone
 
     from .embedding import HFEmbeddingTransformer
+    from .scorers import default_probe
 
     if "max_length" in {**(lora_params or {}), **(embedding_params or {})}:
         raise ValueError("Pass max_length to run_prescreen itself: NTPS, the probe and LoRA "
@@ -193,12 +226,12 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
     for name, (X_train, y_train, X_test, y_test) in tasks.items():
         row = {"task": name, "n_train": len(X_train), "n_test": len(X_test)}
         before = HFEmbeddingTransformer(model_name_or_path=model, output="tokens", **params)
-        row.update(_ntps(before.fit_transform(X_train), y_train, "before"))
+        row.update(_scores(before.fit_transform(X_train), y_train, ("ntps", *PEERS)))
         pooled = HFEmbeddingTransformer(model_name_or_path=model, **params).fit()
         probe = clone(default_probe()).fit(pooled.transform(X_train), y_train)
         row["probe_accuracy"] = float(probe.score(pooled.transform(X_test), y_test))
-        row["recommendation"], row["predicted_gain"] = rule_c(
-            {v: row[f"ntps_{v}_before"] for v in VARIANTS}, rule)
+        row["headroom"] = 1.0 - row["probe_accuracy"]
+        row["recommendation"], row["predicted_gain"] = recommend(row, rule)
         if run_lora:
             from .lora import HFLoRAClassifier
 
@@ -206,57 +239,61 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
                                     max_length=max_length,
                                     **(lora_params or {})).fit(X_train, y_train)
             row["lora_accuracy"] = float(lora.score(X_test, y_test))
-            row["gain"] = row["lora_accuracy"] - row["probe_accuracy"]
+            row["gain"] = 100 * (row["lora_accuracy"] - row["probe_accuracy"])
             after = HFEmbeddingTransformer(model_name_or_path=lora, output="tokens", **params)
-            row.update(_ntps(after.fit_transform(X_train), y_train, "after"))
+            row["ntps_after"] = _scores(after.fit_transform(X_train), y_train, ("ntps",))["ntps"]
+            row["ntps_rise"] = row["ntps_after"] - row["ntps"]
             row["lora_fit_seconds"] = float(getattr(lora, "fit_time_", np.nan))
         out.rows.append(row)
     return out
 
 
-def _ntps(moments, y, when):
-    return {f"ntps_{v}_{when}": float(NTPSScorer(variant=v).fit(moments, y).ntps_)
-            for v in VARIANTS}
+def _scores(moments, y, names):
+    """The scores of ``names`` on the probe's footing (each feature divided by its sd over
+    these texts), as the study measured its predictors."""
+    from .scorers import default_scorers, fit_scores, on_probe_footing
+
+    scorers = default_scorers()
+    footed, _ = on_probe_footing([moments])
+    return fit_scores({n: scorers[n] for n in names}, footed, y)
 
 
-def _cell(value):
-    return "" if value is None else f"{value:.3f}"
+def _cell(value, fmt="{:.3f}"):
+    return "" if value is None else fmt.format(value)
 
 
 def plot_prescreen(prescreen: Prescreen) -> bytes:
-    """NTPS before LoRA against the gain (one panel per variant), and NTPS before vs after."""
+    """The rule's predictor against the measured gain (with the study's line), and NTPS
+    before against after LoRA."""
     from matplotlib.figure import Figure
 
     rows = [r for r in prescreen.rows if r.get("gain") is not None]
-    fig = Figure(figsize=(15, 4.4), layout="constrained")
-    axes = fig.subplots(1, 3)
-    for ax, variant in zip(axes, VARIANTS):
-        x = np.array([r[f"ntps_{variant}_before"] for r in rows])
-        g = 100 * np.array([r["gain"] for r in rows])
-        ax.scatter(x, g, color="tab:blue")
-        for r, xi, gi in zip(rows, x, g):
-            ax.annotate(r["task"][-18:], (xi, gi), fontsize="xx-small", alpha=0.7)
-        if len(rows) >= 2 and np.ptp(x) > 0:
-            slope, intercept = np.polyfit(x, g, 1)
-            grid = np.linspace(x.min(), x.max(), 2)
-            ax.plot(grid, intercept + slope * grid, "k--", lw=1)
-        rho = prescreen.spearman(variant)
-        ax.axhline(WORTH_IT_POINTS, color="tab:orange", lw=0.8)
-        ax.set(xlabel=f"NTPS ({variant}) before LoRA",
-               ylabel="LoRA gain over frozen probe (points)",
-               title=f"ρ = {rho['estimate']:+.2f} [{rho['low']:+.2f}, {rho['high']:+.2f}]")
-        ax.grid(alpha=0.3)
-    for variant, marker in zip(VARIANTS, "os"):
-        before = [r[f"ntps_{variant}_before"] for r in rows]
-        after = [r[f"ntps_{variant}_after"] for r in rows]
-        axes[2].scatter(before, after, marker=marker, label=variant)
-    axes[2].axline((0, 0), slope=1, color="k", lw=0.8)
-    axes[2].set(xlabel="NTPS before LoRA", ylabel="NTPS after LoRA (merged weights)",
+    rule = prescreen.rule or {}
+    predictor = rule.get("predictor") or "ntps"
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    x = np.array([r[predictor] for r in rows])
+    g = np.array([r["gain"] for r in rows])
+    axes[0].scatter(x, g, color="tab:blue", label="these tasks")
+    for r, xi, gi in zip(rows, x, g):
+        axes[0].annotate(r["task"][-18:], (xi, gi), fontsize="xx-small", alpha=0.7)
+    if rule.get("beats_mean_gain") and len(rows):
+        grid = np.linspace(x.min(), x.max(), 2) if np.ptp(x) > 0 else x[0] + np.array([-0.05, 0.05])
+        axes[0].plot(grid, rule["intercept"] + rule["slope"] * grid, "k--", lw=1,
+                     label=f"the study's line (error {rule['mae']:.1f} points)")
+    axes[0].axhline(WORTH_IT_POINTS, color="tab:orange", lw=0.8, label="'worth it'")
+    rho = prescreen.spearman(predictor)
+    axes[0].set(xlabel=f"{predictor} before LoRA", ylabel="LoRA gain over the probe (points)",
+                title=f"Spearman {rho['estimate']:+.2f} over {len(rows)} tasks")
+    axes[0].legend(fontsize="small")
+    before = [r["ntps"] for r in rows]
+    axes[1].scatter(before, [r["ntps_after"] for r in rows], color="tab:green")
+    axes[1].axline((0, 0), slope=1, color="k", lw=0.8)
+    axes[1].set(xlabel="NTPS before LoRA", ylabel="NTPS after LoRA (merged weights)",
                 title="above the line: NTPS rose")
-    axes[2].legend(fontsize="small")
-    axes[2].grid(alpha=0.3)
-    fig.suptitle(f"LoRA prescreening, {prescreen.model}, {len(rows)} tasks; orange line: "
-                 f"'worth it' from {WORTH_IT_POINTS:.0f} points", fontsize="medium")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"LoRA prescreening, {prescreen.model}", fontsize="medium")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()

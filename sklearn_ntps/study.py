@@ -319,7 +319,7 @@ def rule_b(rows, candidates, *, n_boot=N_BOOT) -> dict:
     "regret", "wins"}`` (``tied``: every candidate with the pick's regret, the
     pick first); ``separated`` is True only when the 95% task interval of the
     paired regret difference with every other candidate lies above zero.
-    The LoRA prescreen's rule is :func:`sklearn_ntps.prescreen.rule_c`.
+    The LoRA prescreen's rule is :func:`sklearn_ntps.prescreen.recommend`.
 
     Examples
     --------

@@ -105,6 +105,25 @@ def test_leave_one_task_out_and_the_decision(tables):
     assert tables.decide(rows, loto)["predictor"] == "headroom"
 
 
+def test_the_decision_becomes_what_lora_prescreen_says(tables):
+    from sklearn_ntps.prescreen import recommend, rule_from_study, rule_text
+
+    rows = [{"task": f"t{t}", "source": f"s{t % 3}", "model": f"m{m}", "eligible": t != 5,
+             "logme": t + 0.1 * m, "ntps": 0.5, "knn": 0.5, "ridge_loo": 0.5,
+             "headroom": 0.1 * (t % 2), "probe_accuracy": 0.7, "gain": 1.0 + 2.0 * (t + 0.1 * m)}
+            for t in range(6) for m in range(2)]
+    eligible = [r for r in rows if r["eligible"]]
+    loto = {p: tables.leave_one_task_out(eligible, p) for p in tables.PREDICTORS}
+    loto["mean gain"] = tables.leave_one_task_out(eligible, None)
+    rule = rule_from_study({"rule": tables.decide(eligible, loto), "rows": rows})
+    assert rule["predictor"] == "logme" and rule["n_rows"] == 10 and rule["n_tasks"] == 5
+    assert rule["models"] == ["m0", "m1"] and rule["gain_max"] == pytest.approx(9.2)
+    assert recommend({"logme": 1.0}, rule) == ("LoRA likely worth it", pytest.approx(3.0))
+    assert recommend({"logme": 0.25}, rule) == ("LoRA likely not worth it", pytest.approx(1.5))
+    assert "logme predicted the gain best" in rule_text(rule)
+    json.dumps(rule)  # it is written into prescreen.json
+
+
 def test_choose_groups(study):
     centroids = [[1, 0, 0], [0.99, 0.14, 0], [0.9, 0.43, 0], [0, 1, 0.1], [0.1, 1, 0],
                  [0, 0, -1], [0, -0.5, -1]]
@@ -136,6 +155,7 @@ def test_a_dry_run_writes_every_table(study, tables, tiny_llama, tmp_path, capsy
     assert {r["n_train"] for r in rows} == {30.0, 20.0}  # trec, rotten_tomatoes, 5 x 6
     data = json.loads((tmp_path / "study.json").read_text())
     assert set(data["correlations"]) == set(tables.PREDICTORS)
+    assert (tmp_path / "study.png").read_bytes().startswith(b"\x89PNG")
     assert data["rule"]["predictor"] in tables.PREDICTORS
     assert data["correlations"]["ntps"]["spearman"]["n_clusters"] == 3
     meta = json.loads(next((tmp_path / "rows").glob("*.json")).read_text())

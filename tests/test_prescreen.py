@@ -1,4 +1,4 @@
-"""LoRA prescreening: the statistics and rule C, the command, and (with peft) a run end to end."""
+"""LoRA prescreening: the recommendation rule, the command, and (with peft) a run end to end."""
 
 import json
 
@@ -8,58 +8,122 @@ import pytest
 from sklearn_ntps.prescreen import (
     WORTH_IT_POINTS,
     Prescreen,
-    fit_rule,
     intent_subtasks,
-    rule_c,
+    recommend,
     rule_text,
 )
 
 from builders import LABELS, TEXTS
 
 
-def study(slope=-0.2, noise=0.0, n=13, seed=0):
+def rule(predictor="logme", **changes):
+    """A rule as rule_from_study() writes it: gain = 10 - 20 x predictor points."""
+    return {"predictor": predictor, "intercept": 10.0, "slope": -20.0, "mae": 1.5,
+            "headroom_mae": 2.5, "mean_gain_mae": 3.0, "beats_headroom": predictor != "headroom",
+            "beats_mean_gain": True,
+            "difference_from_headroom": {"estimate": -1.0, "low": -1.8, "high": -0.2},
+            "n_rows": 20, "n_tasks": 11, "models": ["a", "b"], "gain_median": 1.2,
+            "gain_min": -3.4, "gain_max": 7.5, **changes}
+
+
+def prescreen(slope=-20.0, noise=0.0, n=13, seed=0):
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
-        w, p = rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.9)
-        rows.append({"task": f"t{i}", "ntps_whitened_before": w, "ntps_paper_before": p,
-                     "ntps_whitened_after": w + 0.05, "ntps_paper_after": p,
-                     "probe_accuracy": 0.7, "lora_accuracy": 0.7 + 0.1 + slope * w,
-                     "gain": 0.1 + slope * w + noise * rng.normal(), "recommendation": ""})
-    return Prescreen("m", rows=rows)
+        w = rng.uniform(0.2, 0.9)
+        rows.append({"task": f"t{i}", "ntps": w, "ntps_after": w + 0.05, "logme": -w,
+                     "knn": 0.5, "ridge_loo": 0.5, "headroom": 0.3, "probe_accuracy": 0.7,
+                     "lora_accuracy": 0.7, "gain": 10 + slope * w + noise * rng.normal(),
+                     "recommendation": "", "predicted_gain": None})
+    return Prescreen("m", rows=rows, rule=rule())
 
 
-def test_rule_c_is_fitted_from_the_study_and_applied():
-    rule = fit_rule(study(slope=-0.2))
-    assert rule["variant"] == "whitened" and rule["significant"]
-    assert rule["slope"] == pytest.approx(-0.2) and rule["intercept"] == pytest.approx(0.1)
-    assert rule["rho"] == pytest.approx(-1.0) and rule["high"] < 0
-    low, high = rule_c({"whitened": 0.2, "paper": 0.5}, rule), \
-        rule_c({"whitened": 0.9, "paper": 0.5}, rule)
-    assert low == ("LoRA likely worth it", pytest.approx(100 * (0.1 - 0.04)))
-    assert high[0] == "LoRA likely not worth it" and high[1] < WORTH_IT_POINTS
-    assert "Spearman(NTPS_whitened, gain) = -1.00" in rule_text(rule)
+def test_recommend_reads_only_the_rules_predictor_through_its_line():
+    scores = {"ntps": 0.9, "logme": 0.3, "knn": 0.9, "ridge_loo": 0.9, "headroom": 0.0}
+    assert recommend(scores, rule()) == ("LoRA likely worth it", pytest.approx(4.0))
+    assert recommend({**scores, "ntps": 0.0, "knn": 0.0}, rule()) == recommend(scores, rule())
+    label, gain = recommend({**scores, "logme": 0.45}, rule())
+    assert label == "LoRA likely not worth it" and gain == pytest.approx(1.0)
+    assert gain < WORTH_IT_POINTS
+    label, gain = recommend({**scores, "logme": (10 - WORTH_IT_POINTS) / 20}, rule())
+    assert label == "LoRA likely worth it"  # from 2 points on
+    assert recommend(scores, rule("headroom"))[1] == pytest.approx(10.0)
+    with pytest.raises(KeyError):
+        recommend({"ntps": 0.5}, rule())
 
 
-def test_no_evidence_means_no_recommendation():
-    rule = fit_rule(study(slope=0.0, noise=0.05))
-    assert not rule["significant"]
-    assert rule_c({"whitened": 0.1, "paper": 0.1}, rule) == ("no evidence from NTPS", None)
-    assert rule_c({"whitened": 0.1, "paper": 0.1}, None) == ("no evidence from NTPS", None)
-    assert "no fitted rule" in rule_text(None) and "no evidence" in rule_text(rule)
+def test_each_outcome_of_the_study_is_said_as_the_protocol_words_it():
+    text = rule_text(rule())
+    assert "logme predicted the gain best" in text and "error 1.5 points" in text
+    assert "1.0 [0.2, 1.8] points less than headroom's" in text
+    assert "gain = +10.0 -20.0 x logme points" in text and "11 tasks, 20 (task, model)" in text
+    text = rule_text(rule("headroom"))
+    assert "no score of the frozen model (NTPS or a peer) predicted the gain better than " \
+        "headroom" in text and "NTPS is printed for information" in text
+    nothing = rule(beats_mean_gain=False)
+    assert recommend({"logme": 0.0}, nothing) == ("gain not predictable", None)
+    text = rule_text(nothing)
+    assert "no predictor beat the mean gain" in text and "could not be predicted" in text
+    assert "median +1.2 points, from -3.4 to +7.5" in text and "without --no-lora" in text
+    assert recommend({"logme": 0.0}, None) == ("gain not predictable", None)
+    assert "No fitted rule" in rule_text(None)
 
 
 def test_spearman_interval_and_outputs():
-    result = study(slope=-0.2, noise=0.01)
-    rho = result.spearman("whitened")
+    result = prescreen(noise=0.5)
+    rho = result.spearman("ntps")
     assert rho["n_tasks"] == 13 and rho["low"] <= rho["estimate"] <= rho["high"] < 0
+    assert result.spearman("logme")["estimate"] == pytest.approx(-rho["estimate"])
     data = json.loads(result.to_json(), parse_constant=lambda c: pytest.fail(c))
-    assert data["spearman"]["whitened"]["estimate"] == pytest.approx(rho["estimate"])
-    assert result.to_csv().splitlines()[0].startswith("task,ntps_whitened_before")
-    assert "Spearman(NTPS_whitened before, gain) over 13 tasks" in result.to_text()
+    assert data["spearman"]["ntps"]["estimate"] == pytest.approx(rho["estimate"])
+    assert set(data["spearman"]) == {"ntps", "logme", "knn", "ridge_loo", "headroom"}
+    assert result.to_csv().splitlines()[0].startswith("task,ntps,ntps_after,logme")
+    text = result.to_text()
+    assert "Spearman(ntps, gain) over these 13 tasks" in text
+    assert "Spearman(logme, gain)" in text and rule_text(result.rule) in text
     from sklearn_ntps.prescreen import plot_prescreen
 
     assert plot_prescreen(result).startswith(b"\x89PNG")
+    result.rule = None
+    assert plot_prescreen(result).startswith(b"\x89PNG")
+
+
+def test_spearman_with_noise_finds_the_correlation_built_in():
+    # NTPS and gain jointly normal with correlation r: Spearman's rho is then
+    # (6 / pi) asin(r / 2).
+    r, n, sd_x, sd_g = -0.6, 200, 0.1, 5.0
+    rng = np.random.default_rng(1)
+    x, g = rng.multivariate_normal([0.6, 2.0], [[sd_x**2, r * sd_x * sd_g],
+                                                [r * sd_x * sd_g, sd_g**2]], size=n).T
+    unrelated = rng.uniform(0.2, 0.9, size=n)
+    rows = [{"task": f"t{i}", "ntps": x[i], "logme": unrelated[i], "gain": g[i]}
+            for i in range(n)]
+    result = Prescreen("m", rows=rows)
+    rho_true = 6 / np.pi * np.arcsin(r / 2)  # -0.582
+    rho = result.spearman("ntps")
+    se = (1 - rho_true**2) / np.sqrt(n)  # about 0.047
+    assert abs(rho["estimate"] - rho_true) < 3 * se and rho["estimate"] > -0.9
+    assert rho["low"] < rho_true < rho["high"] < 0
+    assert 0.1 < rho["high"] - rho["low"] < 0.4  # the noise shows in the interval
+    other = result.spearman("logme")
+    assert other["low"] < 0 < other["high"]
+
+
+def test_the_interval_is_t_on_the_bootstrap_standard_error():
+    from scipy.stats import t as student_t
+
+    from sklearn_ntps.study import spearman
+
+    result = prescreen(noise=8.0, n=6)
+    x = np.array([r["ntps"] for r in result.rows])
+    g = np.array([r["gain"] for r in result.rows])
+    draws = np.random.default_rng(0).integers(0, 6, (2000, 6))
+    boot = np.array([spearman(x[i], g[i]) for i in draws])
+    half = student_t.ppf(0.975, 5) * boot[np.isfinite(boot)].std(ddof=1)
+    rho = result.spearman("ntps")
+    assert rho["low"] == pytest.approx(max(rho["estimate"] - half, -1))
+    assert rho["high"] == pytest.approx(min(rho["estimate"] + half, 1))
+    assert half > 1.96 * boot[np.isfinite(boot)].std(ddof=1)  # wider than the normal's
 
 
 def test_intent_subtasks_are_disjoint_and_seeded():
@@ -79,29 +143,36 @@ def test_intent_subtasks_are_disjoint_and_seeded():
 def test_command_without_lora(tiny_llama, ntps_cache, tmp_path, capsys, monkeypatch):
     pytest.importorskip("torch")
     from sklearn_ntps import cli, ntps_score, prescreen
+    from sklearn_ntps.scorers import on_probe_footing
 
-    seen = []  # the moments and labels each task's NTPS is computed from
+    seen = []  # the moments and labels each task's scores are computed from
 
-    def spy(moments, y, when):
+    def spy(moments, y, names):
         seen.append((moments, np.asarray(y)))
-        return ntps(moments, y, when)
+        return scores(moments, y, names)
 
-    ntps = prescreen._ntps
-    monkeypatch.setattr(prescreen, "_ntps", spy)
+    scores = prescreen._scores
+    monkeypatch.setattr(prescreen, "_scores", spy)
     out = tmp_path / "pre"
     status = cli.main(["lora-prescreen", "--model", tiny_llama, "--dataset", "sms_spam",
                        "--dataset", "trec", "--n-train", "60", "--n-test", "30", "--no-lora",
                        "--output-dir", str(out), "--no-progress"])
     assert status == 0
     printed = capsys.readouterr().out
-    assert "no evidence from NTPS" in printed and "Rule C" in printed
+    assert prescreen.rule_text(prescreen.RULE) in printed
     data = json.loads((out / "prescreen.json").read_text())
     assert [r["task"] for r in data["rows"]] == ["sms_spam", "trec"]
     assert [r["n_train"] for r in data["rows"]] == [60, 60] and len(seen) == 2
     for row, (moments, y) in zip(data["rows"], seen):
         assert len(moments) == len(y) == 60
-        for variant in ("whitened", "paper"):
-            assert row[f"ntps_{variant}_before"] == ntps_score(moments, y, variant=variant)
+        # the study's footing: every feature divided by its sd over the training texts
+        footed, scale = on_probe_footing([moments])
+        assert row["ntps"] == pytest.approx(ntps_score(footed, y), abs=1e-12)
+        assert not np.allclose(scale, 1)
+        assert row["headroom"] == pytest.approx(1 - row["probe_accuracy"])
+        assert {"logme", "knn", "ridge_loo"} <= row.keys() and "gain" not in row
+        label, gain = prescreen.recommend(row)
+        assert row["recommendation"] == label and row["predicted_gain"] == gain
 
 
 def test_ntps_after_lora_in_one_line_equals_the_merged_weights(tiny_llama, ntps_cache):
@@ -133,47 +204,6 @@ def test_ntps_after_lora_in_one_line_equals_the_merged_weights(tiny_llama, ntps_
     assert score(frozen.fit_transform(texts)) == pytest.approx(score(after), abs=1e-9)
 
 
-def test_the_stored_rule_is_the_bundled_studys_and_says_why_it_recommends_nothing():
-    import json
-    from pathlib import Path
-
-    from sklearn_ntps.prescreen import RULE_C, Prescreen
-
-    data = json.loads((Path(__file__).parents[1] / "docs/lora/prescreen.json").read_text())
-    refit = fit_rule(Prescreen(model=data["model"], rows=data["rows"]))
-    assert refit.keys() == RULE_C.keys()
-    for key, value in RULE_C.items():
-        assert refit[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float)
-                              else value), key
-    assert rule_c({"whitened": 0.1, "paper": 0.1}) == ("no evidence from NTPS", None)
-    assert "[-0.68, +0.34], not below zero" in rule_text(RULE_C)
-
-
-def test_spearman_and_the_rule_with_noise_find_the_correlation_built_in():
-    # NTPS and gain jointly normal with correlation r: Spearman's rho is then
-    # (6 / pi) asin(r / 2) and the least-squares slope r sd(gain) / sd(NTPS), exactly.
-    r, n, sd_x, sd_g = -0.6, 200, 0.1, 0.05
-    rng = np.random.default_rng(1)
-    x, g = rng.multivariate_normal([0.6, 0.02], [[sd_x**2, r * sd_x * sd_g],
-                                                 [r * sd_x * sd_g, sd_g**2]], size=n).T
-    paper = rng.uniform(0.2, 0.9, size=n)  # unrelated to the gain
-    rows = [{"task": f"t{i}", "ntps_whitened_before": x[i], "ntps_paper_before": paper[i],
-             "gain": g[i]} for i in range(n)]
-    result = Prescreen("m", rows=rows)
-    rho_true = 6 / np.pi * np.arcsin(r / 2)  # -0.582
-    rho = result.spearman("whitened")
-    se = (1 - rho_true**2) / np.sqrt(n)  # about 0.047
-    assert abs(rho["estimate"] - rho_true) < 3 * se and rho["estimate"] > -0.9
-    assert rho["low"] < rho_true < rho["high"] < 0
-    assert 0.1 < rho["high"] - rho["low"] < 0.4  # the noise shows in the interval
-    unrelated = result.spearman("paper")
-    assert unrelated["low"] < 0 < unrelated["high"]
-    rule = fit_rule(result)
-    assert rule["variant"] == "whitened" and rule["significant"]
-    slope_se = sd_g * np.sqrt(1 - r**2) / (sd_x * np.sqrt(n))
-    assert abs(rule["slope"] - r * sd_g / sd_x) < 3 * slope_se
-
-
 def _spy_max_lengths(monkeypatch):
     """Every max_length the texts are tokenized with, by NTPS and the probe (extraction) and
     by LoRA."""
@@ -202,9 +232,9 @@ def test_run_prescreen_with_lora_one_max_length(tiny_llama, ntps_cache, monkeypa
     # NTPS before, the probe (training and test texts), LoRA's fit and score, NTPS after
     assert len(seen) >= 5 and set(seen) == {128}
     row = result.rows[0]
-    assert row["gain"] == pytest.approx(row["lora_accuracy"] - row["probe_accuracy"])
+    assert row["gain"] == pytest.approx(100 * (row["lora_accuracy"] - row["probe_accuracy"]))
     assert 0 <= row["lora_accuracy"] <= 1 and row["lora_fit_seconds"] > 0
-    assert {"ntps_whitened_after", "ntps_paper_after"} <= row.keys()
+    assert row["ntps_rise"] == pytest.approx(row["ntps_after"] - row["ntps"])
     seen.clear()
     run_prescreen(tiny_llama, tasks, lora_params=lora, max_length=6, progress=False)
     assert len(seen) >= 5 and set(seen) == {6}
@@ -225,9 +255,51 @@ def test_command_with_lora(tiny_llama, ntps_cache, tmp_path, capsys, monkeypatch
     assert status == 0
     assert set(seen) == {16}
     printed = capsys.readouterr().out
-    assert "Rule C" in printed
+    from sklearn_ntps.prescreen import RULE
+
+    assert rule_text(RULE) in printed
     data = json.loads((out / "prescreen.json").read_text())
     row = data["rows"][0]
     assert row["task"] == "trec" and row["n_train"] == 40 and row["n_test"] == 20
-    assert row["gain"] == pytest.approx(row["lora_accuracy"] - row["probe_accuracy"])
+    assert row["gain"] == pytest.approx(100 * (row["lora_accuracy"] - row["probe_accuracy"]))
     assert (out / "prescreen.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_command_on_your_own_data(tiny_llama, ntps_cache, tmp_path, capsys):
+    pytest.importorskip("torch")
+    from test_cli import write_texts
+
+    from sklearn_ntps import cli
+
+    data = write_texts(tmp_path / "mine.csv", n=60)
+    out = tmp_path / "pre"
+    common = ["lora-prescreen", "--model", tiny_llama, "--no-lora", "--no-progress",
+              "--no-plot", "--output-dir", str(out)]
+    assert cli.main([*common, "--data", str(data)]) == 0
+    row, = json.loads((out / "prescreen.json").read_text())["rows"]
+    assert row["task"] == "mine.csv" and (row["n_train"], row["n_test"]) == (48, 12)
+    test = write_texts(tmp_path / "test.jsonl", n=20, seed=1)
+    assert cli.main([*common, "--data", str(data), "--test-data", str(test),
+                     "--n-train", "30"]) == 0
+    row, = json.loads((out / "prescreen.json").read_text())["rows"]
+    assert (row["n_train"], row["n_test"]) == (30, 20)
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--test-data", "t.csv"], "--test-data needs --data"),
+    (["--data", "DATA", "--label-column", "intent"], "intent"),
+])
+def test_command_data_errors_leave_no_folder(tiny_llama, tmp_path, capsys, args, message):
+    from test_cli import write_texts
+
+    from sklearn_ntps import cli
+
+    data = str(write_texts(tmp_path / "d.csv"))
+    out = tmp_path / "out"
+    args = [data if a == "DATA" else a for a in args]
+    assert cli.main(["lora-prescreen", "--model", tiny_llama, "--no-lora", *args,
+                     "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sklearn-ntps: error: ") and message in err
+    assert not out.exists()
