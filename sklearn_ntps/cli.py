@@ -26,6 +26,8 @@ def _add_run_options(parser, *, output_dir, max_length):
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-cache", dest="cache", action="store_false",
+                        help="neither read nor write the statistics store (sklearn-ntps cache)")
 
 
 def _add_data_options(parser, *, required):
@@ -237,7 +239,8 @@ def _select(args):
     selector = LayerSelector(
         models, scorer=score, layers=args.layers, aggregate=args.aggregate,
         n_blocks=args.n_blocks, batch_size=args.batch_size, max_length=args.max_length,
-        device=args.device, progress=not args.no_progress, random_state=args.random_state)
+        device=args.device, cache=args.cache, progress=not args.no_progress,
+        random_state=args.random_state)
     created = not Path(args.output_dir).exists()
     folder = check_writable(args.output_dir)
     start = time.perf_counter()
@@ -314,7 +317,8 @@ def _report(args):
             n_blocks=args.n_blocks, n_test_blocks=args.test_blocks,
             random_state=args.random_state,
             embedding_params={"batch_size": args.batch_size, "max_length": args.max_length,
-                              "device": args.device, "scheduler": scheduler},
+                              "device": args.device, "scheduler": scheduler,
+                              "cache": args.cache},
             progress=not args.no_progress,
         )
     print(report.to_text())
@@ -383,7 +387,8 @@ def _prescreen(args):
                      "random_state": args.random_state,
                      **{k: v for k, v in (("max_steps", args.max_steps),
                                           ("learning_rate", args.learning_rate)) if v is not None}},
-        embedding_params={"batch_size": args.batch_size, "device": args.device},
+        embedding_params={"batch_size": args.batch_size, "device": args.device,
+                          "cache": args.cache},
         max_length=args.max_length,
         progress=not args.no_progress,
     )

@@ -224,6 +224,25 @@ def test_select_on_a_csv(tiny_llama, ntps_cache, tmp_path, capsys):
     assert (out / "select.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.parametrize("command", [
+    ["select", "--n-blocks", "3"],
+    ["report", "--n-components", "4"],
+    ["lora-prescreen", "--no-lora", "--n-test", "10"],
+])
+def test_no_cache_leaves_the_statistics_store_alone(tiny_llama, ntps_cache, tmp_path, capsys,
+                                                     command):
+    from sklearn_ntps import cache
+
+    data = str(write_texts(tmp_path / "d.csv", n=60))
+    args = [*command, "--data", data, "--model", tiny_llama, "--no-plot", "--no-progress"]
+    assert run(*args, "--no-cache", "--output-dir", str(tmp_path / "a")) == 0
+    assert not ntps_cache.exists() or not cache.entries(ntps_cache / cache.FOLDER)
+    cache.clear_memory()
+    assert run(*args, "--output-dir", str(tmp_path / "b")) == 0
+    assert cache.entries(ntps_cache / cache.FOLDER)
+    capsys.readouterr()
+
+
 def test_select_on_json_lines_with_other_columns(tiny_llama, ntps_cache, tmp_path, capsys):
     path = write_texts(tmp_path / "d.jsonl", labels=(0, 1), columns=("utterance", "intent"))
     out = tmp_path / "out"
