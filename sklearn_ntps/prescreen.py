@@ -58,22 +58,27 @@ class Prescreen:
         return out
 
     def to_text(self) -> str:
-        keys = ("ntps", "ntps_after", "logme", "probe_accuracy", "predicted_gain",
-                "lora_accuracy", "gain")
-        head = (f"{'task':<26} {'NTPS':>6} {'after':>6} {'LogME':>7} {'probe':>6} "
-                f"{'pred.':>6} {'LoRA':>6} {'gain':>6}  recommendation")
-        lines = [f"LoRA prescreening, {self.model} (gains in accuracy points)", head]
+        predictor = (self.rule or {}).get("predictor") or "ntps"
+        columns = {"ntps": "NTPS", "ntps_after": "after"}
+        if predictor != "ntps":  # the score the recommendation reads, shown beside NTPS
+            columns[predictor] = predictor
+        columns.update(probe_accuracy="probe", predicted_gain="pred.", lora_accuracy="LoRA",
+                       gain="gain")
+        widths = {k: max(len(v), 6) for k, v in columns.items()}
+        lines = [f"LoRA prescreening, {self.model} (gains in accuracy points)",
+                 f"{'task':<26} " + " ".join(f"{v:>{widths[k]}}" for k, v in columns.items())
+                 + "  recommendation"]
         for r in self.rows:
-            cells = [_cell(r.get(k), "{:+.1f}" if k in ("gain", "predicted_gain") else "{:.3f}")
-                     for k in keys]
-            lines.append(f"{r['task'][-26:]:<26} {cells[0]:>6} {cells[1]:>6} {cells[2]:>7} "
-                         f"{cells[3]:>6} {cells[4]:>6} {cells[5]:>6} {cells[6]:>6}  "
-                         f"{r['recommendation']}")
-        for predictor in dict.fromkeys(("ntps", (self.rule or {}).get("predictor") or "ntps")):
-            rho = self.spearman(predictor)
+            cells = [f"{_cell(r.get(k), '{:+.1f}' if 'gain' in k else '{:.3f}'):>{widths[k]}}"
+                     for k in columns]
+            lines.append(f"{r['task'][-26:]:<26} {' '.join(cells)}  {r['recommendation']}")
+        for name in dict.fromkeys(("ntps", predictor)):
+            rho = self.spearman(name)
             if np.isfinite(rho["estimate"]):
-                lines.append(f"Spearman({predictor}, gain) over these {rho['n_tasks']} tasks: "
-                             f"{rho['estimate']:+.2f} [{rho['low']:+.2f}, {rho['high']:+.2f}]")
+                interval = (f"[{rho['low']:+.2f}, {rho['high']:+.2f}]" if np.isfinite(rho["low"])
+                            else "(no interval under 4 tasks)")
+                lines.append(f"Spearman({name}, gain) over these {rho['n_tasks']} tasks: "
+                             f"{rho['estimate']:+.2f} {interval}")
         lines.append(rule_text(self.rule))
         return "\n".join(lines)
 

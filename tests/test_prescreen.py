@@ -88,6 +88,16 @@ def test_spearman_interval_and_outputs():
     assert plot_prescreen(result).startswith(b"\x89PNG")
 
 
+def test_the_text_shows_the_score_the_rule_reads():
+    result = prescreen(n=3)
+    header = result.to_text().splitlines()[1].split()
+    assert header[:5] == ["task", "NTPS", "after", "logme", "probe"]
+    assert "over these 3 tasks: -1.00 (no interval under 4 tasks)" in result.to_text()
+    result.rule = rule("ntps")
+    assert result.to_text().splitlines()[1].split()[:4] == ["task", "NTPS", "after", "probe"]
+    assert "Spearman(logme" not in result.to_text()
+
+
 def test_spearman_with_noise_finds_the_correlation_built_in():
     # NTPS and gain jointly normal with correlation r: Spearman's rho is then
     # (6 / pi) asin(r / 2).
