@@ -336,7 +336,7 @@ def plot_study(data) -> bytes:
 
     rows, rule = data["rows"], data["rule"]
     models = sorted({r["model"] for r in rows})
-    fig = Figure(figsize=(16, 8.5), layout="constrained")
+    fig = Figure(figsize=(17, 8.5), layout="constrained")
     axes = fig.subplots(2, 3).ravel()
     for ax, p in zip(axes, PREDICTORS):
         for model, marker in zip(models, "os^D"):
@@ -349,14 +349,16 @@ def plot_study(data) -> bytes:
             x = np.array([r[p] for r in rows if r["eligible"]])
             if x.size:
                 grid = np.linspace(x.min(), x.max(), 2)
+                used = "" if rule.get("beats_mean_gain") else " (unused: no better than the mean)"
                 ax.plot(grid, rule["intercept"] + rule["slope"] * grid, "k--", lw=1,
-                        label="the rule's line")
+                        label=f"the rule's line{used}")
+                ax.legend(fontsize="x-small", loc="best")
         c, err = data["correlations"][p]["spearman"], data["leave_one_task_out"][p]["mae"]
         ax.axhline(0, color="k", lw=0.6)
         ax.set(xlabel=p, ylabel="gain of LoRA over the probe (points)",
-               title=f"Spearman {_cell(c)}; held-out error {err:.1f} points")
+               title=f"Spearman {_cell(c)}; held-out error {err:.1f} pts")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="x-small")
+    axes[0].legend(fontsize="x-small", loc="upper right")
     ax = axes[-1]
     rises = data["rise"]
     y = np.arange(len(rises))

@@ -313,3 +313,24 @@ def test_command_data_errors_leave_no_folder(tiny_llama, tmp_path, capsys, args,
     err = capsys.readouterr().err
     assert err.startswith("sklearn-ntps: error: ") and message in err
     assert not out.exists()
+
+
+def test_the_bundled_rule_is_the_studys_and_says_it_predicts_nothing():
+    from pathlib import Path
+
+    from sklearn_ntps.prescreen import RULE, rule_from_study
+
+    data = json.loads((Path(__file__).parents[1] / "docs/lora_v2/study.json").read_text())
+    refit = rule_from_study(data)
+    assert refit.keys() == RULE.keys()
+    for key, value in RULE.items():
+        if isinstance(value, dict):
+            assert refit[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+        else:
+            assert refit[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float)
+                                  else value), key
+    assert not RULE["beats_mean_gain"] and RULE["mae"] > RULE["mean_gain_mae"]
+    assert recommend({"ntps": 0.9, "headroom": 0.3}) == ("gain not predictable", None)
+    text = rule_text(RULE)
+    assert "12 tasks, 20 (task, model) rows" in text and "no predictor beat the mean gain" in text
+    assert "median +0.7 points, from -5.1 to +16.4" in text
