@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
@@ -64,10 +64,29 @@ def default_scorers() -> dict:
 
 def default_probe():
     """The accuracy every score is judged by: standardised features and a logistic regression
-    whose C is chosen by stratified 3-fold cross-validation on the training texts."""
+    whose C is chosen by stratified 3-fold cross-validation on the training texts.
+
+    Its ``fit`` runs every BLAS pool on one thread (:class:`_OneBLASThreadPipeline`).
+    """
     cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
-    return make_pipeline(StandardScaler(), LogisticRegressionCV(
-        Cs=list(PROBE_CS), cv=cv, max_iter=1000, scoring="accuracy", **_l2_only()))
+    return _OneBLASThreadPipeline(make_pipeline(StandardScaler(), LogisticRegressionCV(
+        Cs=list(PROBE_CS), cv=cv, max_iter=1000, scoring="accuracy", **_l2_only())).steps)
+
+
+class _OneBLASThreadPipeline(Pipeline):
+    """A Pipeline whose ``fit`` runs every BLAS pool on one thread.
+
+    The probe's L-BFGS alternates NumPy's and SciPy's OpenBLAS on small products, right after
+    torch's pool was busy with a forward pass: a 1,000 x 576 fit of 20 classes took 2.46 s in a
+    plain Pipeline and 0.37 s here on an idle 2-core machine, 8.55 s against 0.37 s with one core
+    busy (benchmarks/bench_probe_threads.py).
+    """
+
+    def fit(self, X, y=None, **params):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, user_api="blas"):
+            return super().fit(X, y, **params)
 
 
 def _l2_only() -> dict:

@@ -181,3 +181,28 @@ def test_a_fixed_split_is_one_partition(tiny_llama, ntps_cache):
     assert [(r["layer"], r["replicate"]) for r in rep.rows] == [(0, 0), (1, 0), (2, 0)]
     with pytest.raises(ValueError, match=r"fixed training and test split.*n_replicates must be 1"):
         run_report([tiny_llama], {"own": (*train, *test)}, n_replicates=2, progress=False)
+
+
+def test_the_probe_fits_with_every_blas_pool_on_one_thread():
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
+    from threadpoolctl import threadpool_info
+
+    from sklearn_ntps.scorers import PROBE_CS, _OneBLASThreadPipeline, default_probe
+
+    class Recorder(BaseEstimator):
+        def fit(self, X, y=None):
+            self.threads_ = [p["num_threads"] for p in threadpool_info()
+                             if p["user_api"] == "blas"]
+            return self
+
+    probe = clone(default_probe())
+    assert type(probe) is _OneBLASThreadPipeline and probe[-1].Cs == list(PROBE_CS)
+    before = Recorder().fit(None).threads_
+    fitted = clone(_OneBLASThreadPipeline([("r", Recorder())])).fit(np.zeros((2, 1)))
+    assert fitted[-1].threads_ and set(fitted[-1].threads_) == {1}
+    assert Recorder().fit(None).threads_ == before  # restored afterwards
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    y = np.arange(60) % 3
+    plain = Pipeline(clone(default_probe()).steps).fit(X, y)
+    assert np.array_equal(probe.fit(X, y).predict_proba(X), plain.predict_proba(X))
