@@ -162,3 +162,18 @@ def require_bundled(name):
         resolve_model(name)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         pytest.skip(f"{name} is not installed: {exc}")
+
+
+def run_docs_script(name):
+    """A module-scoped fixture's body: docs/<name> run as a module, with docs/ importable
+    (the study scripts import their tables module) while the fixture lives."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    docs = Path(__file__).parent.parent / "docs"
+    sys.path.insert(0, str(docs))
+    try:
+        yield runpy.run_path(str(docs / name))
+    finally:
+        sys.path.remove(str(docs))

@@ -2,22 +2,18 @@
 inputs with known answers, and a dry run of the whole pipeline on a tiny model."""
 
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-DOCS = Path(__file__).parent.parent / "docs"
+from builders import run_docs_script
 
 
 @pytest.fixture(scope="module")
 def study():
-    sys.path.insert(0, str(DOCS))
-    yield runpy.run_path(str(DOCS / "lora_study.py"))
-    sys.path.remove(str(DOCS))
+    yield from run_docs_script("lora_study.py")
 
 
 @pytest.fixture(scope="module")

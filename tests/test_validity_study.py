@@ -1,8 +1,6 @@
 """The validity study's own code (docs/validity_study.py): its columns and a dry run."""
 
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +9,14 @@ import pytest
 from sklearn_ntps import NTPSScorer
 from sklearn_ntps.report import default_scorers
 
-from builders import make_texts
+from builders import make_texts, run_docs_script
 
 DOCS = Path(__file__).parent.parent / "docs"
 
 
 @pytest.fixture(scope="module")
 def study():
-    sys.path.insert(0, str(DOCS))
-    yield runpy.run_path(str(DOCS / "validity_study.py"))
-    sys.path.remove(str(DOCS))
+    yield from run_docs_script("validity_study.py")
 
 
 def test_the_report_columns_taken_from_the_grid_are_the_scorers(study):
