@@ -64,7 +64,7 @@ def render() -> str:
             module = obj.__module__.replace("._", ".").split(".")
             where = "sklearn_ntps" if obj.__name__ in sklearn_ntps.__all__ else ".".join(module[:2])
             out += [f"### `{where}.{obj.__name__}`", "", "```python",
-                    f"{obj.__name__}{inspect.signature(obj)}", "```", "", inspect.getdoc(obj), ""]
+                    f"{obj.__name__}{_signature(obj)}", "```", "", inspect.getdoc(obj), ""]
             if inspect.isclass(obj):
                 # Methods of the class and of its bases in the package (not scikit-learn's).
                 own = [k for k in reversed(obj.__mro__) if k.__module__.startswith("sklearn_ntps")]
@@ -72,9 +72,28 @@ def render() -> str:
                 for name, member in members.items():
                     if inspect.isfunction(member) and not name.startswith("_") and member.__doc__:
                         summary = inspect.getdoc(member).split("\n\n")[0].replace("\n", " ")
-                        out.append(f"- `{name}{inspect.signature(member)}`: {summary}")
+                        out.append(f"- `{name}{_signature(member)}`: {summary}")
                 out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _signature(obj) -> str:
+    """The signature, each float of a default at 4 significant digits.
+
+    A default computed at import (a grid of penalties, say) can differ in its
+    last bit between processors; the page must read the same on all of them.
+    """
+    def short(value):
+        if isinstance(value, float):
+            return float(f"{value:.4g}")
+        if isinstance(value, (tuple, list)):
+            return type(value)(short(v) for v in value)
+        return value
+
+    sig = inspect.signature(obj)
+    return str(sig.replace(parameters=[
+        p if p.default is p.empty else p.replace(default=short(p.default))
+        for p in sig.parameters.values()]))
 
 
 if __name__ == "__main__":

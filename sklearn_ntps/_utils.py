@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import decimal
 import errno
 import functools
 import importlib
@@ -22,8 +23,32 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["atomic_dir", "cache_dir", "csv_text", "discard_dir", "finite_json", "format_bytes",
-           "json_text", "one_blas_pool", "optional_import", "sync_folder", "write_atomic"]
+__all__ = ["atomic_dir", "cache_dir", "csv_text", "discard_dir", "finite_json",
+           "format_bytes", "json_text", "log_grid", "one_blas_pool", "optional_import",
+           "sync_folder", "write_atomic"]
+
+
+def log_grid(start, stop, num) -> tuple:
+    """``num`` floats from ``10**start`` to ``10**stop``, evenly spaced in log, as a tuple.
+
+    ``np.logspace(start, stop, num)`` computed in decimal arithmetic and
+    rounded once, so every processor gets the same bits: NumPy's ``power``
+    takes SIMD paths whose last bit differs between processors (``10**2.5`` is
+    ``316.2277660168379`` on some, ``316.22776601683796``, the correctly
+    rounded value, on others).
+
+    Examples
+    --------
+    >>> from sklearn_ntps._utils import log_grid
+    >>> log_grid(-1, 1, 3)
+    (0.1, 1.0, 10.0)
+    >>> log_grid(-3, 3, 13)[11]
+    316.22776601683796
+    """
+    context = decimal.Context(prec=40)
+    step = (decimal.Decimal(stop) - decimal.Decimal(start)) / max(num - 1, 1)
+    return tuple(float(context.power(decimal.Decimal(10), decimal.Decimal(start) + i * step))
+                 for i in range(num))
 
 
 def cache_dir() -> Path:

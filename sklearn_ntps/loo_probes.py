@@ -23,6 +23,7 @@ from numbers import Integral
 import numpy as np
 
 from ._sklearn_compat import validate_params
+from ._utils import log_grid
 from .checks import NumberInterval, check_features
 
 __all__ = ["knn_accuracy", "ridge_loo_accuracy"]
@@ -127,7 +128,7 @@ def knn_accuracy(features, y, *, n_neighbors=3):
     return correct / n
 
 
-_RIDGE_ALPHAS = tuple(np.logspace(-3, 3, 13).tolist())
+_RIDGE_ALPHAS = log_grid(-3, 3, 13)
 
 
 @validate_params({"features": ["array-like"], "y": ["array-like", None],

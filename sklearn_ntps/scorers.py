@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
+from ._utils import log_grid
 from .estimators import NTPSScorer
 from .moments import resample_blocks
 from .partitions import feature_scale
@@ -41,7 +42,7 @@ RECOMMENDED = "logme"
 NOT_SEPARATED = ("ntps", "knn", "ridge_loo")
 # The probe's C is chosen among these (1e-4 .. 100) by 3-fold cross-validation on the
 # training texts.
-PROBE_CS = tuple(np.logspace(-4, 2, 7))
+PROBE_CS = log_grid(-4, 2, 7)
 
 
 def default_scorers() -> dict:

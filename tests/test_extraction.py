@@ -1,6 +1,7 @@
 """Running a model over texts: the length-sorted batches, every layer at once, input order."""
 
-import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,11 +21,19 @@ from sklearn_ntps.models import load_model
 
 from builders import TEXTS, require_bundled
 
-# The statistics of 24 BANKING77 texts through SmolLM2, every layer, hashed with the code
-# as it stood before the statistics became a typed object (issue 17). Float32 kernels
-# round differently on other instruction sets, so the hash holds on this capability only.
-BUNDLED_HASH = "70a93ec2cd1e430e8a5161724073bade27f93b5306e3575162cb1bf78a842b65"
-BUNDLED_CPU_CAPABILITY = "AVX2"
+# Fingerprints of the statistics of 24 BANKING77 texts through SmolLM2, every layer, written by
+# the code whose bit-exact hash this test held on AVX2 only. Float32 kernels differ between
+# instruction sets (AVX2, AVX-512, SSE4.2 moved them by at most 2e-6 of each norm), so they
+# are compared at 1e-4 of the norm: 50 times that spread, far below what a change of padding,
+# pooling, prefix sums or truncation makes.
+BUNDLED_STATISTICS = Path(__file__).with_name("data") / "smollm2_banking77_statistics.json"
+KERNEL_RTOL = 1e-4
+
+
+def fingerprint(array):
+    """Norm, and the dot product with a seeded +-1 vector: a change anywhere moves one."""
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], array.size)
+    return np.array([np.linalg.norm(array), array.ravel() @ signs])
 
 
 @pytest.mark.slow
@@ -32,27 +41,22 @@ def test_statistics_of_the_bundled_model_are_unchanged():
     from sklearn_ntps import HFEmbeddingTransformer
     from sklearn_ntps.datasets import load_dataset
     require_bundled("SmolLM2-135M")
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability != BUNDLED_CPU_CAPABILITY:
-        pytest.skip(f"the hash was measured on {BUNDLED_CPU_CAPABILITY}; this CPU runs "
-                    f"{capability} kernels, whose float32 sums round differently")
     texts = load_dataset("banking77", split="train", n_samples=24, random_state=0).data
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a float32 reduction split over other thread counts rounds otherwise
-    try:
-        emb = HFEmbeddingTransformer(output="tokens", cache=False, batch_size=8, max_length=64,
-                                     device="cpu", progress=False).fit()
-        by_pooling = {p: list(emb.set_params(pooling=p).transform_layers(texts))
-                      for p in ("mean", "last")}
-    finally:
-        torch.set_num_threads(threads)
-    digest = hashlib.sha256()
-    for (_layer, mean), (_, last) in zip(by_pooling["mean"], by_pooling["last"], strict=True):
-        for array in (mean.pooled, last.pooled, mean.c0, mean.c1, mean.context_sum,
-                      mean.target_sum, np.int64(mean.n_pairs)):
-            digest.update(np.ascontiguousarray(array).tobytes())
-    assert len(by_pooling["mean"]) == 31 and mean.c0.dtype == np.float64
-    assert digest.hexdigest() == BUNDLED_HASH
+    emb = HFEmbeddingTransformer(output="tokens", cache=False, batch_size=8, max_length=64,
+                                 device="cpu", progress=False).fit()
+    by_pooling = {p: list(emb.set_params(pooling=p).transform_layers(texts))
+                  for p in ("mean", "last")}
+    reference = json.loads(BUNDLED_STATISTICS.read_text())["layers"]
+    assert len(by_pooling["mean"]) == len(reference) == 31
+    for (layer, mean), (_, last), ref in zip(by_pooling["mean"], by_pooling["last"], reference):
+        assert mean.c0.dtype == np.float64 and mean.n_pairs == ref["n_pairs"]
+        arrays = {"mean": mean.pooled, "last": last.pooled, "c0": mean.c0, "c1": mean.c1,
+                  "context_sum": mean.context_sum, "target_sum": mean.target_sum}
+        for name, array in arrays.items():
+            expected = np.array(ref[name])
+            np.testing.assert_allclose(fingerprint(array), expected, rtol=0,
+                                       atol=KERNEL_RTOL * expected[0],
+                                       err_msg=f"layer {layer}, {name}")
 
 
 def test_batches_run_longest_first_and_rows_come_back_in_input_order():

@@ -159,13 +159,19 @@ def test_lora_beats_the_frozen_probe_where_word_order_decides(tmp_path):
 
     (X_train, names), (X_test, _) = task(words[:34]), task(words[34:])
     y_train, y_test = np.repeat(names, 34), np.repeat(names, len(words) - 34)
-    clf = HFLoRAClassifier(model_name_or_path=model, target_modules=["q_proj", "k_proj", "v_proj",
-                                                                     "o_proj"],
-                           max_steps=100, random_state=0,
-                           **{**FAST, "batch_size": 8, "learning_rate": 3e-2}).fit(X_train, y_train)
-    probe = clf.probe_.score(features(model, X_test), y_test)
-    assert probe == 0.5  # it cannot tell a text from its mirror image
-    assert clf.score(X_test, y_test) >= 0.75
+    # One seed at 100 steps sat one text from the threshold and failed on another processor;
+    # over 14 seeds at 200 steps each seed scored 0.71-0.93 of 28 texts (mean 0.87), so the
+    # mean of three clears 0.75 by about three of its standard deviations.
+    accuracies = []
+    for seed in range(3):
+        clf = HFLoRAClassifier(model_name_or_path=model,
+                               target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                               max_steps=200, random_state=seed,
+                               **{**FAST, "batch_size": 8, "learning_rate": 3e-2})
+        accuracies.append(clf.fit(X_train, y_train).score(X_test, y_test))
+        probe = clf.probe_.score(features(model, X_test), y_test)
+        assert probe == 0.5  # it cannot tell a text from its mirror image
+    assert min(accuracies) > 0.5 and np.mean(accuracies) >= 0.75, accuracies
 
 
 def test_multiclass_and_last_pooling(tiny_llama):
