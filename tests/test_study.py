@@ -120,6 +120,9 @@ def test_rule_b_claims_a_winner_only_when_task_intervals_separate():
 def test_wins_count_ties_for_each():
     rows = rows_from({("m", "d"): ([0.1, 0.9], {"a": [0, 1], "b": [0, 2], "c": [1, 0]})})
     assert wins(per_replicate(rows, ["a", "b", "c"]), ["a", "b", "c"]) == {"a": 1, "b": 1, "c": 0}
+    # Shared, a tie of two gives each half: the wins add up to the tasks.
+    assert wins(per_replicate(rows, ["a", "b", "c"]), ["a", "b", "c"], shared=True) == {
+        "a": 0.5, "b": 0.5, "c": 0.0}
 
 
 def test_leave_one_dataset_out_scores_each_choice_on_unseen_data():
