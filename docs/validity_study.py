@@ -220,7 +220,8 @@ def read_rows(folder=OUT):
         with open(path, newline="") as f:
             for r in csv.DictReader(f):
                 rows.append({k: v if k in ("model", "dataset") else
-                             int(v) if k in ("layer", "replicate") else float(v)
+                             int(v) if k in ("layer", "replicate") else
+                             v == "True" if k == "within_noise" else float(v)
                              for k, v in r.items()})
     return rows
 

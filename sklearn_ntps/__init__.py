@@ -5,6 +5,7 @@ transformer) -> moments (``moments``, held in ``statistics``) -> subspaces
 (``subspaces``) -> score (``scoring``, ``estimators``) -> choice (``selection``).
 """
 
+from .chance import ChanceLevelWarning, permutation_test
 from .embedding import HFEmbeddingTransformer
 from .estimators import NTPSScorer, NTPSSubspaceProbe
 from .lora import HFLoRAClassifier
@@ -17,12 +18,14 @@ from .peer_estimators import (
     RidgeProbeScorer,
     TransRateScorer,
 )
+from .probe import default_probe
 from .scoring import ntps_curve, ntps_score
 from .selection import LayerSelector
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ChanceLevelWarning",
     "HFEmbeddingTransformer",
     "HFLoRAClassifier",
     "HScoreScorer",
@@ -38,7 +41,9 @@ __all__ = [
     "Statistics",
     "TransRateScorer",
     "compute_moments",
+    "default_probe",
     "ntps_curve",
     "ntps_score",
+    "permutation_test",
     "pooled_features",
 ]

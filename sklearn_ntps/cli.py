@@ -24,6 +24,10 @@ def _add_run_options(parser, *, output_dir, max_length):
     parser.add_argument("--max-length", type=int, default=max_length)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument("--n-permutations", type=int, default=30,
+                        help="shuffles of the labels every score is refitted on, for its chance "
+                        "level (default 30; 0 skips them, and nothing then says whether a score "
+                        "leaves chance)")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--no-cache", dest="cache", action="store_false",
@@ -163,10 +167,11 @@ def _add_select_parser(sub):
         help="Which model and layer for your labelled texts: every layer scored, the pick, and "
         "how sure it is.",
         description="Runs each model once over the texts of --data, scores every layer with one "
-        "score (default: the one docs/validity.md recommends) on the states rescaled as the "
-        "probe's scaler does, and picks a (model, layer). Prints the pairs ranked, with 95% "
-        "intervals from disjoint blocks of the texts, and the margin of the pick over the "
-        "runner-up; writes select.csv, select.json and select.png.",
+        "score on the states rescaled as the probe's scaler does, and picks a (model, layer). "
+        "Prints the pairs ranked, each beside its chance level (the score on shuffled labels), "
+        "with 95% intervals from disjoint blocks of the texts, the margin of the pick over the "
+        "runner-up and the pairs it cannot be told apart from; writes select.csv, select.json "
+        "and select.png.",
     )
     _add_data_options(sel, required=True)
     sel.add_argument("--model", action="append", metavar="NAME_OR_PATH",
@@ -174,7 +179,9 @@ def _add_select_parser(sub):
                      "repeat to compare models (default: the three bundled models, "
                      "SmolLM2-135M, all-MiniLM-L6-v2 and all-mpnet-base-v2)")
     sel.add_argument("--score", help="any score column of 'sklearn-ntps report' (ntps, logme, "
-                     "hscore, ...; default: the one docs/validity.md recommends)")
+                     "hscore, ...; default: with one --model, logme, rule B of docs/validity.md "
+                     "for choosing a layer; with several, hscore, rule M for choosing among "
+                     "models, which separated no score and takes the cheapest of the tied)")
     sel.add_argument("--aggregate", choices=AGGREGATIONS, default=AGGREGATIONS[0],
                      help="pick a model by its best layer's score, or by the mean over its "
                      "layers; then its best layer (default %(default)s)")
@@ -220,7 +227,7 @@ def _select(args):
 
     from .models import resolve_model
     from .report import check_writable
-    from .scorers import RECOMMENDED, default_scorers
+    from .scorers import default_scorers
     from .selection import DEFAULT_MODELS, LayerSelector
     from .selection_report import selection_files, selection_text
 
@@ -229,15 +236,16 @@ def _select(args):
     _check_dask(args)
     if not args.no_plot:
         _require_matplotlib()
-    score = args.score or RECOMMENDED
-    if score not in (names := list(default_scorers())):
-        raise ValueError(f"--score {score!r} is not a score; use one of {', '.join(names)}.")
+    if args.score is not None and args.score not in (names := list(default_scorers())):
+        raise ValueError(f"--score {args.score!r} is not a score; use one of "
+                         f"{', '.join(names)}.")
     texts, labels = _load_table(args, args.data)
     models = list(dict.fromkeys(args.model or DEFAULT_MODELS))
     for model in models:
         resolve_model(model)
     selector = LayerSelector(
-        models, scorer=score, layers=args.layers, aggregate=args.aggregate,
+        models, scorer=args.score, layers=args.layers, aggregate=args.aggregate,
+        n_permutations=args.n_permutations,
         n_blocks=args.n_blocks, batch_size=args.batch_size, max_length=args.max_length,
         device=args.device, cache=args.cache, progress=not args.no_progress,
         random_state=args.random_state)
@@ -306,10 +314,12 @@ def _report(args):
                             n_samples=None if args.full else args.n_texts or DEFAULT_TEXTS)
         datasets[name] = (data.data, data.target)
     scorers = default_scorers()
-    if args.n_components is not None:
-        for scorer in scorers.values():
-            if "n_components" in scorer.get_params():
-                scorer.set_params(n_components=args.n_components)
+    for scorer in scorers.values():
+        params = scorer.get_params()
+        if args.n_components is not None and "n_components" in params:
+            scorer.set_params(n_components=args.n_components)
+        if "n_permutations" in params:
+            scorer.set_params(n_permutations=args.n_permutations)
     start = time.perf_counter()
     with _scheduler(args) as scheduler:
         report = run_report(
@@ -389,7 +399,7 @@ def _prescreen(args):
                                           ("learning_rate", args.learning_rate)) if v is not None}},
         embedding_params={"batch_size": args.batch_size, "device": args.device,
                           "cache": args.cache},
-        max_length=args.max_length,
+        max_length=args.max_length, n_permutations=args.n_permutations,
         progress=not args.no_progress,
     )
     print(result.to_text())

@@ -9,6 +9,8 @@ resolves them.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import (
     BaseEstimator,
@@ -17,7 +19,7 @@ from sklearn.base import (
     TransformerMixin,
     clone,
 )
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -28,6 +30,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._sklearn_compat import HasMethods, _fit_context
 from ._utils import one_blas_pool
+from ._warnings import warn_at_caller
+from .chance import CHANCE_CONSTRAINTS, N_PERMUTATIONS, ChanceLevelWarning, ChanceMixin
 from .checks import encode_labels
 from .moments import compute_moments, pooled_features
 from .scoring import (
@@ -35,6 +39,7 @@ from .scoring import (
     curve_from_subspaces,
     fit_labelled,
     perception_side,
+    permuted_ntps,
     resolve_n_components,
 )
 
@@ -42,10 +47,10 @@ from .scoring import (
 _STREAM = ("moments_", "_y_stream", "_declared_classes")
 
 
-class _NTPSBase(BaseEstimator):
+class _NTPSBase(ChanceMixin, BaseEstimator):
     """Fit the autoregressive subspace and the NTPS curve of the training texts."""
 
-    _parameter_constraints: dict = dict(PARAMETER_CONSTRAINTS)
+    _parameter_constraints: dict = {**PARAMETER_CONSTRAINTS, **CHANCE_CONSTRAINTS}
 
     def __sklearn_is_fitted__(self):
         # A partial_fit stream that holds one class so far has no score yet.
@@ -93,7 +98,30 @@ class _NTPSBase(BaseEstimator):
         self.ntps_ = self.score_ = float(curve[k - 1])
         self.excess_loss_curve_ = fit.excess_loss()
         self.excess_loss_ = float(self.excess_loss_curve_[k - 1])
+        with warnings.catch_warnings():
+            # fit_labelled has said it once if y is a column vector.
+            warnings.simplefilter("ignore", DataConversionWarning)
+            codes = encode_labels(y)[1]
+        self._fit_chance(lambda shuffles: permuted_ntps(
+            fit, moments.pooled, shuffles, len(classes), k, variant=self.variant,
+            options=self.options_), codes)
+        self._warn_ntps_at_chance(moments.pooled.shape[0], d, k, len(classes))
         return moments, y
+
+    def _warn_ntps_at_chance(self, n, d, k, n_classes):
+        if n > k:
+            self._warn_at_chance("NTPS", n, d, n_classes, advice=(
+                f"More texts per class would help, or a smaller k (n_components, now {k})."))
+            return
+        chance = "" if not np.isfinite(self.chance_) else (
+            f" (here {self.score_:.3f}, and {self.chance_:.3f} +- {self.chance_std_:.2g} "
+            "on shuffled labels)")
+        warn_at_caller(
+            f"NTPS at k = {k} of d = {d} dimensions from n = {n} texts ({n_classes} classes): "
+            "with no more texts than k, the few directions the labels define fit inside "
+            "almost any k-dimensional subspace, so NTPS sits near its random-label "
+            f"ceiling{chance}. Use many more texts than k, or a smaller n_components.",
+            ChanceLevelWarning)
 
     def _extend_stream(self, X, y, classes):
         """The moments and labels of every batch given to partial_fit, this one last.
@@ -203,7 +231,13 @@ _PARAMETERS_DOC = """
     rtol : float, default=None
         Numerical floor added to ``Sxx`` and ``C0`` as ``rtol * diag``; None
         sets it from the precision of the hidden states (see
-        :func:`~sklearn_ntps.ntps_score`), 0 is the authors' pseudo-inverse."""
+        :func:`~sklearn_ntps.ntps_score`), 0 is the authors' pseudo-inverse.
+    n_permutations : int, default=30
+        Shuffles of the labels scored after ``fit`` for the chance level
+        (:mod:`sklearn_ntps.chance`); 0 skips it. They share the fit's
+        eigendecompositions: the labels move ``Sxy`` alone.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the shuffles."""
 
 
 class NTPSScorer(_NTPSBase):
@@ -223,6 +257,13 @@ class NTPSScorer(_NTPSBase):
     ----------
     ntps_ : float
         NTPS of the training texts at ``n_components_``; ``score_`` is the same.
+    chance_ : float
+        The mean of ``ntps_`` over the shuffled labels: NTPS with labels that
+        say nothing about the texts. With ``n <= k`` texts it is near 1.
+    chance_std_ : float
+        Their standard deviation.
+    chance_scores_ : ndarray of shape (n_permutations,)
+        NTPS of each shuffle, in the fitted subspace.
     ntps_curve_ : ndarray of shape (n_features_in_,)
         NTPS of the training texts for every k; ``ntps_curve_[k - 1]`` is NTPS(k).
     excess_loss_ : float
@@ -266,12 +307,14 @@ class NTPSScorer(_NTPSBase):
     """
 
     def __init__(self, *, n_components=0.25, variant="whitened", centering=False, shrinkage=None,
-                 rtol=None):
+                 rtol=None, n_permutations=N_PERMUTATIONS, random_state=0):
         self.n_components = n_components
         self.variant = variant
         self.centering = centering
         self.shrinkage = shrinkage
         self.rtol = rtol
+        self.n_permutations = n_permutations
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -356,7 +399,8 @@ class NTPSSubspaceProbe(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transf
         The fitted clone of ``estimator``.
     classes_ : ndarray of shape (n_classes,)
     ntps_, ntps_curve_, excess_loss_, excess_loss_curve_, components_, ar_eigenvalues_,
-    perception_components_, options_, n_components_, n_features_in_, moments_
+    perception_components_, options_, n_components_, n_features_in_, moments_, chance_,
+    chance_std_, chance_scores_
         As in :class:`NTPSScorer`, for the training texts.
 
     Examples
@@ -374,17 +418,20 @@ class NTPSSubspaceProbe(ClassNamePrefixFeaturesOutMixin, ClassifierMixin, Transf
     """
 
     _parameter_constraints: dict = {
-        **PARAMETER_CONSTRAINTS, "estimator": [None, HasMethods(["fit", "predict"])],
+        **PARAMETER_CONSTRAINTS, **CHANCE_CONSTRAINTS,
+        "estimator": [None, HasMethods(["fit", "predict"])],
     }
 
     def __init__(self, *, n_components=0.25, estimator=None, variant="whitened", centering=False,
-                 shrinkage=None, rtol=None):
+                 shrinkage=None, rtol=None, n_permutations=N_PERMUTATIONS, random_state=0):
         self.n_components = n_components
         self.estimator = estimator
         self.variant = variant
         self.centering = centering
         self.shrinkage = shrinkage
         self.rtol = rtol
+        self.n_permutations = n_permutations
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):

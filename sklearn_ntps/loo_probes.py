@@ -26,7 +26,8 @@ from ._sklearn_compat import validate_params
 from ._utils import log_grid
 from .checks import NumberInterval, check_features
 
-__all__ = ["knn_accuracy", "ridge_loo_accuracy"]
+__all__ = ["knn_accuracy", "knn_chance", "knn_from_labels", "knn_neighbours",
+           "ridge_from_labellings", "ridge_from_labels", "ridge_loo_accuracy", "ridge_state"]
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -97,15 +98,23 @@ def knn_accuracy(features, y, *, n_neighbors=3):
     0.943
     """
     X, codes = check_features(features, y, score="k-NN accuracy")
+    return knn_from_labels(knn_neighbours(X, n_neighbors), codes)
+
+
+def knn_neighbours(X, n_neighbors) -> np.ndarray:
+    """The ``k`` nearest other samples of each sample, ``(n, k)`` indices: what labels do not move.
+
+    The label-free part of :func:`knn_accuracy`, computed once however many
+    labellings (permutations for the chance level) are then scored.
+    """
     n = X.shape[0]
     k = int(n_neighbors)
     if k >= n:
         raise ValueError(f"n_neighbors={k} must be below n_samples={n}: leaving one sample "
                          f"out leaves {n - 1} neighbour(s) to vote.")
-    n_classes = int(codes.max()) + 1
     sq = np.einsum("ij,ij->i", X, X)
     block = max(1, min(n, _KNN_BLOCK_ENTRIES // n))
-    correct = 0
+    out = np.empty((n, k), dtype=np.intp)
     for start in range(0, n, block):
         stop = min(start + block, n)
         rows = np.arange(stop - start)
@@ -121,11 +130,77 @@ def knn_accuracy(features, y, *, n_neighbors=3):
         tied = D == kth
         need = k - nearer.sum(axis=1, keepdims=True)
         chosen = nearer | (tied & (np.cumsum(tied, axis=1) <= need))
-        neighbours = np.nonzero(chosen)[1].reshape(-1, k)  # exactly k a row, row-major
-        votes = np.bincount((rows[:, None] * n_classes + codes[neighbours]).ravel(),
-                            minlength=rows.size * n_classes).reshape(-1, n_classes)
-        correct += int(np.sum(votes.argmax(axis=1) == codes[start:stop]))  # first max: smallest
-    return correct / n
+        out[start:stop] = np.nonzero(chosen)[1].reshape(-1, k)  # exactly k a row, row-major
+    return out
+
+
+def knn_from_labels(neighbours, codes) -> float:
+    """The leave-one-out accuracy of the neighbours' majority vote (ties: the smallest class)."""
+    n, _ = neighbours.shape
+    n_classes = int(codes.max()) + 1
+    votes = np.bincount((np.arange(n)[:, None] * n_classes + codes[neighbours]).ravel(),
+                        minlength=n * n_classes).reshape(n, n_classes)
+    return float(np.mean(votes.argmax(axis=1) == codes))  # the first max: the smallest class
+
+
+def knn_chance(counts, n_neighbors) -> float:
+    """The exact mean of :func:`knn_accuracy` over every permutation of the labels.
+
+    Whatever the features, a sample's ``k`` neighbours are a fixed set of
+    other samples; under a random permutation of the labels their labels are
+    a uniform draw without replacement from the other ``n - 1`` labels. So
+    the expected accuracy depends on the class counts alone: for a sample of
+    class ``c``, ``t`` of its neighbours are of class ``c`` with the
+    hypergeometric probability, and the vote is ``c`` when every smaller class
+    has fewer than ``t`` of the others and every larger class at most ``t``
+    (ties go to the smallest class), which a product of truncated binomial
+    generating functions counts.
+
+    Parameters
+    ----------
+    counts : array-like of int, shape (n_classes,)
+        Samples per class, in class order.
+    n_neighbors : int
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from sklearn_ntps.loo_probes import knn_chance
+    >>> knn_chance([5, 5], 1)  # the one neighbour is of your class 4 times in 9
+    0.4444444444444444
+    """
+    from scipy.special import comb
+
+    counts = np.asarray(counts, dtype=np.int64)
+    n, k = int(counts.sum()), int(n_neighbors)
+    total = comb(n - 1, k, exact=False)
+
+    def ways(m, cap):
+        # Coefficients of sum_{x <= cap} C(m, x) z^x: draws of x neighbours from a class of m.
+        x = np.arange(k + 1)
+        return np.where(x <= cap, comb(m, x, exact=False), 0.0)
+
+    def times(a, b):
+        return np.convolve(a, b)[: k + 1]
+
+    expected = 0.0
+    for t in range(1, k + 1):
+        # Classes before c may draw at most t - 1, those after at most t: prefix and suffix
+        # products of their generating functions serve every c at once.
+        before = [np.eye(1, k + 1)[0]]
+        for m in counts[:-1]:
+            before.append(times(before[-1], ways(m, t - 1)))
+        after = [np.eye(1, k + 1)[0]]
+        for m in counts[:0:-1]:
+            after.append(times(after[-1], ways(m, t)))
+        after.reverse()
+        for c, n_c in enumerate(counts):
+            draws = times(before[c], after[c])
+            expected += n_c / n * comb(n_c - 1, t, exact=False) * draws[k - t] / total
+    return float(expected)
 
 
 _RIDGE_ALPHAS = log_grid(-3, 3, 13)
@@ -199,38 +274,66 @@ def ridge_loo_accuracy(features, y, *, alphas=_RIDGE_ALPHAS):
 def _ridge_loo(features, y, alphas):
     """``(LOO accuracy, chosen alpha)`` of :func:`ridge_loo_accuracy`."""
     X, codes = check_features(features, y, score="The ridge probe")
+    return ridge_from_labels(ridge_state(X, alphas), codes)
+
+
+def ridge_state(X, alphas) -> tuple:
+    """The label-free part of :func:`ridge_loo_accuracy`: one SVD of the centred features."""
     alphas = _check_alphas(alphas)
     n, d = X.shape
-    n_classes = int(codes.max()) + 1
-    # RidgeClassifier's targets: LabelBinarizer(neg_label=-1), one column for two classes.
-    T = -np.ones((n, n_classes))
-    T[np.arange(n), codes] = 1.0
-    if n_classes == 2:
-        T = T[:, 1:]
-    Tc = T - T.mean(axis=0)
     U, s, _ = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
     keep = s > max(n, d) * _EPS * s[0]
     U, s2 = U[:, keep], s[keep] ** 2
-    UtT = U.T @ Tc
     U2 = U**2
-    if U.shape[1] == n - 1:
-        # U spans every centred direction: nothing lies outside it but rounding.
-        out_res, out_lev = np.zeros_like(Tc), np.zeros(n)
-    else:
-        out_res = Tc - U @ UtT
-        out_lev = np.maximum(1.0 - 1.0 / n - U2.sum(axis=1), 0.0)
-    best = None
+    # U spans every centred direction: nothing lies outside it but rounding.
+    spans_all = U.shape[1] == n - 1
+    out_lev = np.zeros(n) if spans_all else np.maximum(1.0 - 1.0 / n - U2.sum(axis=1), 0.0)
+    return alphas, U, s2, U2, spans_all, out_lev
+
+
+def ridge_from_labels(state, codes) -> tuple:
+    """``(LOO accuracy, chosen alpha)`` for one labelling, from :func:`ridge_state`."""
+    scores, alphas = ridge_from_labellings(state, [codes])
+    return float(scores[0]), float(alphas[0])
+
+
+def ridge_from_labellings(state, labellings) -> tuple:
+    """``(LOO accuracies, chosen alphas)`` of several labellings with the same classes.
+
+    Their targets sit side by side, so each alpha costs one product with ``U``
+    for all of them; each labelling still chooses its own alpha.
+    """
+    alphas, U, s2, U2, spans_all, out_lev = state
+    n = U.shape[0]
+    n_classes = int(max(c.max() for c in labellings)) + 1
+    # RidgeClassifier's targets: LabelBinarizer(neg_label=-1), one column for two classes.
+    T = -np.ones((len(labellings), n, n_classes))
+    for T_i, codes in zip(T, labellings):
+        T_i[np.arange(n), codes] = 1.0
+    if n_classes == 2:
+        T = T[:, :, 1:]
+    width = T.shape[2]
+    T = T.transpose(1, 0, 2).reshape(n, -1)  # (n, labellings x outputs)
+    Tc = T - T.mean(axis=0)
+    UtT = U.T @ Tc
+    out_res = np.zeros_like(Tc) if spans_all else Tc - U @ UtT
+    best_mse = np.full(len(labellings), np.inf)
+    best_alpha = np.empty(len(labellings))
+    loo = np.empty_like(T)
     for alpha in alphas:
         shrink = alpha / (s2 + alpha)  # 1 - s^2 / (s^2 + alpha), without the cancellation
         # T - H T and 1 - h_ii, each read off the directions that alpha shrinks.
         residual = out_res + U @ (shrink[:, None] * UtT)
         loo_error = residual / (out_lev + U2 @ shrink)[:, None]
-        mse = float(np.mean(loo_error**2))
-        if best is None or mse < best[0]:
-            best = (mse, alpha, T - loo_error)
-    _, alpha, loo = best
-    predicted = (loo[:, 0] > 0).astype(int) if n_classes == 2 else loo.argmax(axis=1)
-    return float(np.mean(predicted == codes)), alpha
+        mse = np.mean((loo_error**2).reshape(n, -1, width), axis=(0, 2))
+        better = mse < best_mse  # the first alpha on a tie
+        best_mse[better], best_alpha[better] = mse[better], alpha
+        cols = np.repeat(better, width)
+        loo[:, cols] = T[:, cols] - loo_error[:, cols]
+    loo = loo.reshape(n, -1, width)
+    predicted = (loo[:, :, 0] > 0).astype(int) if n_classes == 2 else loo.argmax(axis=2)
+    codes = np.column_stack(labellings)
+    return np.mean(predicted == codes, axis=0), best_alpha
 
 
 def _check_alphas(alphas):

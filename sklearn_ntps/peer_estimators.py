@@ -19,7 +19,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import loo_probes, peers
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._utils import one_blas_pool
-from .checks import NumberInterval, check_features
+from .chance import CHANCE_CONSTRAINTS, N_PERMUTATIONS, ChanceMixin
+from .checks import NumberInterval, check_features, encode_labels
 from .moments import Moments, pooled_features
 
 
@@ -35,16 +36,23 @@ def pooled_input(X) -> np.ndarray:
     return X  # nested lists and the like: check_features says what is wrong
 
 
-class _PeerScorer(BaseEstimator):
-    """Shared fit/score of the peer scores; subclasses define ``_compute``."""
+class _PeerScorer(ChanceMixin, BaseEstimator):
+    """Shared fit/score of the peer scores.
+
+    A labelled subclass splits its score in two: ``_state(features)``, the
+    label-free work, and ``_from_labels(state, codes)``, what one labelling
+    adds; ``fit`` then scores the labels and their shuffles (the chance level)
+    from one state. A label-free one defines ``_compute(features, y)``.
+    """
 
     _parameter_constraints: dict = {}
     _labelled = True
+    _name = "The score"
 
     @_fit_context(prefer_skip_nested_validation=True)
     @one_blas_pool()  # as for NTPS: LAPACK on small matrices thrashes two spinning pools
     def fit(self, X, y=None):
-        """Score the training data and store it in ``score_``.
+        """Score the training data and store it in ``score_``, beside its chance level.
 
         Parameters
         ----------
@@ -58,7 +66,16 @@ class _PeerScorer(BaseEstimator):
         self
         """
         features = self._features(X, y, reset=True)
-        self.score_ = self._fit_compute(features, y)
+        if not self._labelled:
+            self.score_ = self._compute(features, y)
+            self._no_chance()
+            return self
+        codes = encode_labels(y)[1]
+        state = self._state(features)
+        self.score_ = self._fit_score(state, codes)
+        self._fit_chance(lambda shuffles: self._from_labellings(state, shuffles), codes,
+                         exact=self._exact_chance(codes))
+        self._warn_at_chance(self._name, *features.shape, int(codes.max()) + 1)
         return self
 
     @one_blas_pool()
@@ -76,11 +93,22 @@ class _PeerScorer(BaseEstimator):
         float
         """
         check_is_fitted(self)
-        return self._compute(self._features(X, y, reset=False), y)
+        features = self._features(X, y, reset=False)
+        if not self._labelled:
+            return self._compute(features, y)
+        return self._from_labels(self._state(features), encode_labels(y)[1])
 
-    def _fit_compute(self, features, y):
+    def _fit_score(self, state, codes):
         """The training score; a subclass that stores more fitted attributes sets them here."""
-        return self._compute(features, y)
+        return self._from_labels(state, codes)
+
+    def _from_labellings(self, state, labellings):
+        """The scores of several labellings; a subclass batches them where that pays."""
+        return [self._from_labels(state, codes) for codes in labellings]
+
+    def _exact_chance(self, codes):
+        """The mean over every shuffle in closed form, where the score has one; else None."""
+        return None
 
     def _features(self, X, y, *, reset):
         """Pooled features, validated as scikit-learn validates a feature matrix."""
@@ -111,10 +139,25 @@ class LogMEScorer(_PeerScorer):
     of the features, for each class's one-hot target; the score is the mean
     over classes. See :func:`sklearn_ntps.peers.logme`.
 
+    Parameters
+    ----------
+    n_permutations : int, default=30
+        Shuffles of the labels refitted after ``fit`` for the chance level
+        (:mod:`sklearn_ntps.chance`); 0 skips it.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the shuffles.
+
     Attributes
     ----------
     score_ : float
         LogME of the training data.
+    chance_ : float
+        The mean training score over the shuffled labels: what the score reads
+        with labels that say nothing about the features.
+    chance_std_ : float
+        Their standard deviation.
+    chance_scores_ : ndarray of shape (n_permutations,)
+        The score of each shuffle.
     n_features_in_ : int
 
     Examples
@@ -129,8 +172,21 @@ class LogMEScorer(_PeerScorer):
     True
     """
 
-    def _compute(self, features, y):
-        return peers.logme(features, y)
+    _parameter_constraints: dict = {**CHANCE_CONSTRAINTS}
+    _name = "LogME"
+
+    def __init__(self, *, n_permutations=N_PERMUTATIONS, random_state=0):
+        self.n_permutations = n_permutations
+        self.random_state = random_state
+
+    def _state(self, features):
+        return peers.logme_state(features)
+
+    def _from_labels(self, state, codes):
+        return peers.logme_from_labels(state, codes)
+
+    def _from_labellings(self, state, labellings):
+        return peers.logme_from_labellings(state, labellings)
 
 
 class HScoreScorer(_PeerScorer):
@@ -145,10 +201,22 @@ class HScoreScorer(_PeerScorer):
     ----------
     shrinkage : "ledoit-wolf", float in [0, 1] or None, default="ledoit-wolf"
         None uses the pseudo-inverse of the sample covariance.
+    n_permutations : int, default=30
+        Shuffles of the labels refitted after ``fit`` for the chance level
+        (:mod:`sklearn_ntps.chance`); 0 skips it.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the shuffles.
 
     Attributes
     ----------
     score_ : float
+    chance_ : float
+        The mean training score over the shuffled labels: what the score reads
+        with labels that say nothing about the features.
+    chance_std_ : float
+        Their standard deviation.
+    chance_scores_ : ndarray of shape (n_permutations,)
+        The score of each shuffle.
     n_features_in_ : int
 
     Examples
@@ -165,13 +233,21 @@ class HScoreScorer(_PeerScorer):
     _parameter_constraints: dict = {
         "shrinkage": [None, StrOptions({"ledoit-wolf"}),
                       NumberInterval(Real, 0, 1, closed="both")],
+        **CHANCE_CONSTRAINTS,
     }
+    _name = "H-score"
 
-    def __init__(self, *, shrinkage="ledoit-wolf"):
+    def __init__(self, *, shrinkage="ledoit-wolf", n_permutations=N_PERMUTATIONS,
+                 random_state=0):
         self.shrinkage = shrinkage
+        self.n_permutations = n_permutations
+        self.random_state = random_state
 
-    def _compute(self, features, y):
-        return peers.hscore(features, y, shrinkage=self.shrinkage)
+    def _state(self, features):
+        return peers.hscore_state(features, self.shrinkage)
+
+    def _from_labels(self, state, codes):
+        return peers.hscore_from_labels(state, codes)
 
 
 class TransRateScorer(_PeerScorer):
@@ -186,10 +262,22 @@ class TransRateScorer(_PeerScorer):
     ----------
     eps : float, default=1e-4
         Relative distortion of the coding rate, in units of ``rms(Z)``.
+    n_permutations : int, default=30
+        Shuffles of the labels refitted after ``fit`` for the chance level
+        (:mod:`sklearn_ntps.chance`); 0 skips it.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the shuffles.
 
     Attributes
     ----------
     score_ : float
+    chance_ : float
+        The mean training score over the shuffled labels: what the score reads
+        with labels that say nothing about the features.
+    chance_std_ : float
+        Their standard deviation.
+    chance_scores_ : ndarray of shape (n_permutations,)
+        The score of each shuffle.
     n_features_in_ : int
 
     Examples
@@ -206,13 +294,20 @@ class TransRateScorer(_PeerScorer):
     True
     """
 
-    _parameter_constraints: dict = {"eps": [Interval(Real, 0, None, closed="neither")]}
+    _parameter_constraints: dict = {"eps": [Interval(Real, 0, None, closed="neither")],
+                                    **CHANCE_CONSTRAINTS}
+    _name = "TransRate"
 
-    def __init__(self, *, eps=1e-4):
+    def __init__(self, *, eps=1e-4, n_permutations=N_PERMUTATIONS, random_state=0):
         self.eps = eps
+        self.n_permutations = n_permutations
+        self.random_state = random_state
 
-    def _compute(self, features, y):
-        return peers.transrate(features, y, eps=self.eps)
+    def _state(self, features):
+        return peers.transrate_state(features, self.eps)
+
+    def _from_labels(self, state, codes):
+        return peers.transrate_from_labels(state, codes)
 
 
 class RankMeScorer(_PeerScorer):
@@ -230,6 +325,10 @@ class RankMeScorer(_PeerScorer):
     ----------
     score_ : float
         Between 1 and ``min(n_samples, n_features)``.
+    chance_, chance_std_ : float
+        NaN: RankMe reads no labels, so shuffling them changes nothing and it
+        has no chance level. It is the reference a labelled score must beat.
+    chance_scores_ : ndarray of shape (0,)
     n_features_in_ : int
 
     Examples
@@ -264,11 +363,24 @@ class KNNScorer(_PeerScorer):
     ----------
     n_neighbors : int, default=3
         At least 1, and below the number of samples.
+    n_permutations : int, default=30
+        Shuffles of the labels refitted after ``fit`` for the chance level
+        (:mod:`sklearn_ntps.chance`); 0 skips it.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the shuffles.
 
     Attributes
     ----------
     score_ : float
         The leave-one-out accuracy of the training data, in [0, 1].
+    chance_ : float
+        The mean training score over every shuffle of the labels, exact
+        (:func:`~sklearn_ntps.loo_probes.knn_chance`): it depends on the class
+        counts alone, near ``sum_c (n_c / n)^2`` for one neighbour.
+    chance_std_ : float
+        Their standard deviation.
+    chance_scores_ : ndarray of shape (n_permutations,)
+        The score of each shuffle.
     n_features_in_ : int
 
     Examples
@@ -284,13 +396,23 @@ class KNNScorer(_PeerScorer):
 
     _parameter_constraints: dict = {
         "n_neighbors": [NumberInterval(Integral, 1, None, closed="left")],
+        **CHANCE_CONSTRAINTS,
     }
+    _name = "k-NN accuracy"
 
-    def __init__(self, *, n_neighbors=3):
+    def __init__(self, *, n_neighbors=3, n_permutations=N_PERMUTATIONS, random_state=0):
         self.n_neighbors = n_neighbors
+        self.n_permutations = n_permutations
+        self.random_state = random_state
 
-    def _compute(self, features, y):
-        return loo_probes.knn_accuracy(features, y, n_neighbors=self.n_neighbors)
+    def _state(self, features):
+        return loo_probes.knn_neighbours(features, self.n_neighbors)
+
+    def _from_labels(self, state, codes):
+        return loo_probes.knn_from_labels(state, codes)
+
+    def _exact_chance(self, codes):
+        return loo_probes.knn_chance(np.bincount(codes), self.n_neighbors)
 
 
 class RidgeProbeScorer(_PeerScorer):
@@ -309,6 +431,11 @@ class RidgeProbeScorer(_PeerScorer):
     alphas : array-like of float > 0, default=np.logspace(-3, 3, 13)
         Candidate penalties, in the units of the raw features (as in
         scikit-learn): the score is not invariant to the scale of the features.
+    n_permutations : int, default=30
+        Shuffles of the labels refitted after ``fit`` for the chance level
+        (:mod:`sklearn_ntps.chance`); 0 skips it.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the shuffles.
 
     Attributes
     ----------
@@ -316,6 +443,13 @@ class RidgeProbeScorer(_PeerScorer):
         The leave-one-out accuracy of the training data at ``alpha_``, in [0, 1].
     alpha_ : float
         The alpha chosen on the training data.
+    chance_ : float
+        The mean training score over the shuffled labels: what the score reads
+        with labels that say nothing about the features.
+    chance_std_ : float
+        Their standard deviation.
+    chance_scores_ : ndarray of shape (n_permutations,)
+        The score of each shuffle, its alpha chosen afresh on each.
     n_features_in_ : int
 
     Examples
@@ -330,14 +464,24 @@ class RidgeProbeScorer(_PeerScorer):
     (0.995, 31.6)
     """
 
-    _parameter_constraints: dict = {"alphas": ["array-like"]}
+    _parameter_constraints: dict = {"alphas": ["array-like"], **CHANCE_CONSTRAINTS}
+    _name = "The ridge probe's leave-one-out accuracy"
 
-    def __init__(self, *, alphas=loo_probes._RIDGE_ALPHAS):
+    def __init__(self, *, alphas=loo_probes._RIDGE_ALPHAS, n_permutations=N_PERMUTATIONS,
+                 random_state=0):
         self.alphas = alphas
+        self.n_permutations = n_permutations
+        self.random_state = random_state
 
-    def _fit_compute(self, features, y):
-        score, self.alpha_ = loo_probes._ridge_loo(features, y, self.alphas)
+    def _state(self, features):
+        return loo_probes.ridge_state(features, self.alphas)
+
+    def _from_labels(self, state, codes):
+        return loo_probes.ridge_from_labels(state, codes)[0]
+
+    def _from_labellings(self, state, labellings):
+        return loo_probes.ridge_from_labellings(state, labellings)[0]
+
+    def _fit_score(self, state, codes):
+        score, self.alpha_ = loo_probes.ridge_from_labels(state, codes)
         return score
-
-    def _compute(self, features, y):
-        return loo_probes.ridge_loo_accuracy(features, y, alphas=self.alphas)

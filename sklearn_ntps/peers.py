@@ -30,11 +30,12 @@ import numpy as np
 from sklearn.covariance import ledoit_wolf, shrunk_covariance
 
 from ._sklearn_compat import Interval, StrOptions, validate_params
-from .checks import NumberInterval, check_features
+from .checks import NumberInterval, check_features, class_sums
 from .loo_probes import knn_accuracy, ridge_loo_accuracy
 
-__all__ = ["check_features", "hscore", "knn_accuracy", "logme", "rankme", "ridge_loo_accuracy",
-           "transrate"]
+__all__ = ["check_features", "hscore", "hscore_from_labels", "hscore_state", "knn_accuracy",
+           "logme", "logme_from_labellings", "logme_from_labels", "logme_state", "rankme",
+           "ridge_loo_accuracy", "transrate", "transrate_from_labels", "transrate_state"]
 
 # LogME's fixed point converges linearly: tens to a few hundred steps reach
 # 1e-10 in practice; the cap bounds the slow crawl towards an infinite alpha or beta.
@@ -103,15 +104,34 @@ def logme(features, y):
     -0.225
     """
     X, codes = check_features(features, y, score="LogME")
-    n, d = X.shape
+    return logme_from_labels(logme_state(X), codes)
+
+
+def logme_state(X) -> tuple:
+    """The label-free part of :func:`logme`: one thin SVD of the features."""
     U, s, _ = np.linalg.svd(X, full_matrices=False)
-    s2 = s**2
+    return X.shape, U, s**2
+
+
+def logme_from_labels(state, codes) -> float:
+    """:func:`logme` of one labelling, from :func:`logme_state`."""
+    return float(logme_from_labellings(state, [codes])[0])
+
+
+def logme_from_labellings(state, labellings) -> np.ndarray:
+    """:func:`logme` of several labellings with the same classes, in one fixed-point run.
+
+    Each class of each labelling is one row of the vectorised fixed point, so
+    scoring 30 shuffles of the labels costs about one run on 30 times the classes.
+    """
+    (n, d), U, s2 = state
     r = s2.size
+    n_classes = int(max(c.max() for c in labellings)) + 1
     # z_c = U^T t_c: a one-hot target projects as the column sums of U over class c.
-    Z = np.zeros((codes.max() + 1, r))
-    np.add.at(Z, codes, U)
+    Z = np.vstack([class_sums(U, codes, n_classes) for codes in labellings])
     Z2 = Z**2
-    t2 = np.bincount(codes).astype(np.float64)
+    t2 = np.concatenate([np.bincount(codes, minlength=n_classes) for codes in labellings])
+    t2 = t2.astype(np.float64)
     # The part of t outside the column space of F is never fitted.
     outside = np.maximum(t2 - Z2.sum(axis=1), 0.0)
     explained = np.any(Z2 * s2 > 0, axis=1)
@@ -148,7 +168,7 @@ def logme(features, y):
     # No direction of F fits t: the supremum is the alpha = inf limit (m = 0).
     limit = n / 2 * (np.log(n / t2) - 1.0 - np.log(2 * np.pi))
     evidence = np.where(explained, evidence, limit)
-    return float(np.mean(evidence) / n)
+    return evidence.reshape(len(labellings), n_classes).mean(axis=1) / n
 
 
 @validate_params({"features": ["array-like"], "y": ["array-like", None],
@@ -209,12 +229,18 @@ def hscore(features, y, *, shrinkage="ledoit-wolf"):
     True
     """
     X, codes = check_features(features, y, score="H-score")
+    return hscore_from_labels(hscore_state(X, shrinkage), codes)
+
+
+def hscore_state(X, shrinkage="ledoit-wolf") -> tuple:
+    """The label-free part of :func:`hscore`: the centred features, whitened by ``cov(f)``.
+
+    ``tr(C^+ B) = sum_c (n_c / n) mu_c^T C^+ mu_c`` is read in ``C``'s
+    eigenbasis: each kept direction scaled by ``1 / sqrt(eigenvalue)``, so a
+    labelling costs the class means of these coordinates only.
+    """
     n, d = X.shape
     X = X - X.mean(axis=0)
-    counts = np.bincount(codes).astype(np.float64)
-    means = np.zeros((counts.size, d))
-    np.add.at(means, codes, X)
-    means /= counts[:, None]
     if shrinkage == "ledoit-wolf":
         cov, a = ledoit_wolf(X, assume_centered=True)
     else:
@@ -223,9 +249,15 @@ def hscore(features, y, *, shrinkage="ledoit-wolf"):
             cov = shrunk_covariance(cov, shrinkage=a)
     evals, evecs = np.linalg.eigh(cov)
     keep = evals > max(n, d) * _EPS * max(evals[-1], 0.0)
-    proj = means @ evecs[:, keep]
-    # tr(C^+ B) = sum_c (n_c / n) mu_c^T C^+ mu_c, read in C's eigenbasis.
-    return float((1.0 - a) * np.sum(counts / n * np.sum(proj**2 / evals[keep], axis=1)))
+    return 1.0 - a, X @ (evecs[:, keep] / np.sqrt(evals[keep]))
+
+
+def hscore_from_labels(state, codes) -> float:
+    """:func:`hscore` of one labelling, from :func:`hscore_state`."""
+    factor, white = state
+    counts = np.bincount(codes).astype(np.float64)
+    means = class_sums(white, codes, counts.size) / counts[:, None]
+    return float(factor * np.sum(counts / white.shape[0] * np.sum(means**2, axis=1)))
 
 
 @validate_params({"features": ["array-like"], "y": ["array-like", None],
@@ -303,25 +335,41 @@ def transrate(features, y, *, eps=1e-4):
     True
     """
     X, codes = check_features(features, y, score="TransRate")
+    return transrate_from_labels(transrate_state(X, eps), codes)
+
+
+def transrate_state(X, eps=1e-4):
+    """The label-free part of :func:`transrate`: the scaled features and their coding rate.
+
+    None for constant features, whose score is 0 whatever the labels.
+    """
     n = X.shape[0]
     Z = X - X.mean(axis=0)
     # A constant column centres to the rounding of its mean, not to zero.
     Z[:, np.abs(Z).max(axis=0) <= n * _EPS * np.abs(X).max(axis=0)] = 0.0
     top = np.abs(Z).max()
     if top == 0.0:
-        return 0.0  # R(0) = 0 for the whole and for every class
+        return None  # R(0) = 0 for the whole and for every class
     # delta = eps * rms(Z): code Z / rms(Z) at distortion eps. Dividing by the
     # largest entry first keeps the squares of tiny (subnormal) features from underflowing.
     Z /= top
     Z /= np.sqrt(np.mean(Z**2))
-    counts = np.bincount(codes)
     lam = _gram_eigenvalues(Z)
     # One rounding level for every Gram, the whole's: a class's Gram lies below it, so a
     # direction dropped from the whole is dropped from every class (the score stays >= 0).
     floor = max(Z.shape) * _EPS * max(lam.max(initial=0.0), 0.0)
-    rate = _coding_rate(lam, Z.shape, eps, floor)
+    return Z, eps, floor, _coding_rate(lam, Z.shape, eps, floor)
+
+
+def transrate_from_labels(state, codes) -> float:
+    """:func:`transrate` of one labelling, from :func:`transrate_state`."""
+    if state is None:
+        return 0.0
+    Z, eps, floor, rate = state
+    n = Z.shape[0]
     rate_given_y = sum(nc / n * _coding_rate(_gram_eigenvalues(Z[codes == c]), (nc, Z.shape[1]),
-                                             eps, floor) for c, nc in enumerate(counts))
+                                             eps, floor)
+                       for c, nc in enumerate(np.bincount(codes)))
     return float(rate - rate_given_y)
 
 

@@ -87,8 +87,30 @@ class Prescreen:
                             else "(no interval under 4 tasks)")
                 lines.append(f"Spearman({name}, gain) over these {rho['n_tasks']} tasks: "
                              f"{rho['estimate']:+.2f} {interval}")
+        lines += self._chance_lines()
         lines.append(rule_text(self.rule))
         return "\n".join(lines)
+
+    def _chance_lines(self) -> list:
+        """Every score beside its chance level (its mean and sd over shuffled labels)."""
+        names = [n for n in ("ntps", *PEERS, "ntps_after") if f"{n}_chance" in
+                 (self.rows[0] if self.rows else {})]
+        if not names:
+            return []
+        lines = ["Scores beside their chance level (mean +- sd over shuffles of the labels; z: "
+                 "distance from it in sd):"]
+        for r in self.rows:
+            cells, above = [], False
+            for n in names:
+                chance, sd = r[f"{n}_chance"], r[f"{n}_chance_std"]
+                z = (r[n] - chance) / sd if sd > 0 else float("nan")
+                above |= bool(z > 2)
+                cells.append(f"{n} {r[n]:.3f} (chance {chance:.3f} +- {sd:.3f}, z {z:+.1f})")
+            verdict = "" if above else ("  -> every score is within 2 sd of its chance level "
+                                        "here: on these texts none tells the labels from "
+                                        "random ones")
+            lines.append(f"  {r['task'][-26:]}: " + "; ".join(cells) + verdict)
+        return lines
 
     def to_json(self) -> str:
         rhos = {p: self.spearman(p) for p in PREDICTORS}
@@ -194,7 +216,8 @@ def _resolve_rule(rule):
 
 
 def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundled",
-                  embedding_params=None, max_length=128, progress=True) -> Prescreen:
+                  embedding_params=None, max_length=128, n_permutations=30,
+                  progress=True) -> Prescreen:
     """The frozen model's scores, the probe, the recommendation, and LoRA's gain, per task.
 
     Parameters
@@ -217,6 +240,9 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
         The truncation of the scores, the probe and LoRA alike (so it is not
         in ``lora_params`` or ``embedding_params``): the gain compares them on
         the same tokens.
+    n_permutations : int, default=30
+        Shuffles of the labels every score is refitted on, for its chance
+        level (``{score}_chance`` and ``{score}_chance_std`` in each row).
     progress : bool, default=True
 
     Returns
@@ -241,7 +267,8 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
     for name, (X_train, y_train, X_test, y_test) in tasks.items():
         row = {"task": name, "n_train": len(X_train), "n_test": len(X_test)}
         before = HFEmbeddingTransformer(model_name_or_path=model, output="tokens", **params)
-        row.update(_scores(before.fit_transform(X_train), y_train, ("ntps", *PEERS)))
+        row.update(_scores(before.fit_transform(X_train), y_train, ("ntps", *PEERS),
+                           n_permutations))
         pooled = HFEmbeddingTransformer(model_name_or_path=model, **params).fit()
         probe = clone(default_probe()).fit(pooled.transform(X_train), y_train)
         row["probe_accuracy"] = float(probe.score(pooled.transform(X_test), y_test))
@@ -256,21 +283,24 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
             row["lora_accuracy"] = float(lora.score(X_test, y_test))
             row["gain"] = 100 * (row["lora_accuracy"] - row["probe_accuracy"])
             after = HFEmbeddingTransformer(model_name_or_path=lora, output="tokens", **params)
-            row["ntps_after"] = _scores(after.fit_transform(X_train), y_train, ("ntps",))["ntps"]
+            scored = _scores(after.fit_transform(X_train), y_train, ("ntps",), n_permutations)
+            row["ntps_after"] = scored["ntps"]
+            row["ntps_after_chance"] = scored["ntps_chance"]
+            row["ntps_after_chance_std"] = scored["ntps_chance_std"]
             row["ntps_rise"] = row["ntps_after"] - row["ntps"]
             row["lora_fit_seconds"] = float(getattr(lora, "fit_time_", np.nan))
         out.rows.append(row)
     return out
 
 
-def _scores(moments, y, names):
+def _scores(moments, y, names, n_permutations):
     """The scores of ``names`` on the probe's footing (each feature divided by its sd over
     these texts), as the study measured its predictors."""
     from .scorers import default_scorers, fit_scores, on_probe_footing
 
-    scorers = default_scorers()
+    scorers = {n: default_scorers()[n].set_params(n_permutations=n_permutations) for n in names}
     footed, _ = on_probe_footing([moments])
-    return fit_scores({n: scorers[n] for n in names}, footed, y)
+    return fit_scores(scorers, footed, y, chance=True)
 
 
 def _cell(value, fmt="{:.3f}"):

@@ -42,6 +42,7 @@ from .scorers import (
     fit_scores,
     on_probe_footing,
 )
+from .selection import _distance, layer_ranges, noise_set, score_layer
 from .study import BASELINES, PROBE, PROBE_TRAIN, rule_b, summarize
 
 # Importable from here as before (docs/validity_study.py, the tests); decided in scorers.
@@ -75,9 +76,17 @@ class Report:
         return [*self.scores, *BASELINES]
 
     @property
+    def chance_columns(self) -> list:
+        """Each score's mean and standard deviation on shuffled labels, where the rows hold them."""
+        first = self.rows[0] if self.rows else {}
+        return [f"{s}_{c}" for s in self.scores for c in ("chance", "chance_std")
+                if f"{s}_{c}" in first]
+
+    @property
     def columns(self) -> list:
-        return ["model", "dataset", "layer", "replicate", *self.scores, *self.extra, PROBE,
-                PROBE_TRAIN, "probe_C"]
+        noise = ["within_noise"] if self.rows and "within_noise" in self.rows[0] else []
+        return ["model", "dataset", "layer", "replicate", *self.scores, *self.chance_columns,
+                *self.extra, PROBE, PROBE_TRAIN, "probe_C", *noise]
 
     @cached_property
     def summary(self) -> dict:
@@ -109,6 +118,7 @@ class Report:
                 lines.append(f"  {label}:")
                 lines += [f"    {n:<{width}} {_fmt(s.get((metric, n, g)), points)}"
                           for n in names]
+        lines += self._chance_text(groups)
         rec = self.recommendation
         verdict = "its interval separates from every other" if rec["separated"] else \
             "no separation from: " + ", ".join(rec["not_separated_from"])
@@ -124,8 +134,52 @@ class Report:
                 regret = s["layer_regret", RECOMMENDED, g]["estimate"]
                 lines.append(f"  {g[0][-20:]} / {g[1]}: layer {pick['estimate']} (picked in "
                              f"{agree} of {len(pick['picks'])} replicates; {regret:.1f} accuracy "
-                             "points below the best layer here, on average)")
+                             "points below the best layer here, on average, part of which is "
+                             "the probe's own noise)")
+                lines.append(f"    {self._noise_text(g)}")
         return "\n".join(lines)
+
+    def _chance_text(self, groups) -> list:
+        """Every score beside its chance level: how many layers leave it, and by how much."""
+        if not self.chance_columns:
+            return []
+        lines = ["", "Scores against their chance level (mean over shuffled labels): layers more "
+                     "than 2 standard deviations above it, and the median distance in sd"]
+        above_any = False
+        for g in groups:
+            rows = [r for r in self.rows if (r["model"], r["dataset"]) == g]
+            lines.append(f"  {g[0][-20:]} / {g[1]}:")
+            for name in self.scores:
+                z = _distance(np.array([r[name] for r in rows], dtype=float),
+                              np.array([r.get(f"{name}_chance", np.nan) for r in rows]),
+                              np.array([r.get(f"{name}_chance_std", np.nan) for r in rows]))
+                if not np.isfinite(z).any():
+                    lines.append(f"    {name:<18} reads no labels: no chance level")
+                    continue
+                above = int(np.sum(z > 2))
+                above_any |= above > 0
+                lines.append(f"    {name:<18} {above:>3} of {len(rows)} layer-replicates above "
+                             f"chance; median {np.nanmedian(z):+.1f} sd")
+        if not above_any:
+            lines.append("  Every score is within 2 sd of its chance level at every layer: on "
+                         "these texts no score tells the labels from random ones. Label more "
+                         "texts.")
+        return lines
+
+    def _noise_text(self, group) -> str:
+        """The layers the recommended pick cannot be told apart from, per replicate."""
+        rows = [r for r in self.rows if (r["model"], r["dataset"]) == group]
+        if not rows or "within_noise" not in rows[0]:
+            return "(no block intervals: nothing says which layers are told apart)"
+        parts = []
+        for rep in sorted({r["replicate"] for r in rows}):
+            layers = [r["layer"] for r in rows if r["replicate"] == rep and r["within_noise"]]
+            if len(layers) == sum(r["replicate"] == rep for r in rows):
+                parts.append(f"replicate {rep}: every layer")
+            else:
+                parts.append(f"replicate {rep}: {layer_ranges(layers)}")
+        return ("cannot be told apart from the pick by its score on these texts: "
+                + "; ".join(parts))
 
     def summary_rows(self) -> list:
         return [{"metric": m, "score": n, "group": g if isinstance(g, str) else " / ".join(
@@ -214,13 +268,16 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
         for model in models:
             params = dict(model_name_or_path=model, progress=progress, **(embedding_params or {}))
             emb = HFEmbeddingTransformer(output="tokens", **params).fit()
+            group = []
             for layer, parts in block_layers(emb, texts, blocks, progress=progress,
                                              desc=f"{name}: layers of {model}"):
                 for rep, (train, test) in enumerate(partitions):
                     row = {"model": model, "dataset": name, "layer": layer, "replicate": rep}
                     row.update(_evaluate(parts, [y[b] for b in blocks], train, test, scorers,
                                          probe, extra_columns))
-                    report.rows.append(row)
+                    group.append(row)
+            _mark_noise(group, scorers)
+            report.rows.extend(group)
             if extra_columns is not None and not report.extra:
                 report.extra = [c for c in report.rows[-1] if c not in report.columns]
     return report
@@ -250,7 +307,20 @@ def _evaluate(parts, y_blocks, train, test, scorers, probe, extra_columns) -> di
     y_train = np.concatenate([y_blocks[b] for b in train])
     X_test = np.concatenate([parts[b].pooled for b in test]) * scale
     y_test = np.concatenate([y_blocks[b] for b in test])
-    row = fit_scores(scorers, moments, y_train)
+    blocked = RECOMMENDED in scorers and len(train) > 1
+    row = fit_scores({k: v for k, v in scorers.items() if not (blocked and k == RECOMMENDED)},
+                     moments, y_train, chance=True)
+    if blocked:
+        # The recommended score on all the training texts and on each training block: the
+        # intervals of _mark_noise. The same fit as fit_scores', shuffles included.
+        whole, row["_blocks"], row["_shuffles"] = score_layer(
+            scorers[RECOMMENDED], [parts[b] for b in train], [y_blocks[b] for b in train])
+        shuffled = row["_shuffles"]
+        row[RECOMMENDED] = whole
+        row[f"{RECOMMENDED}_chance"] = float(shuffled.mean()) if shuffled.size else np.nan
+        row[f"{RECOMMENDED}_chance_std"] = (float(shuffled.std(ddof=1)) if shuffled.size > 1
+                                            else np.nan)
+        row = {name: row[name] for name in [*scorers, *[k for k in row if k not in scorers]]}
     if extra_columns is not None:
         row.update(extra_columns(moments, y_train))
     with warnings.catch_warnings():
@@ -262,6 +332,27 @@ def _evaluate(parts, y_blocks, train, test, scorers, probe, extra_columns) -> di
     last = fitted[-1] if isinstance(fitted, Pipeline) else fitted
     row["probe_C"] = float(np.ravel(getattr(last, "C_", [np.nan]))[0])
     return row
+
+
+def _mark_noise(rows, scorers):
+    """``within_noise``: the layers the recommended score's pick cannot be told apart from.
+
+    Per replicate, by :func:`~sklearn_ntps.selection.noise_set`'s rule on the
+    training blocks; the per-block values are dropped from the rows after.
+    """
+    if not rows or "_blocks" not in rows[0]:
+        return
+    for rep in sorted({r["replicate"] for r in rows}):
+        mine = [r for r in rows if r["replicate"] == rep]
+        scores = [r[RECOMMENDED] for r in mine]
+        pick = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
+        width = min(r["_shuffles"].size for r in mine)
+        noise = noise_set(scores, [r["_blocks"] for r in mine],
+                          [r["_shuffles"][:width] for r in mine], pick)
+        for r, within in zip(mine, noise["within"]):
+            r["within_noise"] = bool(within)
+    for r in rows:
+        del r["_blocks"], r["_shuffles"]
 
 
 def plot_report(report: Report) -> bytes:
@@ -305,17 +396,33 @@ def _plot_layers(ax, report, group):
         return np.array([np.mean([r[column] for r in rows if r["layer"] == layer])
                          for layer in layers], dtype=float)
 
+    # The score the user reads and NTPS stand out; the others recede into grey.
+    colors = {RECOMMENDED: "tab:orange", "ntps": "tab:blue"}
     for score in report.scores:
         v = mean_of(score)
         rho = report.summary.get(("layer_spearman", score, group), {}).get("estimate", np.nan)
         label = f"{score} (ρ={rho:+.2f})" if np.isfinite(rho) else score
-        ax.plot(layers, (v - v.min()) / (np.ptp(v) or 1.0), alpha=0.9, label=label,
-                lw=2.6 if score == RECOMMENDED else 1.1)
+        low, span = v.min(), np.ptp(v) or 1.0
+        main = score in colors
+        ax.plot(layers, (v - low) / span, label=label, color=colors.get(score),
+                lw=2.6 if main else 0.9, alpha=0.95 if main else 0.35, zorder=3 if main else 2)
+        if main and f"{score}_chance" in rows[0]:
+            # Its chance level on the same scale: a line far below it is signal.
+            ax.plot(layers, (mean_of(f"{score}_chance") - low) / span, ls=":", lw=1.4,
+                    color=colors[score], label=f"{score} on shuffled labels")
+    if "within_noise" in rows[0]:
+        share = np.array([np.mean([r["within_noise"] for r in rows if r["layer"] == layer])
+                          for layer in layers])
+        for layer, s_ in zip(layers, share):
+            if s_ > 0:
+                ax.axvspan(layer - 0.5, layer + 0.5, color="tab:orange", alpha=0.12 * s_, lw=0)
     ax2 = ax.twinx()
     ax2.plot(layers, 100 * mean_of(PROBE), "k^--", lw=1.8, ms=3, label="probe accuracy")
     ax2.set_ylabel("held-out probe accuracy, % (black)")
-    ax.set(title=f"{group[0][-28:]} on {group[1]} (mean over replicates)",
+    ax.set(title=f"{group[0][-28:]} on {group[1]} (mean over replicates; shaded: layers the "
+                 f"{RECOMMENDED} pick cannot be told apart from)",
            xlabel="layer (0 = embeddings)", ylabel="score, rescaled to [0, 1]")
+    ax.title.set_fontsize("small")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4,
               frameon=False)
@@ -328,11 +435,15 @@ def _plot_bars(ax, summary, names, metric, title):
     high = np.array([c.get("high", np.nan) for c in cells], dtype=float)
     err = np.array([est - low, high - est])
     has_interval = np.isfinite(err).all(axis=0)
-    colors = ["tab:orange" if n == RECOMMENDED else "tab:blue" for n in names]
-    ax.barh(range(len(names)), est, color=colors, alpha=0.8)
+    # Dots and whiskers, not bars: a zero estimate is a dot at 0, not a bar that looks missing.
+    for i, name in enumerate(names):
+        main = name in (RECOMMENDED, "ntps")
+        color = "tab:orange" if name == RECOMMENDED else "tab:blue" if main else "0.55"
+        if has_interval[i]:
+            ax.errorbar(est[i], i, xerr=err[:, i:i + 1], fmt="none", ecolor=color,
+                        capsize=3, lw=2 if main else 1)
+        ax.plot(est[i], i, "o", color=color, ms=8 if main else 5)
     if has_interval.any():
-        rows = np.flatnonzero(has_interval)
-        ax.errorbar(est[rows], rows, xerr=err[:, rows], fmt="none", ecolor="k", capsize=3)
         title += " (mean over tasks, 95% interval over tasks)"
     ax.set_yticks(range(len(names)), names, fontsize="small")
     ax.invert_yaxis()

@@ -1,7 +1,8 @@
 """What the report and the selector share: the scores, the probe, and the footing they read.
 
 One place decides the recommended score (rule B of docs/validity.md), the
-report's columns, the probe every score is judged by, and how a layer's
+report's columns, the probe every score is judged by (defined in
+:mod:`sklearn_ntps.probe`), and how a layer's
 statistics are put on the probe's footing before any score reads them, so that
 :mod:`sklearn_ntps.report` and :mod:`sklearn_ntps.selection` compute a score
 the same way and neither imports the other.
@@ -9,17 +10,13 @@ the same way and neither imports the other.
 
 from __future__ import annotations
 
-import inspect
+import warnings
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegressionCV
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from ._utils import log_grid
+from .chance import ChanceLevelWarning
 from .estimators import NTPSScorer
 from .moments import resample_blocks
 from .partitions import feature_scale
@@ -32,7 +29,11 @@ from .peer_estimators import (
     TransRateScorer,
 )
 
-__all__ = ["NOT_SEPARATED", "PROBE_CS", "RECOMMENDED", "block_layers", "default_probe",
+# The probe lives in .probe; its names stay importable from here.
+from .probe import PROBE_CS, _l2_only, _OneBLASThreadPipeline, default_probe  # noqa: F401
+
+__all__ = ["LAYER_REGRET", "MODEL_CHOICE", "MODEL_CHOICE_TIED", "NOISE_FLOOR", "NOT_SEPARATED",
+           "PROBE_CS", "RECOMMENDED", "block_layers", "default_probe",
            "default_scorers", "fit_scores", "on_probe_footing"]
 
 # The score the report recommends, chosen by rule B of docs/validity.md (lowest mean layer
@@ -40,9 +41,20 @@ __all__ = ["NOT_SEPARATED", "PROBE_CS", "RECOMMENDED", "block_layers", "default_
 # names them too. A test checks both against docs/validity/study.json.
 RECOMMENDED = "logme"
 NOT_SEPARATED = ("ntps", "knn", "ridge_loo")
-# The probe's C is chosen among these (1e-4 .. 100) by 3-fold cross-validation on the
-# training texts.
-PROBE_CS = log_grid(-4, 2, 7)
+# The score that chooses among two or more models by default: rule M of docs/validity.md
+# section 4. It separated no score; its tied set is MODEL_CHOICE_TIED, of which the rule takes
+# the cheapest. A test checks both against docs/validity/reread.json.
+MODEL_CHOICE = "hscore"
+MODEL_CHOICE_TIED = ("hscore", "logme", "ridge_loo", "knn", "ntps")
+# What a picked layer cost in docs/validity.md's re-read (section 5), in accuracy points:
+# each score's mean layer regret over the 30 tasks with its two-way 95% interval, and the
+# probe's own noise floor, the regret of letting the probe pick its layer on other texts.
+LAYER_REGRET = {"ntps": (1.2, -0.8, 3.2), "ntps_paper": (5.6, 0.1, 11.2),
+                "ntps_paper_exact": (4.3, -0.2, 8.9), "logme": (0.8, -0.1, 1.8),
+                "hscore": (3.4, -3.3, 10.2), "transrate": (4.8, -1.4, 11.0),
+                "rankme": (6.3, -0.3, 12.9), "knn": (1.0, -0.2, 2.2),
+                "ridge_loo": (0.9, -0.0, 1.9)}
+NOISE_FLOOR = 0.8
 
 
 def default_scorers() -> dict:
@@ -61,43 +73,6 @@ def default_scorers() -> dict:
         "knn": KNNScorer(),
         "ridge_loo": RidgeProbeScorer(),
     }
-
-
-def default_probe():
-    """The accuracy every score is judged by: standardised features and a logistic regression
-    whose C is chosen by stratified 3-fold cross-validation on the training texts.
-
-    Its ``fit`` runs every BLAS pool on one thread (:class:`_OneBLASThreadPipeline`).
-    """
-    cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
-    return _OneBLASThreadPipeline(make_pipeline(StandardScaler(), LogisticRegressionCV(
-        Cs=list(PROBE_CS), cv=cv, max_iter=1000, scoring="accuracy", **_l2_only())).steps)
-
-
-class _OneBLASThreadPipeline(Pipeline):
-    """A Pipeline whose ``fit`` runs every BLAS pool on one thread.
-
-    The probe's L-BFGS alternates NumPy's and SciPy's OpenBLAS on small products, right after
-    torch's pool was busy with a forward pass: a 1,000 x 576 fit of 20 classes took 2.46 s in a
-    plain Pipeline and 0.37 s here on an idle 2-core machine, 8.55 s against 0.37 s with one core
-    busy (benchmarks/bench_probe_threads.py).
-    """
-
-    def fit(self, X, y=None, **params):
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1, user_api="blas"):
-            return super().fit(X, y, **params)
-
-
-def _l2_only() -> dict:
-    """Pure L2 and plain attributes, said the way this scikit-learn version wants it said."""
-    defaults = {k: p.default for k, p in
-                inspect.signature(LogisticRegressionCV).parameters.items()}
-    out = {"l1_ratios": (0.0,)} if defaults.get("l1_ratios") == "warn" else {}
-    if "use_legacy_attributes" in defaults:
-        out["use_legacy_attributes"] = False
-    return out
 
 
 def block_layers(embedding, texts, blocks, *, desc, progress=True):
@@ -155,7 +130,21 @@ def on_probe_footing(parts):
     return moments.scaled(scale), scale
 
 
-def fit_scores(scorers, moments, y) -> dict:
-    """``{name: score}``: each scorer refitted on ``(moments, y)``, as a float."""
-    return {name: float(clone(scorer).fit(moments, y).score_)
-            for name, scorer in scorers.items()}
+def fit_scores(scorers, moments, y, *, chance=False) -> dict:
+    """``{name: score}``: each scorer refitted on ``(moments, y)``, as a float.
+
+    With ``chance``, also ``{name}_chance`` and ``{name}_chance_std``, the
+    score's mean and standard deviation on shuffled labels (NaN for a score
+    without them). A score at its chance level does not warn here: the caller
+    reads the levels and says what they mean for the whole table.
+    """
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ChanceLevelWarning)
+        for name, scorer in scorers.items():
+            fitted = clone(scorer).fit(moments, y)
+            out[name] = float(fitted.score_)
+            if chance:
+                out[f"{name}_chance"] = float(getattr(fitted, "chance_", np.nan))
+                out[f"{name}_chance_std"] = float(getattr(fitted, "chance_std_", np.nan))
+    return out

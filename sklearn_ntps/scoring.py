@@ -29,7 +29,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ._sklearn_compat import StrOptions, validate_params
 from ._utils import one_blas_pool
-from .checks import NumberInterval, encode_labels
+from .checks import NumberInterval, class_sums, encode_labels
 from .moments import Moments, compute_moments
 from .subspaces import (
     Whitening,
@@ -149,11 +149,15 @@ class PerceptionSide:
 
 def perception_side(pooled, y_indices, n_classes, *, options=Options()) -> PerceptionSide:
     """Moments of pooled features and labels (centred or not), and their directions."""
+    X, wh = perception_whitening(pooled, options=options)
+    return perception_from_labels(X, wh, y_indices, n_classes, options=options)
+
+
+def perception_whitening(pooled, *, options=Options()):
+    """The label-free part of the perception side: the features as read, and ``Sxx``'s whitening."""
     n = pooled.shape[0]
-    onehot = np.zeros((n, n_classes))
-    onehot[np.arange(n), y_indices] = 1.0
     X = pooled - pooled.mean(axis=0) if options.centering else pooled
-    Sxx, Sxy = X.T @ X / n, X.T @ onehot / n
+    Sxx = X.T @ X / n
     alpha = options.intensity(lambda: ledoit_wolf_shrinkage(X, assume_centered=True))
     raw = np.einsum("ij,ij->j", pooled, pooled) / n
     wh = whiten(regularize(Sxx, shrinkage=alpha, floor=options.rtol, scale=raw),
@@ -161,10 +165,51 @@ def perception_side(pooled, y_indices, n_classes, *, options=Options()) -> Perce
     if wh.rank == 0:
         raise ValueError("The pooled features are all zero (or constant, when centred): "
                          "NTPS is undefined.")
+    return X, wh
+
+
+def perception_from_labels(X, wh, y_indices, n_classes, *, options=Options()) -> PerceptionSide:
+    """``Sxy`` and the perception directions of one labelling, on a given whitening."""
+    n = X.shape[0]
+    onehot = np.zeros((n, n_classes))
+    onehot[np.arange(n), y_indices] = 1.0
+    Sxy = X.T @ onehot / n
     # Centred, the columns of Sxy sum to zero: rank C - 1, and a C-th direction
     # would be an arbitrary null direction that the paper variant weighs in.
     _, U = top_generalized_eigenvectors(Sxy, wh, n_classes - options.centering)
     return PerceptionSide(wh, Sxy, U)
+
+
+def permuted_ntps(fit: Fit, pooled, labellings, n_classes, k, *, variant, options) -> np.ndarray:
+    """NTPS(k) of a fitted autoregressive subspace for each of several labellings.
+
+    The labels move the perception side only, and only through ``Sxy``: the
+    whitening of ``Sxx`` and the subspace are the fit's. So the whitened
+    variant reads, per labelling, the class sums of the whitened features and
+    of their coordinates in the subspace (``O(n (r + k))``); the paper variant
+    solves its small eigenproblem again. Each value equals what a fit on that
+    labelling gives (a test holds them equal).
+    """
+    wh = fit.perception.whitening
+    X = pooled - pooled.mean(axis=0) if options.centering else pooled
+    out = np.empty(len(labellings))
+    if variant == "whitened":
+        # ||Q_k^T M||^2 / ||M||^2 with M = B^T onehot / n: the 1 / n cancels.
+        basis, dims = nested_basis(wh.root.T @ fit.V[:, :k])
+        B = X @ wh.whitener
+        A = B @ basis[:, : dims[-1]]
+        for i, codes in enumerate(labellings):
+            den = np.sum(class_sums(B, codes, n_classes) ** 2)
+            num = np.sum(class_sums(A, codes, n_classes) ** 2)
+            out[i] = min(max(num / den, 0.0), 1.0) if den > 0 else np.nan
+        return out
+    basis = fit.components(k)
+    for i, codes in enumerate(labellings):
+        U = perception_from_labels(X, wh, codes, n_classes, options=options).U
+        U = U[:, : min(k, U.shape[1])]
+        den = np.sum(U**2)
+        out[i] = min(max(np.sum((basis.T @ U) ** 2) / den, 0.0), 1.0) if den > 0 else np.nan
+    return out
 
 
 def autoregressive_subspace(moments: Moments, *, options=Options()):

@@ -22,28 +22,31 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
+from .chance import N_PERMUTATIONS, ChanceLevelWarning
 from .checks import encode_labels
 from .embedding import HFEmbeddingTransformer
 from .extraction import check_texts
 from .models import resolve_model
 from .moments import POOLINGS
 from .partitions import stratified_blocks
-from .scorers import RECOMMENDED, block_layers, default_scorers, fit_scores, on_probe_footing
+from .scorers import MODEL_CHOICE, RECOMMENDED, block_layers, default_scorers, on_probe_footing
 from .study import AGGREGATIONS, model_choice, task_interval
 
-__all__ = ["DEFAULT_MODELS", "LayerSelector", "interval", "score_layer"]
+__all__ = ["DEFAULT_MODELS", "LayerSelector", "interval", "layer_ranges", "noise_set",
+           "score_layer"]
 
 # The bundled models: what `sklearn-ntps select` compares when no model is named.
 DEFAULT_MODELS = ("SmolLM2-135M", "all-MiniLM-L6-v2", "all-mpnet-base-v2")
 
 
 def score_layer(scorer, parts, y_blocks):
-    """One layer's score on all the texts, and on each block of them alone.
+    """One layer's score on all the texts, its chance level, and its score on each block alone.
 
     Each set of texts is put on the probe's footing on its own
     (:func:`~sklearn_ntps.scorers.on_probe_footing`) before ``scorer`` is
     refitted on it, so a block's score is what the whole's would be had only
-    that block been given.
+    that block been given. The chance level (:mod:`sklearn_ntps.chance`) is
+    the whole's: the blocks serve the intervals, and skip their own shuffles.
 
     Parameters
     ----------
@@ -59,6 +62,9 @@ def score_layer(scorer, parts, y_blocks):
     score : float
         On every block's texts together.
     block_scores : ndarray of shape (n_blocks,)
+    chance_scores : ndarray of shape (n_shuffles,)
+        The whole's score on each shuffle of its labels (empty for a score that
+        reads no labels or takes no shuffles); their mean is the chance level.
 
     Examples
     --------
@@ -69,19 +75,30 @@ def score_layer(scorer, parts, y_blocks):
     >>> X, y = make_token_states("predictable", n_texts=120, random_state=0)
     >>> blocks = stratified_blocks(y, 3)
     >>> parts = [compute_moments([X[i] for i in b]) for b in blocks]
-    >>> score, per_block = score_layer(LogMEScorer(), parts, [y[b] for b in blocks])
+    >>> score, per_block, shuffled = score_layer(LogMEScorer(), parts, [y[b] for b in blocks])
     >>> alone = parts[0].scaled(feature_scale(parts[0].pooled))
     >>> per_block.shape, bool(per_block[0] == LogMEScorer().fit(alone, y[blocks[0]]).score_)
     ((3,), True)
+    >>> bool(score > shuffled.max())  # a planted class signal, above every shuffle
+    True
     """
-    one = {"score": scorer}
     with warnings.catch_warnings():
         # A block of many classes has few texts of each; the labels are classes all the same.
         warnings.filterwarnings("ignore", message="The number of unique classes is greater")
-        whole = fit_scores(one, on_probe_footing(parts)[0], np.concatenate(y_blocks))["score"]
-        blocks = [fit_scores(one, on_probe_footing([p])[0], yb)["score"]
+        # The caller reads the chance levels, and says what they mean for the whole table.
+        warnings.simplefilter("ignore", ChanceLevelWarning)
+        whole = clone(scorer).fit(on_probe_footing(parts)[0], np.concatenate(y_blocks))
+        quick = _without_shuffles(scorer)
+        blocks = [float(clone(quick).fit(on_probe_footing([p])[0], yb).score_)
                   for p, yb in zip(parts, y_blocks)]
-    return whole, np.asarray(blocks, dtype=float)
+    return (float(whole.score_), np.asarray(blocks, dtype=float),
+            np.asarray(getattr(whole, "chance_scores_", ()), dtype=float))
+
+
+def _without_shuffles(scorer):
+    if "n_permutations" in scorer.get_params():
+        return clone(scorer).set_params(n_permutations=0)
+    return scorer
 
 
 def interval(value, block_values, confidence=0.95) -> dict:
@@ -112,6 +129,107 @@ def interval(value, block_values, confidence=0.95) -> dict:
     half = cell["estimate"] - cell["low"]
     return {"estimate": float(value), "se": cell["se"], "low": value - half,
             "high": value + half, "n": cell["n"], "block_mean": cell["estimate"]}
+
+
+def layer_ranges(layers) -> str:
+    """``"layers 3-5 and 9"``: sorted layer numbers as runs.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.selection import layer_ranges
+    >>> layer_ranges([9, 3, 4, 5]), layer_ranges([2])
+    ('layers 3-5 and 9', 'layer 2')
+    """
+    layers = sorted(layers)
+    if not layers:
+        return "no layer"
+    runs, start = [], layers[0]
+    for prev, cur in zip(layers, [*layers[1:], None]):
+        if cur != prev + 1:
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return f"{'layer' if len(layers) == 1 else 'layers'} {' and '.join(runs)}"
+
+
+def noise_set(scores, block_scores, chance_scores, pick, *, confidence=0.95) -> dict:
+    """Which (model, layer) pairs cannot be told apart from the pick on these texts.
+
+    The rule (docs/selection.md, "What the pick cannot be told apart from"):
+
+    1. Each pair's distance from chance is ``z = (score - chance) / sd``, its
+       chance level and ``sd`` the mean and standard deviation of its scores on
+       the shuffled labels. Every pair was scored on the same shuffles, and on
+       each shuffle one pair lies furthest from chance. The pick *leaves
+       chance* when its ``z`` exceeds that largest distance on every shuffle:
+       with labels that say nothing about the texts, the real labelling is one
+       more shuffle, so this happens at most once in ``S + 1`` (3.2% at 30
+       shuffles), however many pairs were scored and whatever the shape of the
+       score's distribution (Westfall and Young's max-T). If it does not, no
+       pair is told apart from any other: every pair is within noise. Without
+       shuffles this step is skipped.
+    2. Otherwise a pair is within noise when the interval of the pick's margin
+       over it (:func:`interval` of the differences on the blocks) reaches 0.
+
+    Parameters
+    ----------
+    scores : array-like of shape (m,)
+        Each pair's score on all the texts.
+    block_scores : array-like of shape (m, n_blocks)
+    chance_scores : array-like of shape (m, n_shuffles)
+        Each pair's score on the same shuffles of the labels (``chance_scores_``).
+    pick : int
+        The index of the picked pair.
+    confidence : float, default=0.95
+        Of the block intervals.
+
+    Returns
+    -------
+    dict
+        ``within`` (bool array of shape (m,), the pick included), ``leaves_chance``
+        (bool, or None without shuffles), ``z`` (each pair's distance from
+        chance), ``chance`` and ``chance_std`` (each pair's), and
+        ``threshold`` (the largest distance from chance on any shuffle).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps.selection import noise_set
+    >>> blocks = [[1.0, 1.1, 0.9], [0.5, 0.6, 0.4], [0.98, 0.9, 1.1]]
+    >>> shuffles = np.array([[0.1, 0.3, 0.2, 0.2]] * 3)
+    >>> out = noise_set([1.0, 0.5, 0.99], blocks, shuffles, pick=0)
+    >>> out["within"].tolist(), out["leaves_chance"]
+    ([True, False, True], True)
+    >>> noise_set([0.25, 0.2, 0.24], blocks, shuffles, pick=0)["within"].tolist()
+    [True, True, True]
+    """
+    scores = np.asarray(scores, dtype=float)
+    block_scores = np.asarray(block_scores, dtype=float)
+    shuffled = np.asarray(chance_scores, dtype=float).reshape(scores.size, -1)
+    m = scores.size
+    chance = np.full(m, np.nan)
+    sd = np.full(m, np.nan)
+    if shuffled.shape[1] >= 2:
+        chance, sd = shuffled.mean(axis=1), shuffled.std(axis=1, ddof=1)
+    z = _distance(scores, chance, sd)
+    threshold = float(np.nanmax(_distance(shuffled, chance[:, None], sd[:, None]),
+                                initial=-np.inf)) if shuffled.shape[1] >= 2 else float("nan")
+    leaves = None if not np.isfinite(threshold) else bool(z[pick] > threshold)
+    within = np.ones(m, dtype=bool)
+    if leaves is not False:
+        for j in range(m):
+            if j != pick:
+                cell = interval(scores[pick] - scores[j], block_scores[pick] - block_scores[j],
+                                confidence)
+                within[j] = not cell["low"] > 0
+    return {"within": within, "leaves_chance": leaves, "z": z, "chance": chance,
+            "chance_std": sd, "threshold": threshold}
+
+
+def _distance(values, chance, sd):
+    """``(values - chance) / sd``; 0 where a score does not move with the labels at all."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (values - chance) / sd
+    return np.where(sd > 0, z, np.where(values == chance, 0.0, np.sign(values - chance) * np.inf))
 
 
 class LayerSelector(TransformerMixin, BaseEstimator):
@@ -149,8 +267,12 @@ class LayerSelector(TransformerMixin, BaseEstimator):
     scorer : str or estimator, default=None
         A key of :func:`~sklearn_ntps.scorers.default_scorers` ("logme",
         "ntps", "hscore", ...) or an estimator with the NTPSScorer API
-        (``fit(moments, y).score_``, higher is better). None: the score the
-        report recommends, :data:`~sklearn_ntps.scorers.RECOMMENDED`.
+        (``fit(moments, y).score_``, higher is better). None: with one model,
+        the score rule B of docs/validity.md recommends for choosing a layer
+        (:data:`~sklearn_ntps.scorers.RECOMMENDED`, LogME); with two or more,
+        the default of its rule M for choosing among models
+        (:data:`~sklearn_ntps.scorers.MODEL_CHOICE`, H-score: no score was
+        separated there, and the rule takes the cheapest of the tied).
     layers : list of int, default=None
         Hidden-state indices to consider, in every model (negative ones count
         from the end); None: every layer.
@@ -174,8 +296,12 @@ class LayerSelector(TransformerMixin, BaseEstimator):
     scheduler : str, default=None
         A Dask scheduler's address to shard the forward passes over
         (``pip install 'sklearn-ntps[dask]'``); None runs them here.
+    n_permutations : int, default=30
+        Shuffles of the labels each layer's score is refitted on, for its
+        chance level (:mod:`sklearn_ntps.chance`); 0 skips them, and then
+        nothing says whether a score leaves chance.
     random_state : int, RandomState instance or None, default=0
-        Seeds the blocks.
+        Seeds the blocks and the shuffles.
 
     Attributes
     ----------
@@ -190,8 +316,11 @@ class LayerSelector(TransformerMixin, BaseEstimator):
     results_ : list of dict
         One record per (model, layer), best score first, like ``cv_results_``:
         ``model``, ``layer``, ``score``, ``rank``, ``se``, ``low``, ``high``
-        (the 95% interval), ``block_mean`` (the mean over blocks) and
-        ``picked``.
+        (the 95% interval), ``block_mean`` (the mean over blocks), ``chance``
+        and ``chance_std`` (the score's mean and standard deviation on
+        shuffled labels), ``z`` (``(score - chance) / chance_std``),
+        ``within_noise`` (not told apart from the pick on these texts, by
+        :func:`noise_set`'s rule) and ``picked``.
     best_model_ : str or object
         The picked entry of ``models``.
     best_layer_ : int
@@ -206,8 +335,15 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         The same difference on each block.
     margin_interval_ : dict
         ``estimate`` (``margin_``), ``se``, ``low``, ``high`` (95%), ``n``
-        (blocks) and ``block_mean``. The top pairs are separated when
-        ``low > 0``.
+        (blocks) and ``block_mean``. The score separates the top pairs when
+        ``low > 0``; that is a margin in the score, not in accuracy.
+    leaves_chance_ : bool or None
+        Whether the pick's distance from chance exceeds ``chance_threshold_``
+        (:func:`noise_set`); None without shuffles. When False, no pair is
+        told apart from any other on these texts.
+    chance_threshold_ : float
+        The largest distance from chance, in standard deviations, that any
+        pair reached on any shuffle of the labels.
     blocks_ : list of ndarray
         The text indices of each block.
     scorer_ : estimator
@@ -252,13 +388,14 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         "cache": ["boolean", str, os.PathLike, None],
         "progress": ["boolean"],
         "scheduler": [None, str],
+        "n_permutations": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
     }
 
     def __init__(self, models=DEFAULT_MODELS, *, scorer=None, layers=None,
                  aggregate="best-layer", pooling="mean", n_blocks=5, batch_size=16,
                  max_length=512, device="auto", cache=True, progress=True, scheduler=None,
-                 random_state=0):
+                 n_permutations=N_PERMUTATIONS, random_state=0):
         self.models = models
         self.scorer = scorer
         self.layers = layers
@@ -271,6 +408,7 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         self.cache = cache
         self.progress = progress
         self.scheduler = scheduler
+        self.n_permutations = n_permutations
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -332,9 +470,10 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         codes = encode_labels(y)[1]
         if len(codes) != len(texts):
             raise ValueError(f"X holds {len(texts)} texts but y {len(codes)} labels.")
-        scorer = self._resolve_scorer()
-        blocks = self._resolve_blocks(codes)
+        seed = self._seed()
+        blocks = self._resolve_blocks(codes, seed)
         names = self._resolve_models()
+        scorer = self._resolve_scorer(len(names), seed)
         # Every model is loaded (and its layers checked) before any of them runs.
         kept = [] if self.layers is None else np.ravel(self.layers).tolist()
         embeddings = {name: HFEmbeddingTransformer(
@@ -347,9 +486,9 @@ class LayerSelector(TransformerMixin, BaseEstimator):
             pooled = {}
             for layer, parts in block_layers(emb, texts, blocks, progress=self.progress,
                                              desc=f"layers of {name}"):
-                score, per_block = score_layer(scorer, parts, y_blocks)
+                score, per_block, shuffled = score_layer(scorer, parts, y_blocks)
                 rows.append({"model": name, "layer": layer, "score": score,
-                             "block_scores": per_block})
+                             "block_scores": per_block, "chance_scores": shuffled})
                 pooled[layer] = [p.pooled for p in parts]
             # Whatever the aggregate, a model's layer is its best-scoring one: only its
             # features are kept for fit_transform, the other layers' are dropped here.
@@ -373,6 +512,11 @@ class LayerSelector(TransformerMixin, BaseEstimator):
                         for n in names}
         self.block_scores_ = {n: np.column_stack([r["block_scores"] for r in rows
                                                   if r["model"] == n]) for n in names}
+        width = min(r["chance_scores"].size for r in rows)
+        noise = noise_set([r["score"] for r in rows], [r["block_scores"] for r in rows],
+                          [r["chance_scores"][:width] for r in rows],
+                          next(i for i, r in enumerate(rows) if r is pick))
+        self.leaves_chance_, self.chance_threshold_ = noise["leaves_chance"], noise["threshold"]
         self.results_ = []
         for rank, i in enumerate(order, start=1):
             r = rows[i]
@@ -380,6 +524,10 @@ class LayerSelector(TransformerMixin, BaseEstimator):
             self.results_.append({"model": r["model"], "layer": r["layer"],
                                   "score": r["score"], "rank": rank,
                                   **{k: cell[k] for k in ("se", "low", "high", "block_mean")},
+                                  "chance": float(noise["chance"][i]),
+                                  "chance_std": float(noise["chance_std"][i]),
+                                  "z": float(noise["z"][i]),
+                                  "within_noise": bool(noise["within"][i]),
                                   "picked": r is pick})
         self.best_model_ = names[pick["model"]]
         self.best_layer_ = int(pick["layer"])
@@ -405,10 +553,22 @@ class LayerSelector(TransformerMixin, BaseEstimator):
                 "max_length": self.max_length, "device": self.device, "cache": self.cache,
                 "progress": self.progress, "scheduler": self.scheduler}
 
-    def _resolve_scorer(self):
+    def _resolve_scorer(self, n_models, seed):
         if self.scorer is None or isinstance(self.scorer, str):
-            return default_scorers()[self.scorer or RECOMMENDED]
-        return clone(self.scorer)
+            default = RECOMMENDED if n_models == 1 else MODEL_CHOICE
+            scorer = default_scorers()[self.scorer or default]
+        else:
+            scorer = clone(self.scorer)
+        if "n_permutations" in scorer.get_params():
+            scorer.set_params(n_permutations=self.n_permutations, random_state=seed)
+        return scorer
+
+    def _seed(self):
+        """One seed for the blocks and the shuffles, from ``random_state``."""
+        rs = self.random_state
+        if rs is None or isinstance(rs, Integral):
+            return rs
+        return check_random_state(rs).randint(np.iinfo(np.int32).max)
 
     def _resolve_models(self) -> dict:
         """``{name: model}``, in the given order; a name that resolves to nothing fails here."""
@@ -428,10 +588,7 @@ class LayerSelector(TransformerMixin, BaseEstimator):
             names[name] = model
         return names
 
-    def _resolve_blocks(self, codes):
-        rs = self.random_state
-        seed = rs if rs is None or isinstance(rs, Integral) else \
-            check_random_state(rs).randint(np.iinfo(np.int32).max)
+    def _resolve_blocks(self, codes, seed):
         blocks = stratified_blocks(codes, self.n_blocks, seed)
         thin = [i for i, b in enumerate(blocks) if np.unique(codes[b]).size < 2]
         if thin:

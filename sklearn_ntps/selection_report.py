@@ -14,11 +14,20 @@ from pathlib import Path
 import numpy as np
 
 from ._utils import csv_text, json_text
-from .scorers import RECOMMENDED
+from .scorers import (
+    LAYER_REGRET,
+    MODEL_CHOICE,
+    MODEL_CHOICE_TIED,
+    NOISE_FLOOR,
+    NOT_SEPARATED,
+    RECOMMENDED,
+)
+from .selection import layer_ranges
 
-__all__ = ["selection_figure", "selection_files", "selection_text"]
+__all__ = ["noise_ranges", "selection_figure", "selection_files", "selection_text"]
 
-COLUMNS = ["rank", "model", "layer", "score", "low", "high", "se", "block_mean", "picked"]
+COLUMNS = ["rank", "model", "layer", "score", "low", "high", "se", "block_mean", "chance",
+           "chance_std", "z", "within_noise", "picked"]
 # Rows the printed table shows; select.csv holds them all.
 SHOWN = 20
 
@@ -26,8 +35,64 @@ SHOWN = 20
 def score_name(selector) -> str:
     """The score's name as the report's columns call it."""
     scorer = selector.scorer
-    return (scorer or RECOMMENDED) if scorer is None or isinstance(scorer, str) else \
-        type(scorer).__name__
+    if isinstance(scorer, str):
+        return scorer
+    if scorer is None:
+        return RECOMMENDED if len(selector.scores_) == 1 else MODEL_CHOICE
+    return type(scorer).__name__
+
+
+def _why(selector, name) -> str:
+    """Why this score, when the user did not name one."""
+    if selector.scorer is not None:
+        return ""
+    if len(selector.scores_) == 1:
+        return (f" (the default for choosing a layer: rule B of docs/validity.md, not separated "
+                f"there from {', '.join(NOT_SEPARATED)})")
+    others = ", ".join(t for t in MODEL_CHOICE_TIED if t != name)
+    return (f" (the default for choosing among models: rule M of docs/validity.md separated no "
+            f"score, so it takes the cheapest of the tied; {others} did as well there)")
+
+
+def noise_ranges(selector) -> str:
+    """The pairs that cannot be told apart from the pick, as layer ranges per model.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from sklearn_ntps.selection_report import noise_ranges
+    >>> rows = [{"model": "A", "layer": l, "within_noise": l in (3, 4, 5, 9)} for l in range(10)]
+    >>> rows += [{"model": "B", "layer": 2, "within_noise": True}]
+    >>> noise_ranges(SimpleNamespace(results_=rows))
+    'layers 3-5 and 9 of A and layer 2 of B'
+    """
+    parts = []
+    for model in dict.fromkeys(r["model"] for r in selector.results_):
+        layers = [r["layer"] for r in selector.results_
+                  if r["model"] == model and r["within_noise"]]
+        if layers:
+            parts.append(f"{layer_ranges(layers)} of {_short(model)}")
+    return " and ".join(parts)
+
+
+def noise_verdict(selector) -> str:
+    """What the chance levels and the intervals leave of the pick."""
+    name = score_name(selector)
+    pick = _pick(selector)
+    if selector.leaves_chance_ is False:
+        return (f"No (model, layer) leaves its chance level on these texts: the pick's {name} is "
+                f"{pick['z']:+.1f} standard deviations from its mean on shuffled labels, and on "
+                f"some shuffle of the labels a pair reached {selector.chance_threshold_:+.1f}. "
+                "The pick is noise on these texts; more labelled texts would help.")
+    lead = "" if selector.leaves_chance_ is None else (
+        f"The pick's {name} is {pick['z']:+.1f} standard deviations above its chance level, "
+        f"beyond the {selector.chance_threshold_:+.1f} any pair reached on shuffled labels. ")
+    within = [r for r in selector.results_ if r["within_noise"] and not r["picked"]]
+    if not within:
+        return lead + "Every other pair is separated from the pick by its block interval."
+    ranges = noise_ranges(selector)
+    return (lead + f"{ranges[:1].upper()}{ranges[1:]} cannot be told apart from the pick on these "
+            f"texts ({len(within) + 1} pairs in all, the pick included).")
 
 
 def _pick(selector) -> dict:
@@ -42,7 +107,14 @@ def margin_verdict(selector) -> str:
     if not np.isfinite(cell["low"]):
         return "The blocks give no interval (a score was undefined on some of them)."
     if cell["low"] > 0:
-        return "The interval excludes 0: on texts like these, the pick beats the runner-up."
+        name = score_name(selector)
+        cost = LAYER_REGRET.get(name)
+        worth = "" if cost is None else (
+            f" In docs/validity.md the layer {name} picked was {cost[0]:.1f} accuracy points "
+            f"[{cost[1]:.1f}, {cost[2]:.1f}] below the probe's best on average over 30 tasks, "
+            f"{NOISE_FLOOR:.1f} of which the probe loses picking its own layer on other texts.")
+        return ("The interval excludes 0: on texts like these, the score separates the pick from "
+                f"the runner-up. That is a margin in {name}, not in accuracy.{worth}")
     if cell["high"] < 0:
         return ("The interval lies below 0: the runner-up scores higher (the model was picked "
                 "by its mean over layers).")
@@ -54,7 +126,7 @@ def selection_text(selector, *, source="", n_classes=None) -> str:
     """The table and the verdict that ``sklearn-ntps select`` prints."""
     name, n_blocks = score_name(selector), len(selector.blocks_)
     n_texts = sum(b.size for b in selector.blocks_)
-    why = " (the score docs/validity.md recommends)" if name == RECOMMENDED else ""
+    why = _why(selector, name)
     classes = f", {n_classes} classes" if n_classes else ""
     how = {"best-layer": "its best layer's score", "layer-mean": "the mean over its layers"}
     lines = [f"{name}{why} on {n_texts} texts{classes}{f' from {source}' if source else ''}: "
@@ -64,12 +136,14 @@ def selection_text(selector, *, source="", n_classes=None) -> str:
              f"{n_blocks - 1} df): they are over texts, not over tasks.", ""]
     width = max(len("model"), *(len(r["model"][-40:]) for r in selector.results_))
     lines.append(f"{'rank':>4}  {'model':<{width}}  {'layer':>5}  {name[:9]:>9}  "
-                 f"{'95% interval':<20}  vs pick")
+                 f"{'95% interval':<20}  {'chance +- sd':<18}  {'z':>6}  vs pick")
     best = selector.best_score_
     for r in selector.results_[:SHOWN]:
         gap = "(pick)" if r["picked"] else f"{r['score'] - best:+.4f}"
+        mark = "  ~ pick" if r["within_noise"] and not r["picked"] else ""
         lines.append(f"{r['rank']:>4}  {r['model'][-40:]:<{width}}  {r['layer']:>5}  "
-                     f"{r['score']:>9.4f}  {_interval(r):<20}  {gap}")
+                     f"{r['score']:>9.4f}  {_interval(r):<20}  {_chance(r):<18}  "
+                     f"{r['z']:>+6.1f}  {gap}{mark}")
     if len(selector.results_) > SHOWN:
         lines.append(f"  ... {len(selector.results_) - SHOWN} more pairs in select.csv")
     lines += ["", f"Pick: {_pick(selector)['model']}, layer {selector.best_layer_} "
@@ -80,7 +154,17 @@ def selection_text(selector, *, source="", n_classes=None) -> str:
                      f"{selector.margin_:+.4f}, 95% interval "
                      f"{_interval(selector.margin_interval_, sign='+')}.")
     lines.append(margin_verdict(selector))
+    lines.append(noise_verdict(selector))
+    lines.append("z: the score's distance from its chance level (its mean over shuffles of the "
+                 "labels) in standard deviations; ~ pick: not told apart from the pick "
+                 "(docs/selection.md).")
     return "\n".join(lines)
+
+
+def _chance(row) -> str:
+    if not np.isfinite(row.get("chance", np.nan)):
+        return "n/a"
+    return f"{row['chance']:.4f} +- {row['chance_std']:.4f}"
 
 
 def _interval(cell, sign=""):
@@ -109,6 +193,11 @@ def selection_json(selector, *, source="", n_classes=None) -> str:
                    "separated": bool(cell["low"] > 0),
                    "blocks": selector.margin_blocks_.tolist()},
         "verdict": margin_verdict(selector),
+        "leaves_chance": selector.leaves_chance_,
+        "chance_threshold": selector.chance_threshold_,
+        "within_noise": [{"model": r["model"], "layer": r["layer"]} for r in selector.results_
+                         if r["within_noise"]],
+        "noise_verdict": noise_verdict(selector),
         "rows": [{k: r[k] for k in COLUMNS} for r in selector.results_],
     }
     return json_text(data)
@@ -143,6 +232,10 @@ def selection_figure(selector):
         lines.plot(layers, scores, "o-", color=color, ms=3, lw=1.6, label=_short(model))
         lines.fill_between(layers, [c["low"] for c in cells], [c["high"] for c in cells],
                            color=color, alpha=0.18, lw=0)
+        chance = [c["chance"] for c in cells]
+        if np.isfinite(chance).any():
+            lines.plot(layers, chance, ":", color=color, lw=1.2,
+                       label=f"{_short(model)}, shuffled labels (chance)")
     pick = (_pick(selector)["model"], selector.best_layer_)
     lines.plot(pick[1], selector.best_score_, "*", color="k", ms=16, zorder=5,
                label=f"pick: layer {pick[1]} of {_short(pick[0])}")
@@ -158,10 +251,13 @@ def selection_figure(selector):
     top = selector.results_[:12]
     y = np.arange(len(top))
     for i, r in zip(y, top):
-        color = "tab:orange" if r["picked"] else "tab:blue"
+        # The pick, the pairs it cannot be told apart from, and the rest.
+        color = "tab:orange" if r["picked"] else "tab:olive" if r["within_noise"] else "tab:blue"
         if np.isfinite(r["low"]):
             ranks.plot([r["low"], r["high"]], [i, i], color=color, lw=2.5, alpha=0.7)
         ranks.plot(r["score"], i, "o", color=color, ms=7)
+        if np.isfinite(r["chance"]):
+            ranks.plot(r["chance"], i, "x", color="0.4", ms=6)
     ranks.axvline(selector.best_score_, color="tab:orange", lw=0.8, ls="--")
     ranks.set_yticks(y, [f"{_short(r['model'])} · layer {r['layer']}" for r in top],
                      fontsize="small")
@@ -169,7 +265,8 @@ def selection_figure(selector):
     ranks.grid(alpha=0.3, axis="x")
     cell = selector.margin_interval_
     verdict = "separated" if cell["low"] > 0 else "not separated"
-    ranks.set(xlabel=name, title=f"top pairs (orange: the pick)\nmargin over the runner-up "
-                                 f"{selector.margin_:+.3g}: {verdict}")
+    ranks.set(xlabel=f"{name} (x: chance level)",
+              title=f"top pairs (orange: pick; olive: not told apart)\n"
+                    f"margin over the runner-up {selector.margin_:+.3g}: {verdict}")
     ranks.title.set_fontsize("medium")
     return fig

@@ -209,7 +209,9 @@ def test_select_on_a_csv(tiny_llama, ntps_cache, tmp_path, capsys):
                  "--model", bert, "--n-blocks", "3", "--output-dir", str(out), "--no-progress")
     assert status == 0
     printed = capsys.readouterr().out
-    assert "logme (the score docs/validity.md recommends) on 36 texts, 2 classes" in printed
+    # Two models: rule M's default for choosing among models.
+    assert "hscore (the default for choosing among models: rule M" in printed
+    assert "on 36 texts, 2 classes" in printed and "its chance level" in printed
     assert "Margin over the runner-up" in printed and "Pick: " in printed
     rows = list(csv.DictReader(open(out / "select.csv")))
     assert sorted((r["model"], int(r["layer"])) for r in rows) == sorted(

@@ -176,7 +176,8 @@ def test_report_on_a_cluster_gives_the_same_report(tiny_llama, address, tmp_path
         assert any((tmp_path / name / "cache").iterdir())
         with open(tmp_path / name / "report.csv") as f:
             rows = list(csv.DictReader(f))
-        tables[name] = [[r.pop("model"), r.pop("dataset")] for r in rows], \
+        tables[name] = [[r.pop("model"), r.pop("dataset"), r.pop("within_noise")]
+                        for r in rows], \
             np.array([[float(v) for v in r.values()] for r in rows])
     cache.clear_memory()
     for name in ("workers", "scheduler"):

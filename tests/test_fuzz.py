@@ -335,7 +335,10 @@ def outcome(call):
     runtime = [w for w in caught if issubclass(w.category, RuntimeWarning)]
     assert not runtime, f"{runtime[0].category.__name__}: {runtime[0].message} " \
                         f"({runtime[0].filename}:{runtime[0].lineno})"
-    assert len(caught) <= MAX_WARNINGS, [str(w.message) for w in caught]
+    # Random labels on random states sit at chance: one warning a fit says so, and is no storm.
+    chance = [w for w in caught if issubclass(w.category, sn.ChanceLevelWarning)]
+    assert len(chance) <= 1, [str(w.message) for w in chance]
+    assert len(caught) - len(chance) <= MAX_WARNINGS, [str(w.message) for w in caught]
     if error is None:
         FUZZ_STATS["scored"] += 1
         event("ok")

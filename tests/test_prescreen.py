@@ -157,9 +157,9 @@ def test_command_without_lora(tiny_llama, ntps_cache, tmp_path, capsys, monkeypa
 
     seen = []  # the moments and labels each task's scores are computed from
 
-    def spy(moments, y, names):
+    def spy(moments, y, names, n_permutations):
         seen.append((moments, np.asarray(y)))
-        return scores(moments, y, names)
+        return scores(moments, y, names, n_permutations)
 
     scores = prescreen._scores
     monkeypatch.setattr(prescreen, "_scores", spy)
@@ -178,6 +178,7 @@ def test_command_without_lora(tiny_llama, ntps_cache, tmp_path, capsys, monkeypa
         # the study's footing: every feature divided by its sd over the training texts
         footed, scale = on_probe_footing([moments])
         assert row["ntps"] == pytest.approx(ntps_score(footed, y), abs=1e-12)
+        assert np.isfinite(row["ntps_chance"]) and row["ntps_chance_std"] > 0
         assert not np.allclose(scale, 1)
         assert row["headroom"] == pytest.approx(1 - row["probe_accuracy"])
         assert {"logme", "knn", "ridge_loo"} <= row.keys() and "gain" not in row

@@ -54,7 +54,12 @@ def test_each_cell_is_every_score_refitted_on_its_partition(tiny_llama, ntps_cac
     row = rep.rows[3]
     assert (row["layer"], row["replicate"]) == (1, 1)
     assert row["ntps"] == NTPSScorer().fit(moments, y).ntps_
-    assert row["logme"] == LogMEScorer().fit(moments, y).score_
+    logme = LogMEScorer().fit(moments, y)
+    assert row["logme"] == logme.score_
+    # Every score beside its chance level, from the same shuffles.
+    assert (row["logme_chance"], row["logme_chance_std"]) == (logme.chance_, logme.chance_std_)
+    assert np.isnan(row["rankme_chance"])  # RankMe reads no labels
+    assert isinstance(row["within_noise"], bool)
     assert rep.datasets["toy"]["n_train"] == [sum(blocks[b].size for b in tr)
                                               for tr, _ in block_partitions(5, 1, 2, seed)]
     # The probe: trained on the rescaled training blocks, scored on the test blocks.
@@ -183,26 +188,12 @@ def test_a_fixed_split_is_one_partition(tiny_llama, ntps_cache):
         run_report([tiny_llama], {"own": (*train, *test)}, n_replicates=2, progress=False)
 
 
-def test_the_probe_fits_with_every_blas_pool_on_one_thread():
-    from sklearn.base import BaseEstimator
-    from sklearn.pipeline import Pipeline
-    from threadpoolctl import threadpool_info
 
-    from sklearn_ntps.scorers import PROBE_CS, _OneBLASThreadPipeline, default_probe
-
-    class Recorder(BaseEstimator):
-        def fit(self, X, y=None):
-            self.threads_ = [p["num_threads"] for p in threadpool_info()
-                             if p["user_api"] == "blas"]
-            return self
-
-    probe = clone(default_probe())
-    assert type(probe) is _OneBLASThreadPipeline and probe[-1].Cs == list(PROBE_CS)
-    before = Recorder().fit(None).threads_
-    fitted = clone(_OneBLASThreadPipeline([("r", Recorder())])).fit(np.zeros((2, 1)))
-    assert fitted[-1].threads_ and set(fitted[-1].threads_) == {1}
-    assert Recorder().fit(None).threads_ == before  # restored afterwards
-    X = np.random.default_rng(0).normal(size=(60, 4))
-    y = np.arange(60) % 3
-    plain = Pipeline(clone(default_probe()).steps).fit(X, y)
-    assert np.array_equal(probe.fit(X, y).predict_proba(X), plain.predict_proba(X))
+def test_random_labels_put_every_layer_within_noise_and_say_so(tiny_llama, ntps_cache):
+    noise = list(np.random.default_rng(3).permutation(LABELS))
+    rep = run_report([tiny_llama], {"toy": (TEXTS, noise)}, progress=False,
+                     embedding_params={"batch_size": 4}, n_blocks=5, n_test_blocks=1)
+    assert all(r["within_noise"] for r in rep.rows)
+    text = rep.to_text()
+    assert "Scores against their chance level" in text
+    assert "replicate 0: every layer" in text

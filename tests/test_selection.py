@@ -54,14 +54,19 @@ def test_a_layer_scored_by_hand(fitted, tiny_llama):
     parts = [emb.transform([TEXTS[i] for i in b]) for b in blocks]
     moments = resample_blocks(parts, [1, 1, 1])
     y = np.concatenate([LABELS[b] for b in blocks])
-    by_hand = LogMEScorer().fit(moments.scaled(feature_scale(moments.pooled)), y).score_
-    assert fitted.scores_[tiny_llama][1] == by_hand
+    # Two models: rule M's default for choosing among models, H-score.
+    assert isinstance(fitted.scorer_, HScoreScorer)
+    by_hand = HScoreScorer().fit(moments.scaled(feature_scale(moments.pooled)), y)
+    assert fitted.scores_[tiny_llama][1] == by_hand.score_
+    record = next(r for r in fitted.results_ if (r["model"], r["layer"]) == (tiny_llama, 1))
+    assert (record["chance"], record["chance_std"]) == (by_hand.chance_, by_hand.chance_std_)
+    assert record["z"] == pytest.approx((by_hand.score_ - by_hand.chance_) / by_hand.chance_std_)
     # Each block alone, rescaled by its own spread.
     alone = parts[2].scaled(feature_scale(parts[2].pooled))
-    assert fitted.block_scores_[tiny_llama][2, 1] == LogMEScorer().fit(alone, LABELS[
+    assert fitted.block_scores_[tiny_llama][2, 1] == HScoreScorer().fit(alone, LABELS[
         blocks[2]]).score_
     # Without the rescaling the score differs: the footing is in the number.
-    assert LogMEScorer().fit(moments, y).score_ != pytest.approx(by_hand, rel=1e-6)
+    assert HScoreScorer().fit(moments, y).score_ != pytest.approx(by_hand.score_, rel=1e-6)
 
 
 def test_the_pick_is_the_arg_max(fitted, tiny_llama, tiny_bert):
@@ -161,6 +166,38 @@ def test_a_scorer_by_name_or_as_an_estimator(tiny_llama, ntps_cache):
     np.testing.assert_array_equal(by_name.scores_[tiny_llama], by_object.scores_[tiny_llama])
     assert not np.array_equal(by_name.scores_[tiny_llama],
                               selector([tiny_llama]).fit(TEXTS, LABELS).scores_[tiny_llama])
+
+
+def test_one_model_defaults_to_logme_several_to_hscore(tiny_llama, tiny_bert, ntps_cache):
+    assert isinstance(selector([tiny_llama]).fit(TEXTS, LABELS).scorer_, LogMEScorer)
+    assert isinstance(selector([tiny_llama, tiny_bert]).fit(TEXTS, LABELS).scorer_, HScoreScorer)
+
+
+def test_with_labels_independent_of_the_texts_every_pair_is_within_noise(tiny_llama, tiny_bert,
+                                                                          ntps_cache):
+    noise = np.random.default_rng(7).permutation(LABELS)
+    for scorer in ("logme", "hscore", "ridge_loo"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            fitted = selector([tiny_llama, tiny_bert], scorer=scorer).fit(TEXTS, noise)
+        assert fitted.leaves_chance_ is False, scorer
+        assert all(r["within_noise"] for r in fitted.results_), scorer
+
+
+def test_a_planted_signal_leaves_chance_and_separates_pairs(tiny_llama, ntps_cache):
+    # The label is the first word: the embeddings see it at every layer above the first.
+    texts = [f"{'good' if y else 'bad'} {t}" for t, y in zip(TEXTS, LABELS)] * 3
+    labels = np.tile(LABELS, 3)
+    fitted = selector([tiny_llama], scorer="ridge_loo", n_blocks=3).fit(texts, labels)
+    assert fitted.leaves_chance_ is True
+    pick = next(r for r in fitted.results_ if r["picked"])
+    assert pick["z"] > fitted.chance_threshold_ and pick["within_noise"]
+
+
+def test_without_shuffles_nothing_says_whether_the_pick_leaves_chance(tiny_llama, ntps_cache):
+    fitted = selector([tiny_llama], n_permutations=0).fit(TEXTS, LABELS)
+    assert fitted.leaves_chance_ is None
+    assert all(np.isnan(r["chance"]) for r in fitted.results_)
 
 
 def test_one_pair_has_no_runner_up(tiny_llama, ntps_cache):

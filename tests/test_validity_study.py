@@ -62,6 +62,21 @@ def test_the_product_follows_the_stored_study(study):
                                 defaults["n_components"]) == data["rule_a"]["winner"]
 
 
+def test_the_product_follows_the_re_read():
+    from sklearn_ntps import scorers
+
+    data = json.loads((DOCS / "validity" / "reread.json").read_text())
+    rule = data["choosing_models"]["rule"]
+    assert scorers.MODEL_CHOICE == rule["default"]
+    assert scorers.MODEL_CHOICE_TIED == tuple(rule["tied"])
+    floor = data["all_tasks"]["noise_floor"]["estimate"]
+    assert scorers.NOISE_FLOOR == pytest.approx(floor, abs=0.05)
+    for name, (estimate, low, high) in scorers.LAYER_REGRET.items():
+        cell = data["all_tasks"]["candidates"][name]["regret"]
+        assert (estimate, low, high) == pytest.approx(
+            (cell["estimate"], cell["low"], cell["high"]), abs=0.05), name
+
+
 def test_the_tables_are_what_the_stored_rows_give(study, tmp_path):
     import shutil
 
