@@ -1,7 +1,7 @@
 """What the chance levels cost: per layer and per score, and as a share of a `select` run.
 
 Every labelled score is refitted on ``n_permutations`` shuffles of the labels
-(``sklearn_ntps.chance``), sharing the label-free work. This measures, on the
+(``sklearn_ntps.scores.chance``), sharing the label-free work. This measures, on the
 statistics of a bundled model over BANKING77 texts:
 
 1. per score, the time to score one layer with 0 and with 30 shuffles (best of 3);
@@ -25,10 +25,10 @@ import numpy as np
 from sklearn.base import clone
 
 from sklearn_ntps import HFEmbeddingTransformer, LayerSelector
-from sklearn_ntps.chance import ChanceLevelWarning
+from sklearn_ntps.choice.scorers import default_scorers, on_probe_footing
+from sklearn_ntps.choice.selection import DEFAULT_MODELS
 from sklearn_ntps.datasets import load_dataset
-from sklearn_ntps.scorers import default_scorers, on_probe_footing
-from sklearn_ntps.selection import DEFAULT_MODELS
+from sklearn_ntps.scores.chance import ChanceLevelWarning
 
 
 def best_of(n, call):

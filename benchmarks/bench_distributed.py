@@ -23,15 +23,15 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from sklearn_ntps.datasets import load_banking77
-from sklearn_ntps.distributed import (
+from sklearn_ntps.states.distributed import (
     get_client,
     local_cluster,
     plan_shards,
     sharded_statistics,
 )
-from sklearn_ntps.extraction import encode, extract_statistics
-from sklearn_ntps.models import load_model
-from sklearn_ntps.moments import Statistics
+from sklearn_ntps.states.extraction import encode, extract_statistics
+from sklearn_ntps.states.models import load_model
+from sklearn_ntps.states.moments import Statistics
 
 
 def timed(fn, repeats=1):

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from sklearn_ntps.datasets import load_banking77, load_sms_spam
-from sklearn_ntps.extraction import encode, extract_statistics, padded_batch
-from sklearn_ntps.models import load_model
+from sklearn_ntps.states.extraction import encode, extract_statistics, padded_batch
+from sklearn_ntps.states.models import load_model
 
 
 def bare_forward(loaded, texts, batch_size, max_length):

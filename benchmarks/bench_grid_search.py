@@ -20,11 +20,13 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 
-from sklearn_ntps import HFEmbeddingTransformer, NTPSScorer, cache, subspaces
+from sklearn_ntps import HFEmbeddingTransformer, NTPSScorer
 from sklearn_ntps.datasets import load_banking77
-from sklearn_ntps.extraction import extract_statistics
-from sklearn_ntps.models import load_model
-from sklearn_ntps.moments import Moments
+from sklearn_ntps.scores import subspaces
+from sklearn_ntps.states import cache
+from sklearn_ntps.states.extraction import extract_statistics
+from sklearn_ntps.states.models import load_model
+from sklearn_ntps.states.moments import Moments
 
 
 def timed_search(model, layers, texts, labels, calls):

@@ -40,7 +40,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_ntps import default_probe
-from sklearn_ntps.probe import PROBE_CS, _l2_only, _OneBLASThreadPipeline
+from sklearn_ntps.choice.probe import PROBE_CS, _l2_only, _OneBLASThreadPipeline
 
 D = 576
 N_TEST = 2000
@@ -119,9 +119,9 @@ def banking77_layers():
     """The report's first replicate of BANKING77 at its defaults: every layer's training and
     test features, on the probe's footing, and the labels."""
     from sklearn_ntps import HFEmbeddingTransformer
+    from sklearn_ntps.choice.scorers import block_layers, on_probe_footing
     from sklearn_ntps.datasets import load_dataset
-    from sklearn_ntps.report import _partitioned
-    from sklearn_ntps.scorers import block_layers, on_probe_footing
+    from sklearn_ntps.evidence.report import _partitioned
 
     data = load_dataset("banking77", split="all", random_state=0, n_samples=900)
     texts, y, blocks, partitions = _partitioned("banking77", (data.data, data.target), 10, 3, 1,

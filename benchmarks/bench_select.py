@@ -93,7 +93,9 @@ def child_peer(job):
 def child_ours(job):
     """Our side: ``sklearn-ntps select`` on a JSON-lines file, in-process to time its parts."""
     t0 = time.perf_counter()
-    from sklearn_ntps import cli, embedding, selection
+    from sklearn_ntps import cli
+    from sklearn_ntps.choice import selection
+    from sklearn_ntps.states import embedding
     phases, layer_times, fit_times, kept = defaultdict(float), [], [], {}
     phases["imports"] = time.perf_counter() - t0
     timed(embedding, "load_model", phases, "load")  # the first call loads, later ones hit memo
@@ -159,7 +161,7 @@ def ensure_venv(venv):
 
 def peer_model_path(name):
     """A local folder for transformer-ranker: a GGUF model's float32 copy, else its folder."""
-    from sklearn_ntps.models import _dequantized_copy, resolve_model
+    from sklearn_ntps.states.models import _dequantized_copy, resolve_model
     resolved = resolve_model(name)
     return str(_dequantized_copy(resolved, False, False) if resolved.gguf_file else resolved.path)
 
@@ -182,8 +184,8 @@ def explain(job, peer):
     the probe footing alone changes; what is left is the pooling."""
     import numpy as np
 
-    from sklearn_ntps.partitions import feature_scale
-    from sklearn_ntps.scorers import default_scorers
+    from sklearn_ntps.choice.partitions import feature_scale
+    from sklearn_ntps.choice.scorers import default_scorers
     picks = {}
     for footing in ("raw", "scaled"):
         scores = []

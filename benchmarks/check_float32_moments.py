@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from sklearn_ntps.datasets import load_banking77
-from sklearn_ntps.extraction import encode, padded_batch
-from sklearn_ntps.models import load_model
-from sklearn_ntps.moments import MomentAccumulator, Moments
-from sklearn_ntps.scoring import encode_labels, fit_ntps, make_options
+from sklearn_ntps.scores.ntps import encode_labels, fit_ntps, make_options
+from sklearn_ntps.states.extraction import encode, padded_batch
+from sklearn_ntps.states.models import load_model
+from sklearn_ntps.states.moments import MomentAccumulator, Moments
 
 
 def float32_products(batches, i, d):

@@ -9,19 +9,13 @@ from pathlib import Path
 
 import sklearn_ntps
 from sklearn_ntps import (
-    chance,
     datasets,
-    distributed,
-    extraction,
-    partitions,
-    peers,
-    prescreen,
-    probe,
-    report,
-    scorers,
-    selection,
-    study,
 )
+from sklearn_ntps.choice import partitions, probe, scorers, selection
+from sklearn_ntps.evidence import report, study
+from sklearn_ntps.lora import prescreen
+from sklearn_ntps.scores import chance, peers
+from sklearn_ntps.states import distributed, extraction
 
 SECTIONS = {
     "Estimators": [sklearn_ntps.HFEmbeddingTransformer, sklearn_ntps.NTPSScorer,

@@ -164,10 +164,15 @@ def job(task, source, classes, model, plan):
 
     from sklearn_ntps import HFEmbeddingTransformer
     from sklearn_ntps._utils import csv_text, json_text, write_atomic
-    from sklearn_ntps.lora import HFLoRAClassifier
-    from sklearn_ntps.models import load_model
-    from sklearn_ntps.partitions import feature_scale, stratified_blocks
-    from sklearn_ntps.scorers import default_probe, default_scorers, fit_scores, on_probe_footing
+    from sklearn_ntps.choice.partitions import feature_scale, stratified_blocks
+    from sklearn_ntps.choice.scorers import (
+        default_probe,
+        default_scorers,
+        fit_scores,
+        on_probe_footing,
+    )
+    from sklearn_ntps.lora.classifier import HFLoRAClassifier
+    from sklearn_ntps.states.models import load_model
 
     start = time.perf_counter()
     X, y, X_test, y_test = task_texts(task, source, classes, plan)
@@ -277,7 +282,7 @@ def run_jobs(plan, workers=1):
             except Exception as exc:
                 failed(args, exc)
         return
-    from sklearn_ntps.study import one_thread_worker
+    from sklearn_ntps.evidence.study import one_thread_worker
 
     with ProcessPoolExecutor(workers, initializer=one_thread_worker) as pool:
         futures = {pool.submit(job, *args, plan): args for args in todo}
@@ -289,7 +294,7 @@ def run_jobs(plan, workers=1):
 
 
 def provenance():
-    from sklearn_ntps.study import provenance
+    from sklearn_ntps.evidence.study import provenance
 
     return provenance(OUT, Path(__file__).parent)
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sklearn_ntps.scoring import VARIANTS
+from sklearn_ntps.scores.ntps import VARIANTS
 
 
 def first_study_spearman(rows, variant, n_boot=2000, seed=0) -> dict:
     """Section 2's Spearman(NTPS before, gain) with its percentile bootstrap over the tasks,
     as the first study computed it (kept so that its numbers regenerate)."""
-    from sklearn_ntps.study import spearman
+    from sklearn_ntps.evidence.study import spearman
 
     x = np.array([r[f"ntps_{variant}_before"] for r in rows])
     g = np.array([r["gain"] for r in rows])
@@ -163,7 +163,7 @@ def cluster_bootstrap(rows, statistic, *, cluster="source", n_boot=N_BOOT, seed=
 def correlations(rows, predictor, *, n_perm=N_PERM, n_boot=N_BOOT) -> dict:
     """Spearman(predictor, gain) and its partial given the probe's held-out accuracy, each with
     a permutation p-value and a bootstrap interval clustered by source data set."""
-    from sklearn_ntps.study import spearman
+    from sklearn_ntps.evidence.study import spearman
 
     def cols(rs):
         return ([r[predictor] for r in rs], [r["gain"] for r in rs],
@@ -204,7 +204,7 @@ def decide(rows, loto) -> dict:
     """What ``sklearn-ntps lora-prescreen`` will say (docs/lora.md section 4): the predictor
     with the lowest leave-one-task-out error (ties go to headroom), whether it beats headroom
     and the mean gain of the other tasks, and its line fitted on every eligible row."""
-    from sklearn_ntps.study import task_interval
+    from sklearn_ntps.evidence.study import task_interval
 
     maes = {p: loto[p]["mae"] for p in PREDICTORS}
     if not all(np.isfinite(list(maes.values()))):
@@ -239,7 +239,7 @@ def write_tables(folder, plan=None):
     from lora_study import PLAN, read_rows
 
     from sklearn_ntps._utils import json_text, write_atomic
-    from sklearn_ntps.study import task_interval
+    from sklearn_ntps.evidence.study import task_interval
 
     plan, folder = plan or PLAN, Path(folder)
     rows = read_rows(folder)

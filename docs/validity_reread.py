@@ -1,7 +1,7 @@
 """The validity study re-read (docs/validity.md, section 4): the stored rows under two-way
 resampling, the probe's own noise floor, and rule M, the default for choosing among models.
 
-No model runs. This script and the functions of ``sklearn_ntps.study`` it calls were fixed,
+No model runs. This script and the functions of ``sklearn_ntps.evidence.study`` it calls were fixed,
 with section 4, before any of its numbers existed::
 
     python docs/validity_reread.py                       # writes docs/validity/reread.{json,md}
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sklearn_ntps._utils import finite_json, write_atomic
-from sklearn_ntps.study import (
+from sklearn_ntps.evidence.study import (
     BASELINES,
     MODEL_CHOICE_AXES,
     leave_one_dataset_out,

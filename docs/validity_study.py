@@ -65,7 +65,7 @@ NTPS_COLUMNS = {"ntps": config_name(**CURRENT),
 
 def ntps_columns(moments, y):
     """Rule A's 32 configurations and the paper's exact score at the authors' k sweep."""
-    from sklearn_ntps.scoring import encode_labels, fit_ntps, make_options, resolve_n_components
+    from sklearn_ntps.scores.ntps import encode_labels, fit_ntps, make_options, resolve_n_components
 
     classes, yi = encode_labels(y)
     d, row = moments.n_features, {}
@@ -90,7 +90,7 @@ def ntps_columns(moments, y):
 
 def scorers():
     """The report's scorers but its NTPS columns, which :func:`ntps_columns` gives."""
-    from sklearn_ntps.report import default_scorers
+    from sklearn_ntps.evidence.report import default_scorers
 
     return {k: v for k, v in default_scorers().items() if k not in NTPS_COLUMNS}
 
@@ -98,8 +98,8 @@ def scorers():
 # ----------------------------------------------------------------- the jobs
 def pool(dataset):
     """The study's texts of one data set: study_pool of every text it has."""
+    from sklearn_ntps.choice.partitions import study_pool
     from sklearn_ntps.datasets import load_dataset
-    from sklearn_ntps.partitions import study_pool
 
     data = load_dataset(dataset, split="all", random_state=SEED)
     idx = study_pool(data.target, **POOL, random_state=[SEED, zlib.crc32(dataset.encode())])
@@ -113,8 +113,8 @@ def rows_path(dataset, model):
 def job(dataset, model):
     """One (data set, model): every layer, replicate, score and probe; written atomically."""
     from sklearn_ntps._utils import csv_text, write_atomic
-    from sklearn_ntps.models import load_model
-    from sklearn_ntps.report import run_report
+    from sklearn_ntps.evidence.report import run_report
+    from sklearn_ntps.states.models import load_model
 
     start = time.perf_counter()
     texts, y = pool(dataset)
@@ -138,9 +138,9 @@ def job(dataset, model):
 def stability(model="SmolLM2-135M"):
     """Rule A, step 1: each configuration's largest relative move under 1e-6 noise."""
     from sklearn_ntps import HFEmbeddingTransformer
+    from sklearn_ntps.choice.partitions import feature_scale
     from sklearn_ntps.datasets import load_dataset
-    from sklearn_ntps.partitions import feature_scale
-    from sklearn_ntps.study import perturb_moments
+    from sklearn_ntps.evidence.study import perturb_moments
 
     data = load_dataset("banking77", split="train", n_samples=120, random_state=0)
     emb = HFEmbeddingTransformer(model_name_or_path=model, output="tokens", progress=False,
@@ -160,7 +160,7 @@ def stability(model="SmolLM2-135M"):
 def run_jobs(models=MODELS, datasets=DATASETS, workers=2):
     (OUT / "rows").mkdir(parents=True, exist_ok=True)
     if not (OUT / "stability.json").exists():
-        from sklearn_ntps.report import write_atomic
+        from sklearn_ntps.evidence.report import write_atomic
 
         write_atomic(OUT / "stability.json", json.dumps(stability(models[0]), indent=1))
     # Largest first (SmolLM2's 31 layers, long texts), so the two workers end together.
@@ -175,7 +175,7 @@ def run_jobs(models=MODELS, datasets=DATASETS, workers=2):
         for i, (d, m) in enumerate(todo, 1):
             report(i, job(d, m))
         return
-    from sklearn_ntps.study import one_thread_worker
+    from sklearn_ntps.evidence.study import one_thread_worker
 
     with ProcessPoolExecutor(workers, initializer=one_thread_worker) as pool_:
         futures = [pool_.submit(job, d, m) for d, m in todo]
@@ -209,7 +209,7 @@ def main(argv=None):
 
 
 def provenance():
-    from sklearn_ntps.study import provenance
+    from sklearn_ntps.evidence.study import provenance
 
     return provenance(OUT, Path(__file__).parent)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from sklearn_ntps._utils import finite_json, write_atomic
-from sklearn_ntps.report import default_scorers
-from sklearn_ntps.study import (
+from sklearn_ntps.evidence.report import default_scorers
+from sklearn_ntps.evidence.study import (
     BASELINES,
     PROBE,
     leave_one_dataset_out,

@@ -1,6 +1,6 @@
 """Which score tracks what a linear probe achieves? One point per layer, with intervals.
 
-Runs the main job's :func:`~sklearn_ntps.report.run_report` on two data sets:
+Runs the main job's :func:`~sklearn_ntps.evidence.report.run_report` on two data sets:
 NTPS and its peers (LogME, H-score, TransRate, RankMe, k-NN, a closed-form
 ridge probe) against the held-out, tuned probe, on a few random partitions of
 the texts into disjoint training and test blocks, and prints their
@@ -10,7 +10,7 @@ correlations and regrets (in accuracy points).
 """
 
 from sklearn_ntps.datasets import load_dataset
-from sklearn_ntps.report import run_report
+from sklearn_ntps.evidence.report import run_report
 
 
 def main(model="SmolLM2-135M", datasets=("banking77", "sms_spam"), n_texts=462, n_replicates=3):

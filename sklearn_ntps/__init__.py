@@ -5,12 +5,13 @@ transformer) -> moments (``moments``, held in ``statistics``) -> subspaces
 (``subspaces``) -> score (``scoring``, ``estimators``) -> choice (``selection``).
 """
 
-from .chance import ChanceLevelWarning, permutation_test
-from .embedding import HFEmbeddingTransformer
-from .estimators import NTPSScorer, NTPSSubspaceProbe
-from .lora import HFLoRAClassifier
-from .moments import MomentAccumulator, Moments, Statistics, compute_moments, pooled_features
-from .peer_estimators import (
+from .choice.probe import default_probe
+from .choice.selection import LayerSelector
+from .lora.classifier import HFLoRAClassifier
+from .scores.chance import ChanceLevelWarning, permutation_test
+from .scores.estimators import NTPSScorer, NTPSSubspaceProbe
+from .scores.ntps import ntps_curve, ntps_score
+from .scores.peer_estimators import (
     HScoreScorer,
     KNNScorer,
     LogMEScorer,
@@ -18,9 +19,8 @@ from .peer_estimators import (
     RidgeProbeScorer,
     TransRateScorer,
 )
-from .probe import default_probe
-from .scoring import ntps_curve, ntps_score
-from .selection import LayerSelector
+from .states.embedding import HFEmbeddingTransformer
+from .states.moments import MomentAccumulator, Moments, Statistics, compute_moments, pooled_features
 
 __version__ = "0.1.0.dev0"
 

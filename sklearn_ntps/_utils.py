@@ -56,9 +56,9 @@ def cache_dir() -> Path:
 
     ``$SKLEARN_NTPS_CACHE`` if set, else ``$XDG_CACHE_HOME/sklearn-ntps``, else
     ``~/.cache/sklearn-ntps``. Below it: ``embeddings`` (the statistics store of
-    :mod:`sklearn_ntps.cache`), ``dequantized`` (float32 copies of GGUF files) and
+    :mod:`sklearn_ntps.states.cache`), ``dequantized`` (float32 copies of GGUF files) and
     ``assembled`` (models split over several wheels), the last two written by
-    :mod:`sklearn_ntps.models`.
+    :mod:`sklearn_ntps.states.models`.
 
     Examples
     --------

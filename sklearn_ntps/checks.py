@@ -3,7 +3,7 @@
 One place decides each of them, so NTPS, its peers and the LoRA classifier
 encode labels alike and reject the same bad values with the same message.
 numpy and scikit-learn's parameter validation only, so the lowest stage
-(:mod:`sklearn_ntps.moments`) can import it.
+(:mod:`sklearn_ntps.states.moments`) can import it.
 """
 
 from __future__ import annotations

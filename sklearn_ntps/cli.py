@@ -160,7 +160,7 @@ def _parser():
 
 
 def _add_select_parser(sub):
-    from .study import AGGREGATIONS
+    from .evidence.study import AGGREGATIONS
 
     sel = sub.add_parser(
         "select",
@@ -225,11 +225,11 @@ def main(argv=None):
 def _select(args):
     import numpy as np
 
-    from .models import resolve_model
-    from .report import check_writable
-    from .scorers import default_scorers
-    from .selection import DEFAULT_MODELS, LayerSelector
-    from .selection_report import selection_files, selection_text
+    from .choice.scorers import default_scorers
+    from .choice.selection import DEFAULT_MODELS, LayerSelector
+    from .choice.selection_report import selection_files, selection_text
+    from .evidence.report import check_writable
+    from .states.models import resolve_model
 
     # Every check that can fail does so before the output folder is made and the first
     # forward pass: the options, the file and its columns and classes, the models' names.
@@ -279,8 +279,8 @@ def _load_table(args, path):
 def _report(args):
     # Heavy imports after argument parsing, so --help is instant.
     from .datasets import load_dataset
-    from .models import resolve_model
-    from .report import check_writable, default_scorers, run_report, save_report
+    from .evidence.report import check_writable, default_scorers, run_report, save_report
+    from .states.models import resolve_model
 
     models = args.model or ["SmolLM2-135M"]
     names = list(dict.fromkeys(args.dataset or ([] if args.data else ["banking77"])))
@@ -355,7 +355,7 @@ def _scheduler(args):
 
     if not args.workers:
         return contextlib.nullcontext(args.scheduler)
-    from .distributed import local_cluster
+    from .states.distributed import local_cluster
 
     return local_cluster(args.workers)
 
@@ -364,9 +364,9 @@ def _prescreen(args):
     from sklearn.model_selection import train_test_split
 
     from .datasets import load_dataset
-    from .models import resolve_model
-    from .prescreen import intent_subtasks, plot_prescreen, run_prescreen
-    from .report import check_writable
+    from .evidence.report import check_writable
+    from .lora.prescreen import intent_subtasks, plot_prescreen, run_prescreen
+    from .states.models import resolve_model
 
     if not args.no_plot:
         _require_matplotlib()
@@ -437,7 +437,7 @@ def _cache(args):
     import os
     from pathlib import Path
 
-    from . import cache
+    from .states import cache
 
     folder = Path(args.folder).expanduser() if args.folder else cache_dir() / cache.FOLDER
     if args.older_than is not None and (args.action != "clear" or args.older_than < 0):

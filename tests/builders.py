@@ -156,7 +156,7 @@ def require_bundled(name):
     """Skip the calling test when the bundled model ``name`` is not installed."""
     import pytest
 
-    from sklearn_ntps.models import resolve_model
+    from sklearn_ntps.states.models import resolve_model
 
     try:
         resolve_model(name)

@@ -33,7 +33,7 @@ def _session_cache(tmp_path_factory):
 @pytest.fixture
 def ntps_cache(monkeypatch, tmp_path):
     """A private embedding cache and an empty in-memory one for one test."""
-    from sklearn_ntps import cache, embedding
+    from sklearn_ntps.states import cache, embedding
 
     folder = tmp_path / "ntps-cache"
     monkeypatch.setattr(embedding, "cache_dir", lambda: folder)

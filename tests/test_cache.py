@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from sklearn_ntps import cache
+from sklearn_ntps.states import cache
 
 # The child loads cache.py (and the _utils and _warnings helpers it imports) without
 # the package's heavy __init__, so that it starts in a blink.
@@ -22,9 +22,9 @@ import numpy as np
 package = types.ModuleType("sklearn_ntps")
 package.__path__ = [str(Path({cache_py!r}).parent)]
 sys.modules["sklearn_ntps"] = package
-spec = importlib.util.spec_from_file_location("sklearn_ntps.cache", {cache_py!r})
+spec = importlib.util.spec_from_file_location("sklearn_ntps.states.cache", {cache_py!r})
 cache = importlib.util.module_from_spec(spec)
-sys.modules["sklearn_ntps.cache"] = cache
+sys.modules["sklearn_ntps.states.cache"] = cache
 spec.loader.exec_module(cache)
 folder, name = Path(sys.argv[1]), sys.argv[2]
 arrays = dict(np.load(sys.argv[3]))

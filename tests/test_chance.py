@@ -19,9 +19,9 @@ from sklearn_ntps import (
     compute_moments,
     permutation_test,
 )
-from sklearn_ntps.chance import label_permutations
 from sklearn_ntps.datasets import make_token_states
-from sklearn_ntps.loo_probes import knn_chance, knn_from_labels, knn_neighbours
+from sklearn_ntps.scores.chance import label_permutations
+from sklearn_ntps.scores.loo_probes import knn_chance, knn_from_labels, knn_neighbours
 
 LABELLED = [NTPSScorer(), NTPSScorer(variant="paper"), LogMEScorer(), HScoreScorer(),
             TransRateScorer(), KNNScorer(), RidgeProbeScorer()]

@@ -83,7 +83,7 @@ def test_bad_names_list_the_valid_ones(tmp_path, capsys, args, message):
 
 
 def test_unwritable_output_fails_before_the_model_runs(tmp_path, capsys, monkeypatch):
-    from sklearn_ntps import report
+    from sklearn_ntps.evidence import report
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model must not run")
@@ -96,7 +96,7 @@ def test_unwritable_output_fails_before_the_model_runs(tmp_path, capsys, monkeyp
 
 
 def test_interrupt_writes_nothing(tiny_llama, tmp_path, capsys, monkeypatch):
-    from sklearn_ntps import report
+    from sklearn_ntps.evidence import report
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -120,7 +120,7 @@ def test_cache_command_info_and_clear(tmp_path, monkeypatch, capsys):
 
     import numpy as np
 
-    from sklearn_ntps import cache
+    from sklearn_ntps.states import cache
 
     monkeypatch.setenv("SKLEARN_NTPS_CACHE", str(tmp_path))
     monkeypatch.delenv(cache.MAX_BYTES_ENV, raising=False)
@@ -165,7 +165,7 @@ def test_cache_command_imports_no_model_code(tmp_path):
 def test_missing_matplotlib_fails_before_the_model_runs(tmp_path, capsys, monkeypatch):
     import importlib.util
 
-    from sklearn_ntps import report
+    from sklearn_ntps.evidence import report
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -233,7 +233,7 @@ def test_select_on_a_csv(tiny_llama, ntps_cache, tmp_path, capsys):
 ])
 def test_no_cache_leaves_the_statistics_store_alone(tiny_llama, ntps_cache, tmp_path, capsys,
                                                      command):
-    from sklearn_ntps import cache
+    from sklearn_ntps.states import cache
 
     data = str(write_texts(tmp_path / "d.csv", n=60))
     args = [*command, "--data", data, "--model", tiny_llama, "--no-plot", "--no-progress"]
@@ -274,7 +274,7 @@ def test_select_on_json_lines_with_other_columns(tiny_llama, ntps_cache, tmp_pat
 ])
 def test_select_fails_clearly_and_writes_nothing(tiny_llama, tmp_path, capsys, monkeypatch,
                                                  write, args, message):
-    from sklearn_ntps import selection
+    from sklearn_ntps.choice import selection
 
     def no_model(*a, **k):
         raise AssertionError("the model must not run")

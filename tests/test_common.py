@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_ntps.chance import ChanceLevelWarning
+from sklearn_ntps.scores.chance import ChanceLevelWarning
 
 from builders import DATA_FREE_CHECKS, make_texts, registry
 

@@ -19,19 +19,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn_ntps import (
     HFEmbeddingTransformer,
     NTPSScorer,
-    cache,
     cli,
-    embedding,
-    models,
 )
-from sklearn_ntps.distributed import (
+from sklearn_ntps.states import cache, embedding, models
+from sklearn_ntps.states.distributed import (
     get_client,
     local_cluster,
     plan_shards,
     sharded_statistics,
 )
-from sklearn_ntps.extraction import extract_statistics
-from sklearn_ntps.moments import POOLINGS
+from sklearn_ntps.states.extraction import extract_statistics
+from sklearn_ntps.states.moments import POOLINGS
 
 from builders import TINY_WORDS
 
@@ -139,7 +137,7 @@ def test_joblib_dask_backend_runs_a_grid_search(tiny_llama, address):
     local = GridSearchCV(pipe, grid, cv=3).fit(TEXTS, LABELS)
 
     def count_loads():  # on each worker: forget the model, count its loads from now on
-        from sklearn_ntps import models as worker_models
+        from sklearn_ntps.states import models as worker_models
 
         load = getattr(worker_models, "_uncounted_load", worker_models._load)
         worker_models._uncounted_load, worker_models.n_loads = load, 0
@@ -155,7 +153,7 @@ def test_joblib_dask_backend_runs_a_grid_search(tiny_llama, address):
         client.run(count_loads)
         with joblib.parallel_config(backend="dask"):
             remote = GridSearchCV(pipe, grid, cv=3, refit=False).fit(TEXTS, LABELS)
-        loads = client.run(lambda: __import__("sklearn_ntps.models").models.n_loads)
+        loads = client.run(lambda: __import__("sklearn_ntps.states.models").states.models.n_loads)
     assert remote.best_params_ == local.best_params_
     np.testing.assert_allclose(remote.cv_results_["mean_test_score"],
                                local.cv_results_["mean_test_score"], rtol=1e-10)

@@ -15,12 +15,10 @@ from sklearn_ntps import (
     HFEmbeddingTransformer,
     Moments,
     NTPSScorer,
-    cache,
-    embedding,
     ntps_score,
-    resources,
 )
-from sklearn_ntps.models import load_model
+from sklearn_ntps.states import cache, embedding, resources
+from sklearn_ntps.states.models import load_model
 
 from builders import LABELS, TEXTS
 
@@ -292,7 +290,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from sklearn_ntps.models import resolve_model
+    from sklearn_ntps.states.models import resolve_model
 
     try:
         resolve_model("SmolLM2-135M")

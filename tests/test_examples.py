@@ -50,7 +50,7 @@ def test_ntps_vs_probe(tiny_llama, ntps_cache, capsys):
 
 @pytest.mark.slow
 def test_grid_search_models_on_the_real_models(ntps_cache, capsys):
-    from sklearn_ntps.models import resolve_model
+    from sklearn_ntps.states.models import resolve_model
 
     try:
         resolve_model("SmolLM2-135M")

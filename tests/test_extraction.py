@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sklearn_ntps.extraction import (
+from sklearn_ntps.states.extraction import (
     encode,
     extract_statistics,
     in_input_order,
@@ -17,7 +17,7 @@ from sklearn_ntps.extraction import (
     shuffled_batches,
     split_batches,
 )
-from sklearn_ntps.models import load_model
+from sklearn_ntps.states.models import load_model
 
 from builders import TEXTS, require_bundled
 

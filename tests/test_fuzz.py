@@ -26,7 +26,8 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 import sklearn_ntps as sn
-from sklearn_ntps import peers
+from sklearn_ntps.scores import peers
+from sklearn_ntps.scores.ntps import resolve_n_components
 
 from builders import FUZZ_STATS
 
@@ -431,7 +432,7 @@ def test_ntps_functions(case, params):
         if curve is not None:
             assert_curve(curve, d)
             if score is not None:
-                k = sn.scoring.resolve_n_components(params.get("n_components", 0.25), d)
+                k = resolve_n_components(params.get("n_components", 0.25), d)
                 assert score == curve[k - 1]
     elif pooled is not None:
         assert np.isfinite(pooled).all()

@@ -13,8 +13,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_ntps.lora import HFLoRAClassifier, resolve_target_modules
-from sklearn_ntps.models import load_model
+from sklearn_ntps.lora.classifier import HFLoRAClassifier, resolve_target_modules
+from sklearn_ntps.states.models import load_model
 
 from builders import make_tiny_bert, make_tiny_llama
 
@@ -79,7 +79,7 @@ def test_a_few_steps_lower_the_training_loss(fitted):
 
 @pytest.mark.parametrize("pooling, n_classes", [("mean", 2), ("last", 3)])
 def test_at_step_zero_it_is_the_probe(tiny_llama, pooling, n_classes):
-    from sklearn_ntps.scorers import default_probe
+    from sklearn_ntps.choice.scorers import default_probe
 
     y = LABELS if n_classes == 2 else np.arange(len(TEXTS)) % 3
     clf = HFLoRAClassifier(model_name_or_path=tiny_llama, layer=1, pooling=pooling, max_steps=0,
@@ -112,7 +112,7 @@ def test_the_first_loss_is_the_probes_with_base_dropout_off(tiny_bert):
 def test_warmup_decay_weight_decay_and_clipping(tiny_llama, monkeypatch):
     import torch
 
-    from sklearn_ntps import adapters
+    from sklearn_ntps.lora import adapters
 
     seen, clipped = [], []
     step = adapters.Trainer._step

@@ -102,7 +102,7 @@ def test_leave_one_task_out_and_the_decision(tables):
 
 
 def test_the_decision_becomes_what_lora_prescreen_says(tables):
-    from sklearn_ntps.prescreen import recommend, rule_from_study, rule_text
+    from sklearn_ntps.lora.prescreen import recommend, rule_from_study, rule_text
 
     rows = [{"task": f"t{t}", "source": f"s{t % 3}", "model": f"m{m}", "eligible": t != 5,
              "logme": t + 0.1 * m, "ntps": 0.5, "knn": 0.5, "ridge_loo": 0.5,

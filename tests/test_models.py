@@ -1,4 +1,4 @@
-"""Tests for sklearn_ntps.models: resolving names, loading, caching, GGUF de-quantisation."""
+"""Tests for sklearn_ntps.states.models: resolving names, loading, caching, GGUF de-quantisation."""
 
 import importlib.metadata
 import importlib.util
@@ -14,8 +14,14 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from sklearn_ntps import models
-from sklearn_ntps.models import BUNDLED_MODELS, cache_dir, clear_cache, load_model, resolve_model
+from sklearn_ntps.states import models
+from sklearn_ntps.states.models import (
+    BUNDLED_MODELS,
+    cache_dir,
+    clear_cache,
+    load_model,
+    resolve_model,
+)
 
 
 def _needs_bundle(name):
@@ -50,7 +56,7 @@ def _isolated(monkeypatch, tmp_path):
 def test_import_needs_no_torch():
     code = (
         "import sys\n"
-        "import sklearn_ntps.models as m\n"
+        "import sklearn_ntps.states.models as m\n"
         "m.resolve_model('all-MiniLM-L6-v2'), m.cache_dir()\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
         "sys.modules['torch'] = None  # as if not installed\n"

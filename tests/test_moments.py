@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from sklearn_ntps import moments as moments_module
-from sklearn_ntps.moments import (
+from sklearn_ntps.states import moments as moments_module
+from sklearn_ntps.states.moments import (
     MomentAccumulator,
     Moments,
     Statistics,
@@ -172,7 +172,7 @@ def test_first_order_sums_match_per_token_loops():
 
 
 def test_resampled_blocks_equal_the_moments_of_the_repeated_texts():
-    from sklearn_ntps.moments import resample_blocks
+    from sklearn_ntps.states.moments import resample_blocks
 
     X, _ = make_texts(n_texts=30, n_features=4, min_len=1, max_len=8, seed=22)
     blocks = [X[:10], X[10:18], X[18:]]
@@ -189,7 +189,7 @@ def test_resampled_blocks_equal_the_moments_of_the_repeated_texts():
 
 
 def test_precision_comes_from_the_dtype_of_the_states():
-    from sklearn_ntps.moments import unit_roundoff
+    from sklearn_ntps.states.moments import unit_roundoff
 
     X, _ = make_texts(n_texts=10, n_features=3, seed=23)
     half = compute_moments([x.astype(np.float16) for x in X])

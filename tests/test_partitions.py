@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from sklearn_ntps.partitions import block_partitions, feature_scale, stratified_blocks, study_pool
+from sklearn_ntps.choice.partitions import (
+    block_partitions,
+    feature_scale,
+    stratified_blocks,
+    study_pool,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -17,8 +17,8 @@ from sklearn_ntps import (
     RidgeProbeScorer,
     TransRateScorer,
     compute_moments,
-    peers,
 )
+from sklearn_ntps.scores import peers
 
 from builders import make_texts
 

@@ -1,4 +1,4 @@
-"""Known-answer tests of the peer transferability scores (sklearn_ntps.peers)."""
+"""Known-answer tests of the peer transferability scores (sklearn_ntps.scores.peers)."""
 
 import warnings
 
@@ -8,8 +8,8 @@ from sklearn.linear_model import RidgeClassifier, RidgeClassifierCV
 from sklearn.model_selection import LeaveOneOut, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from sklearn_ntps.loo_probes import _ridge_loo
-from sklearn_ntps.peers import (
+from sklearn_ntps.scores.loo_probes import _ridge_loo
+from sklearn_ntps.scores.peers import (
     check_features,
     hscore,
     knn_accuracy,
@@ -418,7 +418,7 @@ def test_knn_matches_sklearn_leave_one_out(k, n_classes):
 
 
 def test_knn_in_blocks_of_rows(monkeypatch):
-    from sklearn_ntps import loo_probes
+    from sklearn_ntps.scores import loo_probes
 
     rng = np.random.default_rng(11)
     X, y = rng.normal(size=(50, 3)), labels(50, 4)

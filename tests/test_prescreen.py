@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from sklearn_ntps.prescreen import (
+from sklearn_ntps.lora.prescreen import (
     WORTH_IT_POINTS,
     Prescreen,
     intent_subtasks,
@@ -81,7 +81,7 @@ def test_spearman_interval_and_outputs():
     text = result.to_text()
     assert "Spearman(ntps, gain) over these 13 tasks" in text
     assert "Spearman(logme, gain)" in text and rule_text(result.rule) in text
-    from sklearn_ntps.prescreen import plot_prescreen
+    from sklearn_ntps.lora.prescreen import plot_prescreen
 
     assert plot_prescreen(result).startswith(b"\x89PNG")
     result.rule = None
@@ -122,7 +122,7 @@ def test_spearman_with_noise_finds_the_correlation_built_in():
 def test_the_interval_is_t_on_the_bootstrap_standard_error():
     from scipy.stats import t as student_t
 
-    from sklearn_ntps.study import spearman
+    from sklearn_ntps.evidence.study import spearman
 
     result = prescreen(noise=8.0, n=6)
     x = np.array([r["ntps"] for r in result.rows])
@@ -152,8 +152,9 @@ def test_intent_subtasks_are_disjoint_and_seeded():
 
 def test_command_without_lora(tiny_llama, ntps_cache, tmp_path, capsys, monkeypatch):
     pytest.importorskip("torch")
-    from sklearn_ntps import cli, ntps_score, prescreen
-    from sklearn_ntps.scorers import on_probe_footing
+    from sklearn_ntps import cli, ntps_score
+    from sklearn_ntps.choice.scorers import on_probe_footing
+    from sklearn_ntps.lora import prescreen
 
     seen = []  # the moments and labels each task's scores are computed from
 
@@ -191,7 +192,7 @@ def test_ntps_after_lora_in_one_line_equals_the_merged_weights(tiny_llama, ntps_
     from sklearn.frozen import FrozenEstimator
 
     from sklearn_ntps import HFEmbeddingTransformer, HFLoRAClassifier, NTPSScorer
-    from sklearn_ntps.extraction import extract_statistics
+    from sklearn_ntps.states.extraction import extract_statistics
 
     texts, labels = TEXTS * 3, LABELS * 3
     lora = HFLoRAClassifier(model_name_or_path=tiny_llama, r=4, max_steps=6, batch_size=4,
@@ -218,7 +219,8 @@ def test_ntps_after_lora_in_one_line_equals_the_merged_weights(tiny_llama, ntps_
 def _spy_max_lengths(monkeypatch):
     """Every max_length the texts are tokenized with, by NTPS and the probe (extraction) and
     by LoRA."""
-    from sklearn_ntps import extraction, lora
+    from sklearn_ntps.lora import classifier as lora
+    from sklearn_ntps.states import extraction
 
     seen = []
 
@@ -234,7 +236,7 @@ def _spy_max_lengths(monkeypatch):
 
 def test_run_prescreen_with_lora_one_max_length(tiny_llama, ntps_cache, monkeypatch):
     pytest.importorskip("peft")
-    from sklearn_ntps.prescreen import run_prescreen
+    from sklearn_ntps.lora.prescreen import run_prescreen
 
     seen = _spy_max_lengths(monkeypatch)
     tasks = {"t": (TEXTS * 3, LABELS * 3, TEXTS, LABELS)}
@@ -266,7 +268,7 @@ def test_command_with_lora(tiny_llama, ntps_cache, tmp_path, capsys, monkeypatch
     assert status == 0
     assert set(seen) == {16}
     printed = capsys.readouterr().out
-    from sklearn_ntps.prescreen import RULE
+    from sklearn_ntps.lora.prescreen import RULE
 
     assert rule_text(RULE) in printed
     data = json.loads((out / "prescreen.json").read_text())
@@ -319,7 +321,7 @@ def test_command_data_errors_leave_no_folder(tiny_llama, tmp_path, capsys, args,
 def test_the_bundled_rule_is_the_studys_and_says_it_predicts_nothing():
     from pathlib import Path
 
-    from sklearn_ntps.prescreen import RULE, rule_from_study
+    from sklearn_ntps.lora.prescreen import RULE, rule_from_study
 
     data = json.loads((Path(__file__).parents[1] / "docs/lora_v2/study.json").read_text())
     refit = rule_from_study(data)

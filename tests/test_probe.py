@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 import sklearn_ntps
-from sklearn_ntps.probe import (
+from sklearn_ntps.choice.probe import (
     PROBE_CS,
     _canonical_order,
     _OneBLASThreadPipeline,
@@ -47,7 +47,7 @@ def fold_scores(lr):
 
 
 def test_it_is_exported_and_scorers_still_has_it():
-    from sklearn_ntps import scorers
+    from sklearn_ntps.choice import scorers
 
     assert sklearn_ntps.default_probe is default_probe is scorers.default_probe
     assert scorers.PROBE_CS is PROBE_CS and "default_probe" in sklearn_ntps.__all__

@@ -14,9 +14,9 @@ pytest.importorskip("torch")
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
-from sklearn_ntps import report as report_module
-from sklearn_ntps.partitions import block_partitions, feature_scale, stratified_blocks
-from sklearn_ntps.report import Report, run_report, save_report
+from sklearn_ntps.choice.partitions import block_partitions, feature_scale, stratified_blocks
+from sklearn_ntps.evidence import report as report_module
+from sklearn_ntps.evidence.report import Report, run_report, save_report
 
 from builders import TINY_WORDS
 
@@ -39,7 +39,7 @@ def test_each_cell_is_every_score_refitted_on_its_partition(tiny_llama, ntps_cac
                           "transrate", "rankme", "knn", "ridge_loo"]
     # Rebuild one cell by hand: the same blocks and partition, the rescaled states.
     from sklearn_ntps import HFEmbeddingTransformer, LogMEScorer, NTPSScorer
-    from sklearn_ntps.moments import resample_blocks
+    from sklearn_ntps.states.moments import resample_blocks
 
     seed = np.random.default_rng([0, zlib.crc32(b"toy")])
     blocks = stratified_blocks(LABELS, 5, seed)

@@ -2,13 +2,13 @@
 
 import pytest
 
-from sklearn_ntps import resources
+from sklearn_ntps.states import resources
 
 
 def test_statistics_nbytes_counts_every_array_of_a_cache_entry():
     import numpy as np
 
-    from sklearn_ntps.moments import MomentAccumulator
+    from sklearn_ntps.states.moments import MomentAccumulator
 
     acc = MomentAccumulator(pooling=("mean", "last"))
     acc.update(np.ones((3, 10, 4), dtype=np.float32), [4, 6])

@@ -4,7 +4,7 @@ from scipy import linalg
 from scipy.stats import ortho_group
 
 from sklearn_ntps import compute_moments, ntps_curve, ntps_score
-from sklearn_ntps.scoring import resolve_n_components
+from sklearn_ntps.scores.ntps import resolve_n_components
 
 from builders import make_block_texts, make_texts
 
@@ -216,7 +216,7 @@ def test_options_agree_with_direct_formulas(centering, shrinkage):
 def test_ledoit_wolf_intensities():
     from sklearn.covariance import ledoit_wolf_shrinkage
 
-    from sklearn_ntps.scoring import Options, perception_side, rblw_shrinkage
+    from sklearn_ntps.scores.ntps import Options, perception_side, rblw_shrinkage
 
     rng = np.random.default_rng(0)
     Z = rng.normal(size=(4000, 30)) * np.linspace(0.5, 3, 30)
@@ -265,7 +265,7 @@ def test_ledoit_wolf_makes_n_below_d_well_posed():
 
 
 def test_default_floor_follows_the_precision_of_the_states():
-    from sklearn_ntps.scoring import resolve_rtol
+    from sklearn_ntps.scores.ntps import resolve_rtol
 
     f32 = np.finfo(np.float32).eps / 2
     assert resolve_rtol(None, f32) == pytest.approx(4096 * f32)
@@ -298,7 +298,7 @@ def test_default_floor_keeps_rotation_and_scale_invariance_nearly():
 
 def worst_relative_move(moments, y, eps=1e-6, repeats=3, **params):
     from sklearn_ntps import NTPSScorer
-    from sklearn_ntps.study import perturb_moments
+    from sklearn_ntps.evidence.study import perturb_moments
 
     base = NTPSScorer(**params).fit(moments, y).ntps_
     rng = np.random.default_rng(0)
@@ -370,8 +370,8 @@ def test_excess_loss_equals_brute_force_least_squares(centering):
 @pytest.mark.parametrize("centering, shrinkage", [(False, None), (True, None),
                                                   (False, "ledoit-wolf")])
 def test_cholesky_and_eigen_factorisations_give_the_same_curves(monkeypatch, centering, shrinkage):
-    from sklearn_ntps import subspaces
-    from sklearn_ntps.scoring import fit_ntps, make_options
+    from sklearn_ntps.scores import subspaces
+    from sklearn_ntps.scores.ntps import fit_ntps, make_options
 
     X, y = make_texts(n_texts=150, n_features=40, n_classes=4, min_len=2, seed=21)
     moments = compute_moments(X)

@@ -17,8 +17,8 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 
 from sklearn_ntps import HFEmbeddingTransformer, HScoreScorer, LayerSelector, LogMEScorer
-from sklearn_ntps.moments import resample_blocks
-from sklearn_ntps.partitions import feature_scale, stratified_blocks
+from sklearn_ntps.choice.partitions import feature_scale, stratified_blocks
+from sklearn_ntps.states.moments import resample_blocks
 
 from builders import TINY_WORDS, make_tiny_bert, require_bundled
 
@@ -123,7 +123,7 @@ def test_fit_transform_uses_fit_s_own_pass(fitted, tiny_llama, ntps_cache):
 
 
 def test_pickles_without_weights_and_transforms_alike(fitted, tmp_path):
-    from sklearn_ntps import models
+    from sklearn_ntps.states import models
 
     before = fitted.transform(TEXTS[:5])
     blob = pickle.dumps(fitted)
@@ -214,7 +214,7 @@ def test_one_pair_has_no_runner_up(tiny_llama, ntps_cache):
     ({"scorer": "nope"}, "'scorer' parameter"),
 ])
 def test_bad_settings_fail_before_any_forward_pass(tiny_llama, monkeypatch, change, message):
-    from sklearn_ntps import embedding
+    from sklearn_ntps.states import embedding
 
     def no_pass(*args, **kwargs):
         raise AssertionError("no model may run")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from sklearn_ntps.study import (
+from sklearn_ntps.evidence.study import (
     leave_one_dataset_out,
     paired_differences,
     paper_protocol,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from sklearn_ntps.subspaces import nested_basis, top_generalized_eigenvectors, whiten
+from sklearn_ntps.scores.subspaces import nested_basis, top_generalized_eigenvectors, whiten
 
 
 def random_problem(d=9, p=5, seed=0, rank_b=None):
@@ -91,7 +91,7 @@ def test_both_factorisations_give_the_same_generalized_eigenvectors():
 
 @pytest.mark.parametrize("dependent", [False, True])
 def test_nested_coordinates_equal_those_in_the_nested_basis(dependent):
-    from sklearn_ntps.subspaces import nested_coordinates
+    from sklearn_ntps.scores.subspaces import nested_coordinates
 
     rng = np.random.default_rng(5)
     V = rng.normal(size=(8, 6))

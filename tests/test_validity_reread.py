@@ -1,6 +1,6 @@
 """The re-read of docs/validity.md, section 4 (docs/validity_reread.py and the functions of
-sklearn_ntps.study it calls), on synthetic rows of known structure only: its protocol was fixed
-before any number of the stored rows was read, so no test here reads one."""
+sklearn_ntps.evidence.study it calls), on synthetic rows of known structure only: its protocol
+was fixed before any number of the stored rows was read, so no test here reads one."""
 
 import csv
 import json
@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import spearmanr
 from scipy.stats import t as student_t
 
-from sklearn_ntps.study import (
+from sklearn_ntps.evidence.study import (
     lowest_share,
     model_choice_default,
     noise_floor,
@@ -72,7 +72,7 @@ def write_rows(rows, folder):
 
 # ----------------------------------------------------------------- the protocol's constants
 def test_the_candidates_are_the_study_tables_columns(reread):
-    from sklearn_ntps.report import default_scorers
+    from sklearn_ntps.evidence.report import default_scorers
 
     assert reread["SCORES"] == SCORE_COLUMNS == tuple(default_scorers())
     assert reread["CANDIDATES"][-2:] == ("last layer", "layer at 2/3 depth")

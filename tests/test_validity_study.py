@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sklearn_ntps import NTPSScorer
-from sklearn_ntps.report import default_scorers
+from sklearn_ntps.evidence.report import default_scorers
 
 from builders import make_texts, run_docs_script
 
@@ -20,7 +20,7 @@ def study():
 
 
 def test_the_report_columns_taken_from_the_grid_are_the_scorers(study):
-    from sklearn_ntps.moments import compute_moments
+    from sklearn_ntps.states.moments import compute_moments
 
     X, y = make_texts(n_texts=80, n_features=12, seed=3)
     moments = compute_moments(X)
@@ -52,7 +52,7 @@ def test_a_dry_run_writes_every_table(study, tiny_llama, tmp_path, monkeypatch, 
 
 
 def test_the_product_follows_the_stored_study(study):
-    from sklearn_ntps import report
+    from sklearn_ntps.evidence import report
 
     data = json.loads((DOCS / "validity" / "study.json").read_text())
     assert report.RECOMMENDED == data["rule_b"]["pick"]
@@ -63,7 +63,7 @@ def test_the_product_follows_the_stored_study(study):
 
 
 def test_the_product_follows_the_re_read():
-    from sklearn_ntps import scorers
+    from sklearn_ntps.choice import scorers
 
     data = json.loads((DOCS / "validity" / "reread.json").read_text())
     rule = data["choosing_models"]["rule"]

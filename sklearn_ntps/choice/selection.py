@@ -2,7 +2,7 @@
 
 ``fit`` runs each model once over the texts (every layer from the same pass),
 scores every layer with one score on the states put on the probe's footing
-(:func:`~sklearn_ntps.scorers.on_probe_footing`, the rule the recommended
+(:func:`~sklearn_ntps.choice.scorers.on_probe_footing`, the rule the recommended
 score was validated under), picks a (model, layer) pair, and measures how
 sure the pick is on disjoint blocks of the texts; ``transform`` hands the
 chosen layer's pooled features on, so a classifier can follow it in a
@@ -21,16 +21,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
-from .chance import N_PERMUTATIONS, ChanceLevelWarning
-from .checks import encode_labels
-from .embedding import HFEmbeddingTransformer
-from .extraction import check_texts
-from .models import resolve_model
-from .moments import POOLINGS
+from .._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
+from ..checks import encode_labels
+from ..evidence.study import AGGREGATIONS, model_choice, task_interval
+from ..scores.chance import N_PERMUTATIONS, ChanceLevelWarning
+from ..states.embedding import HFEmbeddingTransformer
+from ..states.extraction import check_texts
+from ..states.models import resolve_model
+from ..states.moments import POOLINGS
 from .partitions import stratified_blocks
 from .scorers import MODEL_CHOICE, RECOMMENDED, block_layers, default_scorers, on_probe_footing
-from .study import AGGREGATIONS, model_choice, task_interval
 
 __all__ = ["DEFAULT_MODELS", "LayerSelector", "interval", "layer_ranges", "noise_set",
            "score_layer"]
@@ -43,9 +43,9 @@ def score_layer(scorer, parts, y_blocks):
     """One layer's score on all the texts, its chance level, and its score on each block alone.
 
     Each set of texts is put on the probe's footing on its own
-    (:func:`~sklearn_ntps.scorers.on_probe_footing`) before ``scorer`` is
+    (:func:`~sklearn_ntps.choice.scorers.on_probe_footing`) before ``scorer`` is
     refitted on it, so a block's score is what the whole's would be had only
-    that block been given. The chance level (:mod:`sklearn_ntps.chance`) is
+    that block been given. The chance level (:mod:`sklearn_ntps.scores.chance`) is
     the whole's: the blocks serve the intervals, and skip their own shuffles.
 
     Parameters
@@ -70,8 +70,8 @@ def score_layer(scorer, parts, y_blocks):
     --------
     >>> from sklearn_ntps import LogMEScorer, compute_moments
     >>> from sklearn_ntps.datasets import make_token_states
-    >>> from sklearn_ntps.partitions import feature_scale, stratified_blocks
-    >>> from sklearn_ntps.selection import score_layer
+    >>> from sklearn_ntps.choice.partitions import feature_scale, stratified_blocks
+    >>> from sklearn_ntps.choice.selection import score_layer
     >>> X, y = make_token_states("predictable", n_texts=120, random_state=0)
     >>> blocks = stratified_blocks(y, 3)
     >>> parts = [compute_moments([X[i] for i in b]) for b in blocks]
@@ -106,7 +106,7 @@ def interval(value, block_values, confidence=0.95) -> dict:
 
     ``value`` +- Student's t (``n_blocks - 1`` degrees of freedom) times the
     standard error of the blocks' mean, ``sd / sqrt(n_blocks)``
-    (:func:`~sklearn_ntps.study.task_interval` with ``n_boot=None``): batch
+    (:func:`~sklearn_ntps.evidence.study.task_interval` with ``n_boot=None``): batch
     means. It is centred on ``value``, not on the blocks' mean, since a
     score shifts with the number of texts it reads (MiniLM's LogME on a fifth
     of 300 BANKING77 texts is 0.2 lower, and the margin between two of its
@@ -120,7 +120,7 @@ def interval(value, block_values, confidence=0.95) -> dict:
 
     Examples
     --------
-    >>> from sklearn_ntps.selection import interval
+    >>> from sklearn_ntps.choice.selection import interval
     >>> cell = interval(0.5, [0.1, 0.2, 0.3, 0.4])
     >>> round(cell["low"], 3), round(cell["high"], 3), round(cell["block_mean"], 2)
     (0.295, 0.705, 0.25)
@@ -136,7 +136,7 @@ def layer_ranges(layers) -> str:
 
     Examples
     --------
-    >>> from sklearn_ntps.selection import layer_ranges
+    >>> from sklearn_ntps.choice.selection import layer_ranges
     >>> layer_ranges([9, 3, 4, 5]), layer_ranges([2])
     ('layers 3-5 and 9', 'layer 2')
     """
@@ -193,7 +193,7 @@ def noise_set(scores, block_scores, chance_scores, pick, *, confidence=0.95) -> 
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.selection import noise_set
+    >>> from sklearn_ntps.choice.selection import noise_set
     >>> blocks = [[1.0, 1.1, 0.9], [0.5, 0.6, 0.4], [0.98, 0.9, 1.1]]
     >>> shuffles = np.array([[0.1, 0.3, 0.2, 0.2]] * 3)
     >>> out = noise_set([1.0, 0.5, 0.99], blocks, shuffles, pick=0)
@@ -265,13 +265,13 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         bundled name, a model folder, a ``.gguf`` file, a hub id already in
         the local hub cache. The default is the three bundled models.
     scorer : str or estimator, default=None
-        A key of :func:`~sklearn_ntps.scorers.default_scorers` ("logme",
+        A key of :func:`~sklearn_ntps.choice.scorers.default_scorers` ("logme",
         "ntps", "hscore", ...) or an estimator with the NTPSScorer API
         (``fit(moments, y).score_``, higher is better). None: with one model,
         the score rule B of docs/validity.md recommends for choosing a layer
-        (:data:`~sklearn_ntps.scorers.RECOMMENDED`, LogME); with two or more,
+        (:data:`~sklearn_ntps.choice.scorers.RECOMMENDED`, LogME); with two or more,
         the default of its rule M for choosing among models
-        (:data:`~sklearn_ntps.scorers.MODEL_CHOICE`, H-score: no score was
+        (:data:`~sklearn_ntps.choice.scorers.MODEL_CHOICE`, H-score: no score was
         separated there, and the rule takes the cheapest of the tied).
     layers : list of int, default=None
         Hidden-state indices to consider, in every model (negative ones count
@@ -298,7 +298,7 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         (``pip install 'sklearn-ntps[dask]'``); None runs them here.
     n_permutations : int, default=30
         Shuffles of the labels each layer's score is refitted on, for its
-        chance level (:mod:`sklearn_ntps.chance`); 0 skips them, and then
+        chance level (:mod:`sklearn_ntps.scores.chance`); 0 skips them, and then
         nothing says whether a score leaves chance.
     random_state : int, RandomState instance or None, default=0
         Seeds the blocks and the shuffles.
@@ -354,7 +354,7 @@ class LayerSelector(TransformerMixin, BaseEstimator):
 
     See Also
     --------
-    sklearn_ntps.report.run_report : every score beside a held-out probe, per layer.
+    sklearn_ntps.evidence.report.run_report : every score beside a held-out probe, per layer.
 
     Examples
     --------
@@ -363,7 +363,7 @@ class LayerSelector(TransformerMixin, BaseEstimator):
 
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.pipeline import make_pipeline
-    >>> from sklearn_ntps.selection import LayerSelector
+    >>> from sklearn_ntps.choice.selection import LayerSelector
     >>> from sklearn_ntps.datasets import load_sms_spam
     >>> X, y = load_sms_spam(split="train", n_samples=60, return_X_y=True)
     >>> selector = LayerSelector(["all-MiniLM-L6-v2", "all-mpnet-base-v2"],

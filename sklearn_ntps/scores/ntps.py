@@ -27,10 +27,10 @@ from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.utils import check_consistent_length
 from sklearn.utils.multiclass import check_classification_targets
 
-from ._sklearn_compat import StrOptions, validate_params
-from ._utils import one_blas_pool
-from .checks import NumberInterval, class_sums, encode_labels
-from .moments import Moments, compute_moments
+from .._sklearn_compat import StrOptions, validate_params
+from .._utils import one_blas_pool
+from ..checks import NumberInterval, class_sums, encode_labels
+from ..states.moments import Moments, compute_moments
 from .subspaces import (
     Whitening,
     nested_basis,
@@ -384,7 +384,7 @@ def fit_labelled(X, y, *, centering=False, shrinkage=None, rtol=None, classifier
     Examples
     --------
     >>> from sklearn_ntps.datasets import make_token_states
-    >>> from sklearn_ntps.scoring import fit_labelled
+    >>> from sklearn_ntps.scores.ntps import fit_labelled
     >>> X, y = make_token_states("predictable")
     >>> moments, classes, options, fit = fit_labelled(X, y, rtol=0)
     >>> classes.tolist(), options.rtol, fit.curve("whitened").shape

@@ -1,9 +1,9 @@
 """The NTPS estimators: thin wrappers that validate, call the stages, store ``_`` attributes.
 
-They keep the contract of the peer scores of :mod:`sklearn_ntps.peer_estimators`:
+They keep the contract of the peer scores of :mod:`sklearn_ntps.scores.peer_estimators`:
 ``fit(X, y)`` stores the training score in ``score_``, ``score(X, y)``
 returns a float, higher is better. ``_parameter_constraints`` alone validates
-the parameters; :func:`~sklearn_ntps.scoring.fit_labelled`, ``ntps_score``'s fit too,
+the parameters; :func:`~sklearn_ntps.scores.ntps.fit_labelled`, ``ntps_score``'s fit too,
 resolves them.
 """
 
@@ -28,13 +28,13 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ._sklearn_compat import HasMethods, _fit_context
-from ._utils import one_blas_pool
-from ._warnings import warn_at_caller
+from .._sklearn_compat import HasMethods, _fit_context
+from .._utils import one_blas_pool
+from .._warnings import warn_at_caller
+from ..checks import encode_labels
+from ..states.moments import compute_moments, pooled_features
 from .chance import CHANCE_CONSTRAINTS, N_PERMUTATIONS, ChanceLevelWarning, ChanceMixin
-from .checks import encode_labels
-from .moments import compute_moments, pooled_features
-from .scoring import (
+from .ntps import (
     PARAMETER_CONSTRAINTS,
     curve_from_subspaces,
     fit_labelled,
@@ -234,7 +234,7 @@ _PARAMETERS_DOC = """
         :func:`~sklearn_ntps.ntps_score`), 0 is the authors' pseudo-inverse.
     n_permutations : int, default=30
         Shuffles of the labels scored after ``fit`` for the chance level
-        (:mod:`sklearn_ntps.chance`); 0 skips it. They share the fit's
+        (:mod:`sklearn_ntps.scores.chance`); 0 skips it. They share the fit's
         eigendecompositions: the labels move ``Sxy`` alone.
     random_state : int, RandomState instance or None, default=0
         Seeds the shuffles."""

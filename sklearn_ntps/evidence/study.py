@@ -4,7 +4,7 @@ Everything here reads one long table, a list of rows with the keys
 ``model``, ``dataset``, ``layer``, ``replicate``, ``probe_accuracy`` and one
 column per score. A replicate is one random partition of a data set's texts
 into disjoint training and test blocks
-(:func:`sklearn_ntps.partitions.block_partitions`); every score and probe is
+(:func:`sklearn_ntps.choice.partitions.block_partitions`); every score and probe is
 refitted on each, and no text is ever repeated.
 
 What a user needs to know generalises over tasks, not over texts, so an
@@ -49,11 +49,11 @@ def spearman(a, b) -> float:
     """Spearman's rho, NaN when either side is constant or has fewer than 3 values.
 
     The one Spearman of the package: the study's correlations and the LoRA
-    prescreen's (:mod:`sklearn_ntps.prescreen`) alike.
+    prescreen's (:mod:`sklearn_ntps.lora.prescreen`) alike.
 
     Examples
     --------
-    >>> from sklearn_ntps.study import spearman
+    >>> from sklearn_ntps.evidence.study import spearman
     >>> spearman([1, 2, 3, 4], [10, 30, 20, 40]), spearman([1, 1, 1], [1, 2, 3])
     (0.8, nan)
     """
@@ -87,7 +87,7 @@ def model_choice(group, score, aggregation):
     best layer's score (``"best-layer"``) or the mean over its layers
     (``"layer-mean"``), transformer-ranker's two; the layer is then the
     score's arg-max within that model. The one rule the study's model-choice
-    regrets and :class:`~sklearn_ntps.selection.LayerSelector` both follow.
+    regrets and :class:`~sklearn_ntps.choice.selection.LayerSelector` both follow.
 
     Returns
     -------
@@ -165,7 +165,7 @@ def task_interval(values, *, n_boot=N_BOOT, random_state=0, confidence=0.95) -> 
     the bootstrap standard error, since with ten to thirty tasks the normal
     quantile would be too narrow. ``n_boot=None`` takes the textbook standard
     error ``sd / sqrt(n)`` instead: Student's t interval itself, what
-    :class:`~sklearn_ntps.selection.LayerSelector` gives over its blocks.
+    :class:`~sklearn_ntps.choice.selection.LayerSelector` gives over its blocks.
 
     Returns
     -------
@@ -175,7 +175,7 @@ def task_interval(values, *, n_boot=N_BOOT, random_state=0, confidence=0.95) -> 
 
     Examples
     --------
-    >>> from sklearn_ntps.study import task_interval
+    >>> from sklearn_ntps.evidence.study import task_interval
     >>> cell = task_interval([1.0, 2.0, 3.0, 4.0])
     >>> cell["estimate"], cell["n"], round(cell["low"], 1), round(cell["high"], 1)
     (2.5, 4, 0.8, 4.2)
@@ -314,7 +314,7 @@ def table_wins(table, *, shared=False, tol=1e-9) -> dict:
 
     Examples
     --------
-    >>> from sklearn_ntps.study import table_wins
+    >>> from sklearn_ntps.evidence.study import table_wins
     >>> table = {"a": {1: 0.0, 2: 3.0}, "b": {1: 0.0, 2: 1.0}, "c": {1: 5.0, 2: 2.0}}
     >>> table_wins(table), table_wins(table, shared=True)
     ({'a': 1, 'b': 2, 'c': 0}, {'a': 0.5, 'b': 1.5, 'c': 0.0})
@@ -351,7 +351,7 @@ def resample_weights(tasks, *, two_way=True, n_boot=N_BOOT, random_state=0) -> n
 
     Examples
     --------
-    >>> from sklearn_ntps.study import resample_weights
+    >>> from sklearn_ntps.evidence.study import resample_weights
     >>> tasks = [("m1", "a"), ("m1", "b"), ("m2", "a"), ("m2", "b")]
     >>> w = resample_weights(tasks, n_boot=5)
     >>> w.shape, bool((w.reshape(5, 2, 2).sum(axis=(1, 2)) == 4).all())
@@ -409,7 +409,7 @@ def two_way_interval(values_by_task, *, n_boot=N_BOOT, random_state=0,
 
     Examples
     --------
-    >>> from sklearn_ntps.study import two_way_interval
+    >>> from sklearn_ntps.evidence.study import two_way_interval
     >>> values = {("m1", "a"): 1.0, ("m1", "b"): 2.0, ("m2", "a"): 3.0, ("m2", "b"): 4.0,
     ...           ("m3", "a"): 5.0, ("m3", "b"): 6.0}
     >>> cell = two_way_interval(values)
@@ -456,7 +456,7 @@ def lowest_share(table, *, two_way=True, n_boot=N_BOOT, random_state=0, tol=1e-9
 
     Examples
     --------
-    >>> from sklearn_ntps.study import lowest_share
+    >>> from sklearn_ntps.evidence.study import lowest_share
     >>> table = {"a": {1: 0.0, 2: 1.0}, "b": {1: 2.0, 2: 3.0}, "twin": {1: 0.0, 2: 1.0}}
     >>> lowest_share(table, two_way=False, n_boot=50)
     {'a': 0.5, 'b': 0.0, 'twin': 0.5}
@@ -487,7 +487,7 @@ def variance_explained(values_by_task) -> float:
 
     Examples
     --------
-    >>> from sklearn_ntps.study import variance_explained
+    >>> from sklearn_ntps.evidence.study import variance_explained
     >>> additive = {(m, d): 10 * i + j for i, m in enumerate("ab") for j, d in enumerate("xyz")}
     >>> round(variance_explained(additive), 6)
     1.0
@@ -547,7 +547,7 @@ def noise_floor(rows) -> dict:
 
     Examples
     --------
-    >>> from sklearn_ntps.study import noise_floor
+    >>> from sklearn_ntps.evidence.study import noise_floor
     >>> accs = [[0.5, 0.75, 0.625], [0.5, 0.625, 0.75]]
     >>> rows = [{"model": "m", "dataset": "d", "layer": layer, "replicate": rep,
     ...          "probe_accuracy": a} for rep, acc in enumerate(accs)
@@ -599,11 +599,11 @@ def rule_b(rows, candidates, *, n_boot=N_BOOT) -> dict:
     "regret", "wins"}`` (``tied``: every candidate with the pick's regret, the
     pick first); ``separated`` is True only when the 95% task interval of the
     paired regret difference with every other candidate lies above zero.
-    The LoRA prescreen's rule is :func:`sklearn_ntps.prescreen.recommend`.
+    The LoRA prescreen's rule is :func:`sklearn_ntps.lora.prescreen.recommend`.
 
     Examples
     --------
-    >>> from sklearn_ntps.study import rule_b
+    >>> from sklearn_ntps.evidence.study import rule_b
     >>> rows = [{"model": "m", "dataset": d, "layer": layer, "replicate": 0,
     ...          "probe_accuracy": acc, "good": acc, "bad": -acc}
     ...         for d in "abc" for layer, acc in enumerate([0.5, 0.9, 0.7])]
@@ -659,7 +659,7 @@ def model_choice_default(rows, scores, cheapness, *, n_boot=N_BOOT) -> dict:
 
     Examples
     --------
-    >>> from sklearn_ntps.study import model_choice_default
+    >>> from sklearn_ntps.evidence.study import model_choice_default
     >>> rows = [{"model": m, "dataset": d, "layer": layer, "replicate": 0,
     ...          "probe_accuracy": acc, "good": acc, "twin": acc, "bad": -acc}
     ...         for d in "abcd" for m, accs in (("m1", [0.5, 0.9]), ("m2", [0.6, 0.7]))
@@ -882,7 +882,7 @@ def provenance(output, code) -> dict:
     changed = sorted({os.fsdecode(p) for p in (*tracked.split(b"\0"), *untracked.split(b"\0"))
                       if p})
     # Which copy of this package ran: an editable install may import another checkout's.
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # sklearn_ntps/, above this stage
     return {"commit": git("rev-parse", "HEAD").decode().strip(), "output": relative,
             "changed_files": changed, "uncommitted_changes": bool(changed),
             "diff_sha256": digest.hexdigest(),

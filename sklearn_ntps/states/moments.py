@@ -15,7 +15,7 @@ tensor's moments are summed on the GPU and only the d x d results come back.
 This module streams states into them (:class:`MomentAccumulator`,
 :func:`compute_moments`) and holds the pooling rule (:func:`pool`); the typed
 objects that hold them, :class:`Moments` (one layer) and :class:`Statistics`
-(every kept layer), live in :mod:`sklearn_ntps.statistics` and are imported
+(every kept layer), live in :mod:`sklearn_ntps.states.statistics` and are imported
 from here.
 """
 
@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._sklearn_compat import array_namespace, device, is_array_api_obj, is_numpy_array
-from .checks import check_finite_range
+from .._sklearn_compat import array_namespace, device, is_array_api_obj, is_numpy_array
+from ..checks import check_finite_range
 from .statistics import FLOAT32_ROUNDOFF as _FLOAT32_ROUNDOFF
 from .statistics import POOLINGS, Moments, Statistics, resample_blocks
 
@@ -262,7 +262,7 @@ def pool(states, index: TokenIndex, pooling: str, *, sums=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.moments import TokenIndex, pool
+    >>> from sklearn_ntps.states.moments import TokenIndex, pool
     >>> states = np.arange(10.0).reshape(5, 2)  # a text of 3 tokens, then one of 2
     >>> pool(states, TokenIndex([3, 2]), "mean")
     array([[2., 3.],

@@ -1,6 +1,6 @@
 """Leave-one-out accuracies of two cheap probes on a feature matrix: k-NN and ridge.
 
-Peer scores of NTPS (re-exported by :mod:`sklearn_ntps.peers`), numpy only;
+Peer scores of NTPS (re-exported by :mod:`sklearn_ntps.scores.peers`), numpy only;
 each reads one 2-D feature matrix and its class labels in float64, checked
 by :func:`~sklearn_ntps.checks.check_features`, and refits nothing. The
 ridge probe costs one SVD of the centred features; k-NN the pairwise
@@ -22,9 +22,9 @@ from numbers import Integral
 
 import numpy as np
 
-from ._sklearn_compat import validate_params
-from ._utils import log_grid
-from .checks import NumberInterval, check_features
+from .._sklearn_compat import validate_params
+from .._utils import log_grid
+from ..checks import NumberInterval, check_features
 
 __all__ = ["knn_accuracy", "knn_chance", "knn_from_labels", "knn_neighbours",
            "ridge_from_labellings", "ridge_from_labels", "ridge_loo_accuracy", "ridge_state"]
@@ -88,7 +88,7 @@ def knn_accuracy(features, y, *, n_neighbors=3):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.peers import knn_accuracy
+    >>> from sklearn_ntps.scores.peers import knn_accuracy
     >>> rng = np.random.default_rng(0)
     >>> y = np.arange(300) % 3
     >>> noise = rng.normal(size=(300, 8))
@@ -168,7 +168,7 @@ def knn_chance(counts, n_neighbors) -> float:
 
     Examples
     --------
-    >>> from sklearn_ntps.loo_probes import knn_chance
+    >>> from sklearn_ntps.scores.loo_probes import knn_chance
     >>> knn_chance([5, 5], 1)  # the one neighbour is of your class 4 times in 9
     0.4444444444444444
     """
@@ -259,7 +259,7 @@ def ridge_loo_accuracy(features, y, *, alphas=_RIDGE_ALPHAS):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.peers import ridge_loo_accuracy
+    >>> from sklearn_ntps.scores.peers import ridge_loo_accuracy
     >>> rng = np.random.default_rng(0)
     >>> y = np.arange(300) % 3
     >>> noise = rng.normal(size=(300, 8))

@@ -5,7 +5,7 @@ For each task: NTPS and the peers on the training texts with the base
 weights (on the probe's footing, as the study measured them), a frozen
 linear probe and its headroom (1 - held-out accuracy), the gain predicted
 by the bundled rule :data:`RULE`, and, when LoRA runs, an
-:class:`~sklearn_ntps.lora.HFLoRAClassifier` scored on the test texts, the
+:class:`~sklearn_ntps.lora.classifier.HFLoRAClassifier` scored on the test texts, the
 measured gain and NTPS again on the merged LoRA weights.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import study
-from ._utils import csv_text, json_text
+from .._utils import csv_text, json_text
+from ..evidence import study
 
 PEERS = ("logme", "knn", "ridge_loo")
 PREDICTORS = ("ntps", *PEERS, "headroom")
@@ -145,7 +145,7 @@ def recommend(scores: dict, rule="bundled") -> tuple[str, float | None]:
 
     Examples
     --------
-    >>> from sklearn_ntps.prescreen import recommend
+    >>> from sklearn_ntps.lora.prescreen import recommend
     >>> rule = {"predictor": "headroom", "intercept": -1.0, "slope": 20.0,
     ...         "beats_mean_gain": True}
     >>> recommend({"ntps": 0.4, "headroom": 0.25}, rule)
@@ -229,7 +229,7 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
     run_lora : bool, default=True
         False scores the frozen model and the probe only, and recommends.
     lora_params : dict, default=None
-        :class:`~sklearn_ntps.lora.HFLoRAClassifier` parameters (its defaults,
+        :class:`~sklearn_ntps.lora.classifier.HFLoRAClassifier` parameters (its defaults,
         the study's recipe, otherwise).
     rule : dict, "bundled" or None, default="bundled"
         The recommendation rule; "bundled" is :data:`RULE`, the study's.
@@ -255,8 +255,8 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
     """
     from sklearn.base import clone
 
-    from .embedding import HFEmbeddingTransformer
-    from .scorers import default_probe
+    from ..choice.scorers import default_probe
+    from ..states.embedding import HFEmbeddingTransformer
 
     if "max_length" in {**(lora_params or {}), **(embedding_params or {})}:
         raise ValueError("Pass max_length to run_prescreen itself: NTPS, the probe and LoRA "
@@ -275,7 +275,7 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
         row["headroom"] = 1.0 - row["probe_accuracy"]
         row["recommendation"], row["predicted_gain"] = recommend(row, rule)
         if run_lora:
-            from .lora import HFLoRAClassifier
+            from .classifier import HFLoRAClassifier
 
             lora = HFLoRAClassifier(model_name_or_path=model, progress=progress,
                                     max_length=max_length,
@@ -296,7 +296,7 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
 def _scores(moments, y, names, n_permutations):
     """The scores of ``names`` on the probe's footing (each feature divided by its sd over
     these texts), as the study measured its predictors."""
-    from .scorers import default_scorers, fit_scores, on_probe_footing
+    from ..choice.scorers import default_scorers, fit_scores, on_probe_footing
 
     scorers = {n: default_scorers()[n].set_params(n_permutations=n_permutations) for n in names}
     footed, _ = on_probe_footing([moments])

@@ -2,9 +2,9 @@
 
 One place decides the recommended score (rule B of docs/validity.md), the
 report's columns, the probe every score is judged by (defined in
-:mod:`sklearn_ntps.probe`), and how a layer's
+:mod:`sklearn_ntps.choice.probe`), and how a layer's
 statistics are put on the probe's footing before any score reads them, so that
-:mod:`sklearn_ntps.report` and :mod:`sklearn_ntps.selection` compute a score
+:mod:`sklearn_ntps.evidence.report` and :mod:`sklearn_ntps.choice.selection` compute a score
 the same way and neither imports the other.
 """
 
@@ -16,11 +16,9 @@ import numpy as np
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from .chance import ChanceLevelWarning
-from .estimators import NTPSScorer
-from .moments import resample_blocks
-from .partitions import feature_scale
-from .peer_estimators import (
+from ..scores.chance import ChanceLevelWarning
+from ..scores.estimators import NTPSScorer
+from ..scores.peer_estimators import (
     HScoreScorer,
     KNNScorer,
     LogMEScorer,
@@ -28,6 +26,8 @@ from .peer_estimators import (
     RidgeProbeScorer,
     TransRateScorer,
 )
+from ..states.moments import resample_blocks
+from .partitions import feature_scale
 
 # The probe lives in .probe; its names stay importable from here.
 from .probe import PROBE_CS, _l2_only, _OneBLASThreadPipeline, default_probe  # noqa: F401
@@ -88,7 +88,7 @@ def block_layers(embedding, texts, blocks, *, desc, progress=True):
         Fitted, with ``output="tokens"``.
     texts : list of str
     blocks : list of ndarray
-        Disjoint text indices (:func:`~sklearn_ntps.partitions.stratified_blocks`).
+        Disjoint text indices (:func:`~sklearn_ntps.choice.partitions.stratified_blocks`).
     desc : str
         The progress bar's label.
     progress : bool, default=True
@@ -109,7 +109,7 @@ def on_probe_footing(parts):
     """The blocks' moments summed and rescaled as the probe's scaler does, and the scale.
 
     Each feature is multiplied by ``1 / sd`` over these texts
-    (:func:`~sklearn_ntps.partitions.feature_scale`): the rule of
+    (:func:`~sklearn_ntps.choice.partitions.feature_scale`): the rule of
     docs/validity.md under which every score was validated, so a score
     reads the states as the probe it is judged by does.
 

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ._utils import format_bytes
+from .._utils import format_bytes
 
 __all__ = ["DISK_MARGIN", "ResourceError", "available_memory", "check_resources", "free_disk",
            "statistics_nbytes"]
@@ -34,7 +34,7 @@ def statistics_nbytes(n_layers: int, n_features: int, n_texts: int, *,
 
     Examples
     --------
-    >>> from sklearn_ntps.resources import statistics_nbytes
+    >>> from sklearn_ntps.states.resources import statistics_nbytes
     >>> statistics_nbytes(1, 2, 3) == 8 * (2 * 3 * 2 + 2 * 2**2 + 2 * 2)
     True
     """

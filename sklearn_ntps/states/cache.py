@@ -1,8 +1,8 @@
 """The statistics store: extracted statistics on disk, behind a small in-memory layer.
 
-It keeps the arrays of :meth:`~sklearn_ntps.moments.Statistics.to_arrays`
+It keeps the arrays of :meth:`~sklearn_ntps.states.moments.Statistics.to_arrays`
 (any dict of arrays and JSON-able scalars, in fact); it is not the
-loaded-model memo nor the de-quantised copies of :mod:`sklearn_ntps.models`.
+loaded-model memo nor the de-quantised copies of :mod:`sklearn_ntps.states.models`.
 An entry is one folder of ``.npy`` files per (model, settings, texts). Files
 are memory-mapped on reading, so picking one layer out of a 31-layer entry
 touches that layer only, and a grid search's folds cost no RAM to keep.
@@ -33,8 +33,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._utils import atomic_dir, discard_dir, format_bytes
-from ._warnings import warn_at_caller
+from .._utils import atomic_dir, discard_dir, format_bytes
+from .._warnings import warn_at_caller
 
 VERSION = 4  # bump when the stored statistics or the entry layout change meaning
 FOLDER = "embeddings"  # the store's folder under sklearn_ntps._utils.cache_dir()

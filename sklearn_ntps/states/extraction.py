@@ -2,11 +2,11 @@
 
 Plain functions, for every caller that runs a model: the estimator
 (:class:`~sklearn_ntps.HFEmbeddingTransformer`), LoRA
-(:class:`~sklearn_ntps.lora.HFLoRAClassifier`) and Dask's workers
-(:mod:`sklearn_ntps.distributed`). Each decides one thing once: how texts are
+(:class:`~sklearn_ntps.lora.classifier.HFLoRAClassifier`) and Dask's workers
+(:mod:`sklearn_ntps.states.distributed`). Each decides one thing once: how texts are
 checked and tokenised, the order of their batches (longest first) and the way
 back to input order, how a batch is padded, and how one batch's states are
-pooled (by :func:`sklearn_ntps.moments.pool`, the rule for everyone).
+pooled (by :func:`sklearn_ntps.states.moments.pool`, the rule for everyone).
 
 torch is imported inside the functions that need it, so importing this
 module stays light.
@@ -20,8 +20,8 @@ from dataclasses import replace
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._sklearn_compat import array_namespace
-from ._warnings import warn_at_caller
+from .._sklearn_compat import array_namespace
+from .._warnings import warn_at_caller
 from .moments import POOLINGS, MomentAccumulator, TokenIndex, pool
 from .statistics import Statistics
 
@@ -40,7 +40,7 @@ def check_texts(X) -> list[str]:
 
     Examples
     --------
-    >>> from sklearn_ntps.extraction import check_texts
+    >>> from sklearn_ntps.states.extraction import check_texts
     >>> check_texts(("one text", "another"))
     ['one text', 'another']
     >>> check_texts(["fine", " "])
@@ -73,7 +73,7 @@ def resolve_layer(layer, n_layers: int, name) -> int:
 
     Examples
     --------
-    >>> from sklearn_ntps.extraction import resolve_layer
+    >>> from sklearn_ntps.states.extraction import resolve_layer
     >>> resolve_layer(-1, 31, "SmolLM2-135M")
     30
     """
@@ -122,7 +122,7 @@ def length_order(lengths) -> np.ndarray:
 
     Examples
     --------
-    >>> from sklearn_ntps.extraction import length_order
+    >>> from sklearn_ntps.states.extraction import length_order
     >>> length_order([3, 9, 4, 9]).tolist()
     [1, 3, 2, 0]
     """
@@ -134,7 +134,7 @@ def split_batches(order, batch_size: int) -> list[np.ndarray]:
 
     Examples
     --------
-    >>> from sklearn_ntps.extraction import length_order, split_batches
+    >>> from sklearn_ntps.states.extraction import length_order, split_batches
     >>> [b.tolist() for b in split_batches(length_order([3, 9, 4, 9, 1]), 2)]
     [[1, 3], [2, 0], [4]]
     """
@@ -147,7 +147,7 @@ def in_input_order(order) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.extraction import in_input_order
+    >>> from sklearn_ntps.states.extraction import in_input_order
     >>> order = np.array([2, 0, 1])
     >>> np.array(["c", "a", "b"])[in_input_order(order)].tolist()
     ['a', 'b', 'c']
@@ -168,7 +168,7 @@ def shuffled_batches(indices, lengths, batch_size, generator):
     Examples
     --------
     >>> import numpy as np, torch
-    >>> from sklearn_ntps.extraction import shuffled_batches
+    >>> from sklearn_ntps.states.extraction import shuffled_batches
     >>> g = torch.Generator().manual_seed(0)
     >>> epochs = [shuffled_batches(np.arange(8), np.arange(8), 2, g) for _ in range(2)]
     >>> sorted(np.concatenate(epochs[0]).tolist())
@@ -231,7 +231,7 @@ def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=
     Parameters
     ----------
     loaded : LoadedModel
-        What :func:`~sklearn_ntps.models.load_model` returns.
+        What :func:`~sklearn_ntps.states.models.load_model` returns.
     texts : list of str
     layers : list of int, default=None
         The hidden states to keep, as non-negative indices; None keeps all.
@@ -251,8 +251,8 @@ def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=
 
     Examples
     --------
-    >>> from sklearn_ntps.extraction import extract_statistics
-    >>> from sklearn_ntps.models import load_model
+    >>> from sklearn_ntps.states.extraction import extract_statistics
+    >>> from sklearn_ntps.states.models import load_model
     >>> stats = extract_statistics(load_model("all-MiniLM-L6-v2", progress=False),
     ...                            ["A short text.", "Another, longer one."], layers=[3],
     ...                            progress=False)

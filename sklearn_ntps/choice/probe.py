@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import _safe_indexing
 
-from ._utils import log_grid
+from .._utils import log_grid
 
 __all__ = ["PROBE_CS", "default_probe"]
 
@@ -62,7 +62,7 @@ def default_probe():
     --------
     >>> import numpy as np
     >>> from sklearn_ntps import default_probe
-    >>> from sklearn_ntps.probe import PROBE_CS
+    >>> from sklearn_ntps.choice.probe import PROBE_CS
     >>> rng = np.random.default_rng(0)
     >>> y = np.arange(60) % 3
     >>> X = rng.normal(size=(60, 8)) + np.eye(3, 8)[y]

@@ -1,9 +1,9 @@
 """Sharding on Dask: plan shards of texts, run them on workers, merge their statistics.
 
 Each worker process loads a model once (the loaded-model memo of
-:func:`~sklearn_ntps.models.load_model` keeps it) and runs
-:func:`~sklearn_ntps.extraction.extract_statistics` over its shard; the client
-merges the shards with :meth:`~sklearn_ntps.moments.Statistics.concat`.
+:func:`~sklearn_ntps.states.models.load_model` keeps it) and runs
+:func:`~sklearn_ntps.states.extraction.extract_statistics` over its shard; the client
+merges the shards with :meth:`~sklearn_ntps.states.moments.Statistics.concat`.
 
 Shards are runs of the texts sorted by token length, cut at batch boundaries:
 every batch holds the very texts it holds in one process, so the pooled
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._utils import optional_import
+from .._utils import optional_import
 from .extraction import (
     encode,
     extract_statistics,
@@ -89,8 +89,8 @@ def plan_shards(lengths, n_shards, batch_size):
     """Cut texts into at most ``n_shards`` shards of about equal cost, at batch boundaries.
 
     The texts are sorted by decreasing token length, stably, as
-    :func:`~sklearn_ntps.extraction.extract_statistics` sorts them
-    (:func:`~sklearn_ntps.extraction.length_order`), and each shard is a run of
+    :func:`~sklearn_ntps.states.extraction.extract_statistics` sorts them
+    (:func:`~sklearn_ntps.states.extraction.length_order`), and each shard is a run of
     whole batches of that order: the batches are those of a single process. A
     batch costs its padded tokens (its size times its longest text).
 
@@ -102,7 +102,7 @@ def plan_shards(lengths, n_shards, batch_size):
 
     Examples
     --------
-    >>> from sklearn_ntps.distributed import plan_shards
+    >>> from sklearn_ntps.states.distributed import plan_shards
     >>> [s.tolist() for s in plan_shards([3, 9, 4, 9, 1, 2], n_shards=2, batch_size=2)]
     [[1, 3], [2, 0, 5, 4]]
     """
@@ -136,7 +136,7 @@ def describe_model(model_name_or_path, *, scheduler, device="auto", torch_dtype=
 def sharded_statistics(model_name_or_path, texts, *, scheduler, n_shards=None, layers=None,
                        batch_size=16, max_length=512, with_moments=True, device="auto",
                        torch_dtype="auto", trust_remote_code=False, retries=2, progress=True):
-    """:func:`~sklearn_ntps.extraction.extract_statistics` of ``texts``, sharded on Dask.
+    """:func:`~sklearn_ntps.states.extraction.extract_statistics` of ``texts``, sharded on Dask.
 
     One task counts the texts' tokens; then one task per shard (see
     :func:`plan_shards`) runs the model over its texts on a worker, and the
@@ -147,7 +147,7 @@ def sharded_statistics(model_name_or_path, texts, *, scheduler, n_shards=None, l
     Parameters
     ----------
     model_name_or_path : str or path-like
-        As for :func:`~sklearn_ntps.models.load_model`, as the workers see it; a
+        As for :func:`~sklearn_ntps.states.models.load_model`, as the workers see it; a
         path that exists here is sent as an absolute path.
     texts : sequence of str
     scheduler : str or distributed.Client
@@ -157,7 +157,7 @@ def sharded_statistics(model_name_or_path, texts, *, scheduler, n_shards=None, l
         More balance uneven workers and make a lost task cheaper to redo; each
         shard sends ``2 L d^2`` float64 numbers back.
     layers, batch_size, max_length, with_moments
-        As for :func:`~sklearn_ntps.extraction.extract_statistics`.
+        As for :func:`~sklearn_ntps.states.extraction.extract_statistics`.
     device, torch_dtype, trust_remote_code
         How each worker loads the model (``"auto"`` is decided on the worker).
     retries : int, default=2

@@ -9,7 +9,7 @@ probe's scaler does (the rule of docs/validity.md that puts every score on the
 probe's footing), every scorer is fitted on the training blocks, and the probe
 (its C chosen by cross-validation on the training texts) is trained there and
 scored on the test blocks; a data set that comes with its own training and test
-texts is one fixed partition instead. :mod:`sklearn_ntps.study` turns the table into
+texts is one fixed partition instead. :mod:`sklearn_ntps.evidence.study` turns the table into
 correlations, regrets and intervals over tasks. Files are written atomically,
 so an interrupted run leaves no half-written file.
 """
@@ -29,10 +29,9 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
 
-from ._utils import csv_text, json_text, write_atomic
-from .embedding import HFEmbeddingTransformer
-from .partitions import block_partitions, stratified_blocks
-from .scorers import (
+from .._utils import csv_text, json_text, write_atomic
+from ..choice.partitions import block_partitions, stratified_blocks
+from ..choice.scorers import (
     NOT_SEPARATED,
     PROBE_CS,
     RECOMMENDED,
@@ -42,7 +41,8 @@ from .scorers import (
     fit_scores,
     on_probe_footing,
 )
-from .selection import _distance, layer_ranges, noise_set, score_layer
+from ..choice.selection import _distance, layer_ranges, noise_set, score_layer
+from ..states.embedding import HFEmbeddingTransformer
 from .study import BASELINES, PROBE, PROBE_TRAIN, rule_b, summarize
 
 # Importable from here as before (docs/validity_study.py, the tests); decided in scorers.
@@ -53,7 +53,7 @@ __all__ = ["NOT_SEPARATED", "PROBE_CS", "RECOMMENDED", "Report", "default_probe"
 
 @dataclass
 class Report:
-    """The long table of a study and what :mod:`~sklearn_ntps.study` makes of it.
+    """The long table of a study and what :mod:`~sklearn_ntps.evidence.study` makes of it.
 
     ``rows`` hold one dict per (model, dataset, layer, replicate) with a
     column per scorer, ``probe_accuracy`` (held out), ``probe_train_accuracy``
@@ -337,7 +337,7 @@ def _evaluate(parts, y_blocks, train, test, scorers, probe, extra_columns) -> di
 def _mark_noise(rows, scorers):
     """``within_noise``: the layers the recommended score's pick cannot be told apart from.
 
-    Per replicate, by :func:`~sklearn_ntps.selection.noise_set`'s rule on the
+    Per replicate, by :func:`~sklearn_ntps.choice.selection.noise_set`'s rule on the
     training blocks; the per-block values are dropped from the rows after.
     """
     if not rows or "_blocks" not in rows[0]:

@@ -1,4 +1,4 @@
-"""The peer scores of :mod:`sklearn_ntps.peers` as estimators with the NTPSScorer API.
+"""The peer scores of :mod:`sklearn_ntps.scores.peers` as estimators with the NTPSScorer API.
 
 ``fit(X, y)`` stores the training score in ``score_``; ``score(X, y)``
 returns the score of new data, a float, higher is better. They read pooled
@@ -16,12 +16,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._sklearn_compat import Interval, StrOptions, _fit_context
+from .._utils import one_blas_pool
+from ..checks import NumberInterval, check_features, encode_labels
+from ..states.moments import Moments, pooled_features
 from . import loo_probes, peers
-from ._sklearn_compat import Interval, StrOptions, _fit_context
-from ._utils import one_blas_pool
 from .chance import CHANCE_CONSTRAINTS, N_PERMUTATIONS, ChanceMixin
-from .checks import NumberInterval, check_features, encode_labels
-from .moments import Moments, pooled_features
 
 
 def pooled_input(X) -> np.ndarray:
@@ -137,13 +137,13 @@ class LogMEScorer(_PeerScorer):
 
     Evidence maximisation by the paper's fixed point, in float64, on one SVD
     of the features, for each class's one-hot target; the score is the mean
-    over classes. See :func:`sklearn_ntps.peers.logme`.
+    over classes. See :func:`sklearn_ntps.scores.peers.logme`.
 
     Parameters
     ----------
     n_permutations : int, default=30
         Shuffles of the labels refitted after ``fit`` for the chance level
-        (:mod:`sklearn_ntps.chance`); 0 skips it.
+        (:mod:`sklearn_ntps.scores.chance`); 0 skips it.
     random_state : int, RandomState instance or None, default=0
         Seeds the shuffles.
 
@@ -195,7 +195,7 @@ class HScoreScorer(_PeerScorer):
     ``tr(cov(f)^{-1} cov(E[f | y]))``; with ``shrinkage="ledoit-wolf"`` the
     covariance is Ledoit-Wolf's (the regularised H-score of Ibrahim et al.,
     2022), which keeps it well posed when there are fewer samples than
-    features. See :func:`sklearn_ntps.peers.hscore`.
+    features. See :func:`sklearn_ntps.scores.peers.hscore`.
 
     Parameters
     ----------
@@ -203,7 +203,7 @@ class HScoreScorer(_PeerScorer):
         None uses the pseudo-inverse of the sample covariance.
     n_permutations : int, default=30
         Shuffles of the labels refitted after ``fit`` for the chance level
-        (:mod:`sklearn_ntps.chance`); 0 skips it.
+        (:mod:`sklearn_ntps.scores.chance`); 0 skips it.
     random_state : int, RandomState instance or None, default=0
         Seeds the shuffles.
 
@@ -255,7 +255,7 @@ class TransRateScorer(_PeerScorer):
 
     The distortion is relative to the root-mean-square of the centred
     features, ``eps * rms(Z)``, so the score is invariant to a global scale of
-    the features. See :func:`sklearn_ntps.peers.transrate` for the formula and
+    the features. See :func:`sklearn_ntps.scores.peers.transrate` for the formula and
     how it relates to the authors' code.
 
     Parameters
@@ -264,7 +264,7 @@ class TransRateScorer(_PeerScorer):
         Relative distortion of the coding rate, in units of ``rms(Z)``.
     n_permutations : int, default=30
         Shuffles of the labels refitted after ``fit`` for the chance level
-        (:mod:`sklearn_ntps.chance`); 0 skips it.
+        (:mod:`sklearn_ntps.scores.chance`); 0 skips it.
     random_state : int, RandomState instance or None, default=0
         Seeds the shuffles.
 
@@ -314,7 +314,7 @@ class RankMeScorer(_PeerScorer):
     """RankMe (Garrido et al., ICML 2023): the effective rank of the features, label-free.
 
     The "no labels" baseline: a score that ignores the task entirely. See
-    :func:`sklearn_ntps.peers.rankme`.
+    :func:`sklearn_ntps.scores.peers.rankme`.
 
     Parameters
     ----------
@@ -357,7 +357,7 @@ class KNNScorer(_PeerScorer):
     nearest other samples in Euclidean distance, ties going to the smallest
     class; the score is the fraction classified right, exactly
     ``cross_val_score(KNeighborsClassifier(n_neighbors), X, y, cv=LeaveOneOut())``
-    without refits. See :func:`sklearn_ntps.peers.knn_accuracy`.
+    without refits. See :func:`sklearn_ntps.scores.peers.knn_accuracy`.
 
     Parameters
     ----------
@@ -365,7 +365,7 @@ class KNNScorer(_PeerScorer):
         At least 1, and below the number of samples.
     n_permutations : int, default=30
         Shuffles of the labels refitted after ``fit`` for the chance level
-        (:mod:`sklearn_ntps.chance`); 0 skips it.
+        (:mod:`sklearn_ntps.scores.chance`); 0 skips it.
     random_state : int, RandomState instance or None, default=0
         Seeds the shuffles.
 
@@ -375,7 +375,7 @@ class KNNScorer(_PeerScorer):
         The leave-one-out accuracy of the training data, in [0, 1].
     chance_ : float
         The mean training score over every shuffle of the labels, exact
-        (:func:`~sklearn_ntps.loo_probes.knn_chance`): it depends on the class
+        (:func:`~sklearn_ntps.scores.loo_probes.knn_chance`): it depends on the class
         counts alone, near ``sum_c (n_c / n)^2`` for one neighbour.
     chance_std_ : float
         Their standard deviation.
@@ -424,7 +424,7 @@ class RidgeProbeScorer(_PeerScorer):
     leave-one-out mean squared error is ``RidgeClassifierCV(alphas=alphas)``'s,
     and the score is the leave-one-out accuracy at that alpha. ``score(X, y)``
     chooses the alpha afresh on ``(X, y)``, as the other scores read only the
-    data they are given. See :func:`sklearn_ntps.peers.ridge_loo_accuracy`.
+    data they are given. See :func:`sklearn_ntps.scores.peers.ridge_loo_accuracy`.
 
     Parameters
     ----------
@@ -433,7 +433,7 @@ class RidgeProbeScorer(_PeerScorer):
         scikit-learn): the score is not invariant to the scale of the features.
     n_permutations : int, default=30
         Shuffles of the labels refitted after ``fit`` for the chance level
-        (:mod:`sklearn_ntps.chance`); 0 skips it.
+        (:mod:`sklearn_ntps.scores.chance`); 0 skips it.
     random_state : int, RandomState instance or None, default=0
         Seeds the shuffles.
 

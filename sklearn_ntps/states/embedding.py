@@ -2,9 +2,9 @@
 
 The estimator holds the parameters and the scikit-learn contract (fit,
 transform, set_output); running the model is
-:func:`~sklearn_ntps.extraction.extract_statistics`'s, in this process or
-sharded on Dask (:mod:`sklearn_ntps.distributed`). The results are kept in the
-statistics store (:mod:`sklearn_ntps.cache`) by (model, settings, texts): a
+:func:`~sklearn_ntps.states.extraction.extract_statistics`'s, in this process or
+sharded on Dask (:mod:`sklearn_ntps.states.distributed`). The results are kept in the
+statistics store (:mod:`sklearn_ntps.states.cache`) by (model, settings, texts): a
 grid search over layers or poolings runs the model once per distinct set of
 texts.
 """
@@ -20,15 +20,15 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from . import cache
-from ._sklearn_compat import (
+from .._sklearn_compat import (
     HasMethods,
     Interval,
     StrOptions,
     _fit_context,
     _wrap_data_with_container,
 )
-from ._utils import cache_dir
+from .._utils import cache_dir
+from . import cache
 from .extraction import check_texts, extract_statistics, resolve_layer, warn_truncated
 from .models import load_model
 from .moments import POOLINGS, Statistics
@@ -79,7 +79,7 @@ class HFEmbeddingTransformer(_OwnOutputContainer, TransformerMixin, BaseEstimato
     NTPS statistics that :class:`~sklearn_ntps.NTPSScorer` and
     :class:`~sklearn_ntps.NTPSSubspaceProbe` take (``output="tokens"``).
     Every layer comes from the same forward pass and is kept in the
-    statistics store (:mod:`sklearn_ntps.cache`), so
+    statistics store (:mod:`sklearn_ntps.states.cache`), so
     ``GridSearchCV`` over ``layer`` or ``pooling`` does not rerun the model.
 
     Parameters
@@ -87,7 +87,7 @@ class HFEmbeddingTransformer(_OwnOutputContainer, TransformerMixin, BaseEstimato
     model_name_or_path : str, HFLoRAClassifier, default="SmolLM2-135M"
         A bundled short name ("SmolLM2-135M", "all-MiniLM-L6-v2"), a local
         model folder, a ``.gguf`` file, a hub id already in the local hub cache,
-        or a fitted :class:`~sklearn_ntps.lora.HFLoRAClassifier`, whose
+        or a fitted :class:`~sklearn_ntps.lora.classifier.HFLoRAClassifier`, whose
         merged weights are used (NTPS after LoRA; wrap it in
         ``sklearn.frozen.FrozenEstimator`` inside a grid search, whose clones
         would otherwise be unfitted).
@@ -129,7 +129,7 @@ class HFEmbeddingTransformer(_OwnOutputContainer, TransformerMixin, BaseEstimato
         Show progress bars on long work (they appear after two seconds).
     scheduler : str, default=None
         Address of a Dask scheduler (``"tcp://host:8786"``) to shard the forward
-        passes over its workers (:func:`~sklearn_ntps.distributed.sharded_statistics`,
+        passes over its workers (:func:`~sklearn_ntps.states.distributed.sharded_statistics`,
         ``pip install 'sklearn-ntps[dask]'``); None runs them in this process.
         Each worker loads the model once; ``fit`` asks a worker for the model's
         shape and fingerprint, so this process loads no weights. The results
@@ -339,7 +339,7 @@ class HFEmbeddingTransformer(_OwnOutputContainer, TransformerMixin, BaseEstimato
         return load_model(source, progress=self.progress, **self._load_params())
 
     def _extract(self, texts, *, with_moments):
-        """The kept layers' :class:`~sklearn_ntps.moments.Statistics` of ``texts``: from
+        """The kept layers' :class:`~sklearn_ntps.states.moments.Statistics` of ``texts``: from
         memory, the statistics store on disk, or the model.
 
         The key needs the fitted fingerprint and dtype only, so a hit loads no weights.

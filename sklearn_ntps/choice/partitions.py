@@ -32,7 +32,7 @@ def stratified_blocks(y, n_blocks, random_state=0) -> list:
 
     Examples
     --------
-    >>> from sklearn_ntps.partitions import stratified_blocks
+    >>> from sklearn_ntps.choice.partitions import stratified_blocks
     >>> [b.tolist() for b in stratified_blocks([0, 0, 0, 0, 1, 1], 2)]
     [[1, 2, 4], [0, 3, 5]]
     """
@@ -59,7 +59,7 @@ def block_partitions(n_blocks, n_test_blocks, n_replicates, random_state=0) -> l
 
     Examples
     --------
-    >>> from sklearn_ntps.partitions import block_partitions
+    >>> from sklearn_ntps.choice.partitions import block_partitions
     >>> [(tr.tolist(), te.tolist()) for tr, te in block_partitions(4, 1, 2)]
     [([0, 1, 2], [3]), ([0, 1, 3], [2])]
     """
@@ -95,7 +95,7 @@ def study_pool(y, *, n_texts, min_per_class, max_classes, random_state=0) -> np.
 
     Examples
     --------
-    >>> from sklearn_ntps.partitions import study_pool
+    >>> from sklearn_ntps.choice.partitions import study_pool
     >>> y = [0] * 10 + [1] * 30 + [2] * 2
     >>> pool = study_pool(y, n_texts=20, min_per_class=4, max_classes=5)
     >>> [int((pool < 10).sum()), int(((pool >= 10) & (pool < 40)).sum()), int((pool >= 40).sum())]

@@ -4,7 +4,7 @@
 (what the scorers take); :class:`Statistics` holds every kept layer's, as one
 pass of a model gives them. Both add up shard by shard, through one merge,
 :meth:`Statistics.concat`: in one process, from the statistics store, from Dask
-workers, in a bootstrap of blocks. Import them from :mod:`sklearn_ntps.moments`
+workers, in a bootstrap of blocks. Import them from :mod:`sklearn_ntps.states.moments`
 (or the package), which streams hidden states into them.
 """
 
@@ -50,7 +50,7 @@ class Moments:
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.moments import compute_moments
+    >>> from sklearn_ntps.states.moments import compute_moments
     >>> rng = np.random.default_rng(0)
     >>> states = [rng.normal(size=(t, 4)) for t in (3, 5, 1)]
     >>> m = compute_moments(states)
@@ -98,7 +98,7 @@ class Moments:
         Examples
         --------
         >>> import numpy as np
-        >>> from sklearn_ntps.moments import compute_moments
+        >>> from sklearn_ntps.states.moments import compute_moments
         >>> states = [np.arange(6.0).reshape(3, 2)]
         >>> m = compute_moments(states).scaled([1.0, 10.0])
         >>> bool(np.allclose(m.c1, compute_moments([states[0] * [1, 10]]).c1))
@@ -129,13 +129,13 @@ class Statistics:
     """Every kept layer's NTPS statistics of a set of texts, in the texts' order.
 
     What one pass of a model gives
-    (:func:`~sklearn_ntps.extraction.extract_statistics`,
-    :meth:`~sklearn_ntps.moments.MomentAccumulator.statistics`): the pooled features under each
-    pooling and, with the moments, each layer's sums of :class:`Moments`.
+    (:func:`~sklearn_ntps.states.extraction.extract_statistics`,
+    :meth:`~sklearn_ntps.states.moments.MomentAccumulator.statistics`): the pooled
+    features under each pooling and, with the moments, each layer's sums of :class:`Moments`.
     Shards of texts add up with ``+`` (the texts of the right after those of
     the left) or :meth:`concat`; :meth:`layer` gives one layer's
     :class:`Moments`; :meth:`to_arrays` and :meth:`from_arrays` are the
-    format of the statistics store on disk (:mod:`sklearn_ntps.cache`).
+    format of the statistics store on disk (:mod:`sklearn_ntps.states.cache`).
 
     Parameters
     ----------
@@ -160,7 +160,7 @@ class Statistics:
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.moments import MomentAccumulator
+    >>> from sklearn_ntps.states.moments import MomentAccumulator
     >>> states = np.arange(24, dtype=np.float32).reshape(2, 6, 2)  # 2 layers, 6 tokens
     >>> def stats(lo, hi, lengths):
     ...     acc = MomentAccumulator()

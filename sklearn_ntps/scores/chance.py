@@ -23,9 +23,9 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from ._sklearn_compat import Interval
-from ._warnings import warn_at_caller
-from .checks import encode_labels
+from .._sklearn_compat import Interval
+from .._warnings import warn_at_caller
+from ..checks import encode_labels
 
 __all__ = ["CHANCE_CONSTRAINTS", "N_PERMUTATIONS", "ChanceLevelWarning", "label_permutations",
            "permutation_test"]
@@ -55,7 +55,7 @@ def label_permutations(codes, n_permutations, random_state=0) -> list:
 
     Examples
     --------
-    >>> from sklearn_ntps.chance import label_permutations
+    >>> from sklearn_ntps.scores.chance import label_permutations
     >>> [p.tolist() for p in label_permutations([0, 0, 1, 1], 2, random_state=0)]
     [[1, 0, 0, 1], [1, 1, 0, 0]]
     """
@@ -142,7 +142,7 @@ def permutation_test(scorer, X, y, *, n_permutations=100, random_state=0):
     --------
     >>> import numpy as np
     >>> from sklearn_ntps import LogMEScorer
-    >>> from sklearn_ntps.chance import permutation_test
+    >>> from sklearn_ntps.scores.chance import permutation_test
     >>> rng = np.random.default_rng(0)
     >>> y = np.arange(100) % 2
     >>> X = rng.normal(size=(100, 5)) + y[:, None]

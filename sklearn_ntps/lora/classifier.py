@@ -24,8 +24,28 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from ._sklearn_compat import Interval, RealNotInt, StrOptions, _fit_context
-from ._warnings import warn_at_caller
+from .._sklearn_compat import Interval, RealNotInt, StrOptions, _fit_context
+from .._warnings import warn_at_caller
+from ..checks import encode_labels
+from ..states.extraction import (
+    check_texts,
+    encode,
+    in_input_order,
+    length_order,
+    pooled_batch,
+    resolve_layer,
+    split_batches,
+    warn_truncated,
+)
+from ..states.models import (
+    DEVICE_CONSTRAINTS,
+    DTYPE_CONSTRAINTS,
+    LoadedModel,
+    ResolvedModel,
+    _progress_bars,
+    load_model,
+)
+from ..states.moments import POOLINGS
 from .adapters import (
     DEFAULT_TARGET_MODULES,
     Trainer,
@@ -36,26 +56,6 @@ from .adapters import (
     seeded,
     with_adapter,
 )
-from .checks import encode_labels
-from .extraction import (
-    check_texts,
-    encode,
-    in_input_order,
-    length_order,
-    pooled_batch,
-    resolve_layer,
-    split_batches,
-    warn_truncated,
-)
-from .models import (
-    DEVICE_CONSTRAINTS,
-    DTYPE_CONSTRAINTS,
-    LoadedModel,
-    ResolvedModel,
-    _progress_bars,
-    load_model,
-)
-from .moments import POOLINGS
 
 __all__ = ["DEFAULT_TARGET_MODULES", "HFLoRAClassifier", "resolve_target_modules"]
 
@@ -76,7 +76,7 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
 
     Linear probing, then fine-tuning: a frozen probe (standardised features
     and a logistic regression whose C is cross-validated, as
-    :func:`~sklearn_ntps.scorers.default_probe`) is fitted on the pooled
+    :func:`~sklearn_ntps.choice.scorers.default_probe`) is fitted on the pooled
     hidden states of ``layer`` (as :class:`~sklearn_ntps.HFEmbeddingTransformer`
     gives them), and its scaler is folded into a linear head, so that at step
     0 the classifier predicts exactly as the probe. The head and LoRA adapters
@@ -86,7 +86,7 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
     Comparing its accuracy with the probe's (``probe_``) gives the gain that
     NTPS predicts. Pickling keeps the adapter, the head and the probe, never
     the base weights, which are loaded again with
-    :func:`~sklearn_ntps.models.load_model`.
+    :func:`~sklearn_ntps.states.models.load_model`.
 
     Parameters
     ----------
@@ -229,7 +229,7 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
 
     Examples
     --------
-    >>> from sklearn_ntps.lora import HFLoRAClassifier
+    >>> from sklearn_ntps.lora.classifier import HFLoRAClassifier
     >>> texts = ["my card was declined", "why was my transfer declined",
     ...          "the film was great", "a boring movie", "card not working", "good plot"]
     >>> labels = ["bank", "bank", "film", "film", "bank", "film"]
@@ -655,7 +655,7 @@ def _fit_probe(features, y):
     from sklearn.base import clone
     from sklearn.model_selection import KFold
 
-    from .scorers import default_probe
+    from ..choice.scorers import default_probe
 
     probe = clone(default_probe())
     if np.unique(y, return_counts=True)[1].max() < 3:  # no class fills 3 stratified folds

@@ -1,6 +1,6 @@
 """LoRA adapters with peft: which modules get them, a model with them, the loop that trains them.
 
-The machinery behind :class:`~sklearn_ntps.lora.HFLoRAClassifier`, which
+The machinery behind :class:`~sklearn_ntps.lora.classifier.HFLoRAClassifier`, which
 holds the parameters and the scikit-learn contract. torch, transformers and
 peft are imported inside functions.
 """
@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._utils import optional_import
-from .extraction import pooled_batch, shuffled_batches
+from .._utils import optional_import
+from ..states.extraction import pooled_batch, shuffled_batches
 
 __all__ = [
     "DEFAULT_TARGET_MODULES",
@@ -171,7 +171,7 @@ def lr_factor(step, total, warmup, schedule):
 
     Examples
     --------
-    >>> from sklearn_ntps.adapters import lr_factor
+    >>> from sklearn_ntps.lora.adapters import lr_factor
     >>> [round(lr_factor(s, 6, 2, "linear"), 3) for s in range(6)]
     [0.333, 0.667, 1.0, 0.75, 0.5, 0.25]
     >>> [round(lr_factor(s, 4, 0, "cosine"), 3) for s in range(4)]

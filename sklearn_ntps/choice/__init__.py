@@ -1,0 +1,2 @@
+"""Stage 3: scores -> a (model, layer): the protocol the report, the selector and
+the studies share, and LayerSelector with its printout."""
