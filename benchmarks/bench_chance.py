@@ -25,10 +25,11 @@ import numpy as np
 from sklearn.base import clone
 
 from sklearn_ntps import HFEmbeddingTransformer, LayerSelector
-from sklearn_ntps.choice.scorers import default_scorers, on_probe_footing
+from sklearn_ntps.choice.protocol import on_probe_footing
 from sklearn_ntps.choice.selection import DEFAULT_MODELS
 from sklearn_ntps.datasets import load_dataset
 from sklearn_ntps.scores.chance import ChanceLevelWarning
+from sklearn_ntps.scores.registry import default_scorers
 
 
 def best_of(n, call):

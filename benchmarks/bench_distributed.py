@@ -31,7 +31,7 @@ from sklearn_ntps.states.distributed import (
 )
 from sklearn_ntps.states.extraction import encode, extract_statistics
 from sklearn_ntps.states.models import load_model
-from sklearn_ntps.states.moments import Statistics
+from sklearn_ntps.states.statistics import Statistics
 
 
 def timed(fn, repeats=1):

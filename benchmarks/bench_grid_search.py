@@ -26,7 +26,7 @@ from sklearn_ntps.scores import subspaces
 from sklearn_ntps.states import cache
 from sklearn_ntps.states.extraction import extract_statistics
 from sklearn_ntps.states.models import load_model
-from sklearn_ntps.states.moments import Moments
+from sklearn_ntps.states.statistics import Moments
 
 
 def timed_search(model, layers, texts, labels, calls):

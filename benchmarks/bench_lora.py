@@ -4,7 +4,7 @@ Three tasks, 1,000 training and 500 test texts each (stratified, seed 0): bolt-l
 intents (64 classes; the task the recipe was calibrated on, in no study), BANKING77 (77) and
 CLINC150 (150). SmolLM2-135M, last layer, mean pooling. For each task: the held-out accuracy
 of the frozen probe (standardised features, logistic regression with C chosen by 3-fold
-cross-validation on the training texts: ``sklearn_ntps.choice.scorers.default_probe``) and of
+cross-validation on the training texts: ``sklearn_ntps.choice.probe.default_probe``) and of
 ``HFLoRAClassifier()`` at its defaults, the margin in points with a 95% paired bootstrap
 interval over the test texts, McNemar's exact p-value, and the fit times.
 
@@ -29,7 +29,7 @@ from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
 from sklearn_ntps import HFEmbeddingTransformer, HFLoRAClassifier
-from sklearn_ntps.choice.scorers import default_probe
+from sklearn_ntps.choice.probe import default_probe
 from sklearn_ntps.datasets import load_dataset
 from sklearn_ntps.states.models import load_model
 

@@ -119,7 +119,7 @@ def banking77_layers():
     """The report's first replicate of BANKING77 at its defaults: every layer's training and
     test features, on the probe's footing, and the labels."""
     from sklearn_ntps import HFEmbeddingTransformer
-    from sklearn_ntps.choice.scorers import block_layers, on_probe_footing
+    from sklearn_ntps.choice.protocol import block_layers, on_probe_footing
     from sklearn_ntps.datasets import load_dataset
     from sklearn_ntps.evidence.report import _partitioned
 

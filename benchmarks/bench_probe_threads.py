@@ -24,7 +24,7 @@ import json, sys, time
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn_ntps.choice.scorers import default_probe
+from sklearn_ntps.choice.probe import default_probe
 
 n, d, k, limit = (int(a) for a in sys.argv[1:5])
 rng = np.random.default_rng(0)

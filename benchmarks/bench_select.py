@@ -184,8 +184,8 @@ def explain(job, peer):
     the probe footing alone changes; what is left is the pooling."""
     import numpy as np
 
-    from sklearn_ntps.choice.partitions import feature_scale
-    from sklearn_ntps.choice.scorers import default_scorers
+    from sklearn_ntps.choice.protocol import feature_scale
+    from sklearn_ntps.scores.registry import default_scorers
     picks = {}
     for footing in ("raw", "scaled"):
         scores = []

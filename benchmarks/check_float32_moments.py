@@ -13,11 +13,13 @@ import argparse
 import numpy as np
 import torch
 
+from sklearn_ntps.checks import encode_labels
 from sklearn_ntps.datasets import load_banking77
-from sklearn_ntps.scores.ntps import encode_labels, fit_ntps, make_options
+from sklearn_ntps.scores.ntps import fit_ntps, make_options
 from sklearn_ntps.states.extraction import encode, padded_batch
 from sklearn_ntps.states.models import load_model
-from sklearn_ntps.states.moments import MomentAccumulator, Moments
+from sklearn_ntps.states.moments import MomentAccumulator
+from sklearn_ntps.states.statistics import Moments
 
 
 def float32_products(batches, i, d):

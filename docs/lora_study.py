@@ -164,14 +164,11 @@ def job(task, source, classes, model, plan):
 
     from sklearn_ntps import HFEmbeddingTransformer
     from sklearn_ntps._utils import csv_text, json_text, write_atomic
-    from sklearn_ntps.choice.partitions import feature_scale, stratified_blocks
-    from sklearn_ntps.choice.scorers import (
-        default_probe,
-        default_scorers,
-        fit_scores,
-        on_probe_footing,
-    )
+    from sklearn_ntps.choice.probe import default_probe
+    from sklearn_ntps.choice.protocol import feature_scale, fit_scores, on_probe_footing
     from sklearn_ntps.lora.classifier import HFLoRAClassifier
+    from sklearn_ntps.scores.registry import default_scorers
+    from sklearn_ntps.splits import stratified_blocks
     from sklearn_ntps.states.models import load_model
 
     start = time.perf_counter()
@@ -282,7 +279,7 @@ def run_jobs(plan, workers=1):
             except Exception as exc:
                 failed(args, exc)
         return
-    from sklearn_ntps.evidence.study import one_thread_worker
+    from sklearn_ntps.evidence.provenance import one_thread_worker
 
     with ProcessPoolExecutor(workers, initializer=one_thread_worker) as pool:
         futures = {pool.submit(job, *args, plan): args for args in todo}
@@ -294,7 +291,7 @@ def run_jobs(plan, workers=1):
 
 
 def provenance():
-    from sklearn_ntps.evidence.study import provenance
+    from sklearn_ntps.evidence.provenance import provenance
 
     return provenance(OUT, Path(__file__).parent)
 
@@ -325,11 +322,14 @@ def main(argv=None):
     if not args.tables:
         with _blas_one_thread(torch_too=bool(args.smoke)):
             run_jobs(plan, args.workers)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from lora_tables import write_tables
-
-    write_tables(OUT, plan)
+    _sibling("lora_tables").write_tables(OUT, plan)
     return 0
+
+
+def _sibling(name):
+    from sklearn_ntps.evidence.provenance import study_module
+
+    return study_module(__file__, name)
 
 
 if __name__ == "__main__":

@@ -204,7 +204,7 @@ def decide(rows, loto) -> dict:
     """What ``sklearn-ntps lora-prescreen`` will say (docs/lora.md section 4): the predictor
     with the lowest leave-one-task-out error (ties go to headroom), whether it beats headroom
     and the mean gain of the other tasks, and its line fitted on every eligible row."""
-    from sklearn_ntps.evidence.study import task_interval
+    from sklearn_ntps.choice.protocol import task_interval
 
     maes = {p: loto[p]["mae"] for p in PREDICTORS}
     if not all(np.isfinite(list(maes.values()))):
@@ -236,10 +236,11 @@ def decide(rows, loto) -> dict:
 
 def write_tables(folder, plan=None):
     """docs/lora_v2/tables.md and study.json from the rows of docs/lora_study.py."""
-    from lora_study import PLAN, read_rows
+    study = _sibling("lora_study")
+    PLAN, read_rows = study.PLAN, study.read_rows
 
     from sklearn_ntps._utils import json_text, write_atomic
-    from sklearn_ntps.evidence.study import task_interval
+    from sklearn_ntps.choice.protocol import task_interval
 
     plan, folder = plan or PLAN, Path(folder)
     rows = read_rows(folder)
@@ -394,6 +395,12 @@ def _cell(c, f="{:+.2f}"):
 
 def _p(p):
     return "n/a" if not np.isfinite(p) else f"{p:.4f}"
+
+
+def _sibling(name):
+    from sklearn_ntps.evidence.provenance import study_module
+
+    return study_module(__file__, name)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 
 from sklearn_ntps import HFEmbeddingTransformer, LogMEScorer
-from sklearn_ntps.choice.partitions import stratified_blocks
-from sklearn_ntps.choice.scorers import block_layers, fit_scores, on_probe_footing
+from sklearn_ntps.choice.protocol import block_layers, fit_scores, on_probe_footing
 from sklearn_ntps.datasets import load_dataset
+from sklearn_ntps.splits import stratified_blocks
 
 N_BLOCKS, N_TEXTS, N_DRAWS = 5, 300, 6
 

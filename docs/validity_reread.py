@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -24,23 +23,24 @@ from pathlib import Path
 import numpy as np
 
 from sklearn_ntps._utils import finite_json, write_atomic
-from sklearn_ntps.evidence.study import (
-    BASELINES,
+from sklearn_ntps.choice.protocol import BASELINES, task_interval
+from sklearn_ntps.evidence.provenance import provenance
+from sklearn_ntps.evidence.reread import (
     MODEL_CHOICE_AXES,
-    leave_one_dataset_out,
     lowest_share,
     model_choice_default,
     noise_floor,
-    per_replicate,
     probe_best_layers,
-    provenance,
     random_regrets,
-    rule_a,
-    table_wins,
-    task_interval,
-    task_table,
     two_way_interval,
     variance_explained,
+)
+from sklearn_ntps.evidence.study import (
+    leave_one_dataset_out,
+    per_replicate,
+    rule_a,
+    table_wins,
+    task_table,
 )
 
 HERE = Path(__file__).parent
@@ -243,10 +243,9 @@ def lodo_rule_b(rows) -> dict:
 
 def _validity_study():
     """docs/validity_study.py as a module, from its path: rule A's configurations."""
-    spec = importlib.util.spec_from_file_location("_validity_study", HERE / "validity_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from sklearn_ntps.evidence.provenance import study_module
+
+    return study_module(__file__, "validity_study")
 
 
 def lodo_rule_a(rows, stability) -> dict:

@@ -65,7 +65,8 @@ NTPS_COLUMNS = {"ntps": config_name(**CURRENT),
 
 def ntps_columns(moments, y):
     """Rule A's 32 configurations and the paper's exact score at the authors' k sweep."""
-    from sklearn_ntps.scores.ntps import encode_labels, fit_ntps, make_options, resolve_n_components
+    from sklearn_ntps.checks import encode_labels
+    from sklearn_ntps.scores.ntps import fit_ntps, make_options, resolve_n_components
 
     classes, yi = encode_labels(y)
     d, row = moments.n_features, {}
@@ -90,7 +91,7 @@ def ntps_columns(moments, y):
 
 def scorers():
     """The report's scorers but its NTPS columns, which :func:`ntps_columns` gives."""
-    from sklearn_ntps.evidence.report import default_scorers
+    from sklearn_ntps.scores.registry import default_scorers
 
     return {k: v for k, v in default_scorers().items() if k not in NTPS_COLUMNS}
 
@@ -98,7 +99,7 @@ def scorers():
 # ----------------------------------------------------------------- the jobs
 def pool(dataset):
     """The study's texts of one data set: study_pool of every text it has."""
-    from sklearn_ntps.choice.partitions import study_pool
+    from sklearn_ntps.choice.protocol import study_pool
     from sklearn_ntps.datasets import load_dataset
 
     data = load_dataset(dataset, split="all", random_state=SEED)
@@ -138,7 +139,7 @@ def job(dataset, model):
 def stability(model="SmolLM2-135M"):
     """Rule A, step 1: each configuration's largest relative move under 1e-6 noise."""
     from sklearn_ntps import HFEmbeddingTransformer
-    from sklearn_ntps.choice.partitions import feature_scale
+    from sklearn_ntps.choice.protocol import feature_scale
     from sklearn_ntps.datasets import load_dataset
     from sklearn_ntps.evidence.study import perturb_moments
 
@@ -160,7 +161,7 @@ def stability(model="SmolLM2-135M"):
 def run_jobs(models=MODELS, datasets=DATASETS, workers=2):
     (OUT / "rows").mkdir(parents=True, exist_ok=True)
     if not (OUT / "stability.json").exists():
-        from sklearn_ntps.evidence.report import write_atomic
+        from sklearn_ntps._utils import write_atomic
 
         write_atomic(OUT / "stability.json", json.dumps(stability(models[0]), indent=1))
     # Largest first (SmolLM2's 31 layers, long texts), so the two workers end together.
@@ -175,7 +176,7 @@ def run_jobs(models=MODELS, datasets=DATASETS, workers=2):
         for i, (d, m) in enumerate(todo, 1):
             report(i, job(d, m))
         return
-    from sklearn_ntps.evidence.study import one_thread_worker
+    from sklearn_ntps.evidence.provenance import one_thread_worker
 
     with ProcessPoolExecutor(workers, initializer=one_thread_worker) as pool_:
         futures = [pool_.submit(job, d, m) for d, m in todo]
@@ -201,15 +202,12 @@ def main(argv=None):
         POOL.update(n_texts=200, min_per_class=10, max_classes=6)
     if not args.tables:
         run_jobs(models, datasets, args.workers)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from validity_tables import write_tables
-
-    write_tables(OUT)
+    _sibling("validity_tables").write_tables(OUT)
     return 0
 
 
 def provenance():
-    from sklearn_ntps.evidence.study import provenance
+    from sklearn_ntps.evidence.provenance import provenance
 
     return provenance(OUT, Path(__file__).parent)
 
@@ -224,6 +222,12 @@ def read_rows(folder=OUT):
                              v == "True" if k == "within_noise" else float(v)
                              for k, v in r.items()})
     return rows
+
+
+def _sibling(name):
+    from sklearn_ntps.evidence.provenance import study_module
+
+    return study_module(__file__, name)
 
 
 if __name__ == "__main__":

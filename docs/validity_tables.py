@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from sklearn_ntps._utils import finite_json, write_atomic
-from sklearn_ntps.evidence.report import default_scorers
+from sklearn_ntps.choice.protocol import BASELINES, task_interval
 from sklearn_ntps.evidence.study import (
-    BASELINES,
     PROBE,
     leave_one_dataset_out,
     paper_protocol,
@@ -20,10 +19,10 @@ from sklearn_ntps.evidence.study import (
     rule_a,
     rule_b,
     summarize,
-    task_interval,
     task_table,
     wins,
 )
+from sklearn_ntps.scores.registry import default_scorers
 
 SCORES = list(default_scorers())
 AXES = [("layer_spearman", "layers: Spearman", False), ("layer_regret", "layers: regret", True),
@@ -54,16 +53,10 @@ def table(header, rows):
 
 
 def write_tables(folder: Path):
-    from validity_study import (
-        CURRENT,
-        KS,
-        MARGIN,
-        PAPER_KS,
-        config_name,
-        configs,
-        paper_name,
-        read_rows,
-    )
+    study = _sibling("validity_study")
+    CURRENT, KS, MARGIN, PAPER_KS = study.CURRENT, study.KS, study.MARGIN, study.PAPER_KS
+    config_name, configs, paper_name, read_rows = (
+        study.config_name, study.configs, study.paper_name, study.read_rows)
 
     rows = read_rows(folder)
     metas = [json.loads(p.read_text()) for p in sorted((folder / "rows").glob("*.json"))]
@@ -226,8 +219,11 @@ def _random_model_regret(rows):
     return out
 
 
-if __name__ == "__main__":
-    import sys
+def _sibling(name):
+    from sklearn_ntps.evidence.provenance import study_module
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    return study_module(__file__, name)
+
+
+if __name__ == "__main__":
     write_tables(Path(__file__).parent / "validity")

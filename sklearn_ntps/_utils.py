@@ -1,5 +1,7 @@
-"""Small helpers shared across the package: where files go, how they are written, what to
-install, and how many BLAS threads the solver gets.
+"""Small helpers shared across the package.
+
+Where files go, how they are written, what to install, and how many BLAS threads the
+solver gets.
 
 Standard library only at import time, so every module (and a child process
 loading one of them alone) can import it without a cycle.
@@ -119,8 +121,9 @@ def optional_import(module: str, extra: str, what: str, *, alternative: str = ""
 
 
 def write_atomic(path: Path, data) -> None:
-    """Write all of ``data`` (str or bytes) to ``path`` or nothing: a temporary file renamed
-    into place, so a reader never sees half a file.
+    """Write all of ``data`` (str or bytes) to ``path``, or nothing.
+
+    A temporary file is renamed into place, so a reader never sees half a file.
 
     Examples
     --------
@@ -160,8 +163,9 @@ def csv_text(columns, rows) -> str:
 
 
 def finite_json(value):
-    """``value`` with plain Python numbers, and None for NaN and infinities: strict JSON has
-    no NaN, so an undefined correlation or interval is null.
+    """``value`` with plain Python numbers, and None for NaN and infinities.
+
+    Strict JSON has no NaN, so an undefined correlation or interval is null.
 
     >>> import numpy as np
     >>> from sklearn_ntps._utils import finite_json
@@ -243,8 +247,10 @@ def atomic_dir(target: Path, *, durable: bool = False, replace=None, attempts: i
 
 
 def discard_dir(path: Path) -> None:
-    """Remove a folder that others may be reading: renamed away (``.old-*``) first, so that
-    no reader sees it half deleted."""
+    """Remove a folder that others may be reading.
+
+    It is renamed away (``.old-*``) first, so that no reader sees it half deleted.
+    """
     try:
         old = Path(tempfile.mkdtemp(dir=path.parent, prefix=".old-"))
     except OSError:

@@ -12,11 +12,13 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import DataConversionWarning
+from sklearn.utils import check_consistent_length
+from sklearn.utils.multiclass import check_classification_targets
 
 from ._sklearn_compat import Interval
 
 __all__ = ["MAX_VALUE", "NumberInterval", "check_features", "check_finite_range",
-           "class_sums", "encode_labels"]
+           "check_labelled", "class_sums", "encode_labels"]
 
 # Values must lie within float32's range: beyond it their float64 squares (sums
 # of squared contexts, Ledoit-Wolf's fourth moments) overflow.
@@ -32,6 +34,19 @@ class NumberInterval(Interval):
     """
 
     def is_satisfied_by(self, val):
+        """Whether ``val`` is a number in the interval, and not a bool.
+
+        Parameters
+        ----------
+        val : object
+            The value of the parameter.
+
+        Returns
+        -------
+        bool
+            False for ``True``, ``False`` and numpy bools; otherwise what the
+            interval itself says.
+        """
         return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
 
 
@@ -97,6 +112,52 @@ def encode_labels(y, classes=None, *, min_classes=2):
                          f"y has a single class ({present.tolist()[0]!r}); at least two "
                          "classes are needed.")
     return present, codes
+
+
+def check_labelled(X, y, *, estimator=None):
+    """The labels of a labelled fit, checked once for every stage: classes and codes.
+
+    ``y`` must be given, as long as ``X``, hold at least two classes of labels
+    that sort (:func:`encode_labels`) and be what scikit-learn's classifiers
+    accept (no continuous targets), checked in that order so that the first
+    message names what is wrong.
+
+    Parameters
+    ----------
+    X : sized
+        The texts, features or :class:`~sklearn_ntps.Moments` that ``y`` labels.
+    y : array-like of shape (n_samples,) or None
+    estimator : object, default=None
+        Named in the error when ``y`` is None.
+
+    Returns
+    -------
+    classes : ndarray of shape (n_classes,)
+        The sorted distinct labels.
+    codes : ndarray of shape (n_samples,), int
+        Each label's index in ``classes``.
+
+    Raises
+    ------
+    ValueError
+        When ``y`` is None, of another length than ``X``, or fails
+        :func:`encode_labels` or ``check_classification_targets``.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.checks import check_labelled
+    >>> classes, codes = check_labelled([[0.0], [1.0], [2.0]], ["b", "a", "b"])
+    >>> classes.tolist(), codes.tolist()
+    (['a', 'b'], [1, 0, 1])
+    """
+    if y is None:
+        name = "This step" if estimator is None else type(estimator).__name__
+        raise ValueError(f"{name} requires y to be passed, but the target y is None: it "
+                         "needs class labels.")
+    check_consistent_length(X, y)
+    classes, codes = encode_labels(y)
+    check_classification_targets(y)
+    return classes, codes
 
 
 def class_sums(A, codes, n_classes) -> np.ndarray:

@@ -1,18 +1,26 @@
 """Command line: ``sklearn-ntps select`` and ``report`` run the main jobs, offline.
 
-    sklearn-ntps select --data my_texts.csv --model all-MiniLM-L6-v2 --model SmolLM2-135M
-    sklearn-ntps report --model SmolLM2-135M --dataset banking77
-    sklearn-ntps cache [info | clear [--older-than DAYS]]
+```
+sklearn-ntps select --data my_texts.csv --model all-MiniLM-L6-v2 --model SmolLM2-135M
+sklearn-ntps report --model SmolLM2-135M --dataset banking77
+sklearn-ntps cache [info | clear [--older-than DAYS]]
+```
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ._utils import cache_dir, format_bytes, optional_import, write_atomic
+from .scores.registry import score_names
+from .splits import stratified_split
 
 DEFAULT_TEXTS = 900
 
@@ -160,7 +168,7 @@ def _parser():
 
 
 def _add_select_parser(sub):
-    from .evidence.study import AGGREGATIONS
+    from .choice.protocol import AGGREGATIONS
 
     sel = sub.add_parser(
         "select",
@@ -178,9 +186,9 @@ def _add_select_parser(sub):
                      help="a bundled name, a model folder, a .gguf file or a cached hub id; "
                      "repeat to compare models (default: the three bundled models, "
                      "SmolLM2-135M, all-MiniLM-L6-v2 and all-mpnet-base-v2)")
-    sel.add_argument("--score", help="any score column of 'sklearn-ntps report' (ntps, logme, "
-                     "hscore, ...; default: with one --model, logme, rule B of docs/validity.md "
-                     "for choosing a layer; with several, hscore, rule M for choosing among "
+    sel.add_argument("--score", help=f"a registered score: {', '.join(score_names())} "
+                     "(default: with one --model, logme, rule B of docs/validity.md for "
+                     "choosing a layer; with several, hscore, rule M for choosing among "
                      "models, which separated no score and takes the cheapest of the tied)")
     sel.add_argument("--aggregate", choices=AGGREGATIONS, default=AGGREGATIONS[0],
                      help="pick a model by its best layer's score, or by the mean over its "
@@ -218,31 +226,48 @@ def main(argv=None):
         print("\nInterrupted: no output file was written.", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        print(f"sklearn-ntps: error: {exc}", file=sys.stderr)
+        print(f"sklearn-ntps: error: {in_flags(str(exc))}", file=sys.stderr)
         return 2
 
 
-def _select(args):
-    import numpy as np
+# The estimators validate their parameters once; the command line only names them as flags.
+_FLAGS = {"scorer": "--score", "n_blocks": "--n-blocks", "n_test_blocks": "--test-blocks",
+          "n_replicates": "--n-replicates", "n_permutations": "--n-permutations",
+          "models": "--model", "layers": "--layers", "aggregate": "--aggregate",
+          "batch_size": "--batch-size", "max_length": "--max-length",
+          "n_components": "--n-components"}
 
-    from .choice.scorers import default_scorers
+
+def in_flags(message: str) -> str:
+    """An estimator's error in the command line's words: its parameters named as flags.
+
+    Examples
+    --------
+    >>> from sklearn_ntps.cli import in_flags
+    >>> in_flags("The 'scorer' parameter of LayerSelector must be a str. Got 1 instead.")
+    '--score must be a str. Got 1 instead.'
+    >>> in_flags("n_test_blocks must be between 1 and n_blocks - 1 (9), got 10.")
+    '--test-blocks must be between 1 and --n-blocks - 1 (9), got 10.'
+    """
+    message = re.sub(r"The '(\w+)' parameter of \w+",
+                     lambda m: _FLAGS.get(m[1], m[0]), message)
+    underscored = "|".join(name for name in _FLAGS if "_" in name)
+    return re.sub(rf"\b({underscored})\b", lambda m: _FLAGS[m[1]], message)
+
+
+def _select(args):
     from .choice.selection import DEFAULT_MODELS, LayerSelector
     from .choice.selection_report import selection_files, selection_text
     from .evidence.report import check_writable
-    from .states.models import resolve_model
 
-    # Every check that can fail does so before the output folder is made and the first
-    # forward pass: the options, the file and its columns and classes, the models' names.
+    # What the command line alone knows is checked here; the selector's fit checks its
+    # parameters, labels and models before its first forward pass, and a failed fit takes
+    # the folder it was given back.
     _check_dask(args)
     if not args.no_plot:
         _require_matplotlib()
-    if args.score is not None and args.score not in (names := list(default_scorers())):
-        raise ValueError(f"--score {args.score!r} is not a score; use one of "
-                         f"{', '.join(names)}.")
     texts, labels = _load_table(args, args.data)
     models = list(dict.fromkeys(args.model or DEFAULT_MODELS))
-    for model in models:
-        resolve_model(model)
     selector = LayerSelector(
         models, scorer=args.score, layers=args.layers, aggregate=args.aggregate,
         n_permutations=args.n_permutations,
@@ -252,21 +277,28 @@ def _select(args):
     created = not Path(args.output_dir).exists()
     folder = check_writable(args.output_dir)
     start = time.perf_counter()
-    try:
+    with _taken_back_on_failure(folder, created):
         with _scheduler(args) as scheduler:
             selector.set_params(scheduler=scheduler).fit(texts, labels)
         context = {"source": args.data, "n_classes": int(np.unique(labels).size)}
         files = selection_files(selector, plot=not args.no_plot, **context)
-    except BaseException:
-        if created and not any(folder.iterdir()):
-            folder.rmdir()  # nothing at all: not even the folder made for the files
-        raise
     print(selection_text(selector, **context))
     for name, data in files.items():
         write_atomic(folder / name, data)
     print(f"Wrote {', '.join(str(folder / n) for n in files)} in "
           f"{time.perf_counter() - start:.0f} s.")
     return 0
+
+
+@contextlib.contextmanager
+def _taken_back_on_failure(folder, created):
+    """On any failure, remove the output folder if this run made it and wrote nothing."""
+    try:
+        yield
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 def _load_table(args, path):
@@ -277,23 +309,13 @@ def _load_table(args, path):
 
 
 def _report(args):
-    # Heavy imports after argument parsing, so --help is instant.
     from .datasets import load_dataset
-    from .evidence.report import check_writable, default_scorers, run_report, save_report
-    from .states.models import resolve_model
+    from .evidence.report import check_writable, run_report, save_report
+    from .scores.registry import default_scorers
 
     models = args.model or ["SmolLM2-135M"]
     names = list(dict.fromkeys(args.dataset or ([] if args.data else ["banking77"])))
-    # Every check that can fail does so before the first forward pass.
-    from math import comb
-
-    if args.n_blocks < 2 or not 1 <= args.test_blocks < args.n_blocks:
-        raise ValueError("--n-blocks must be >= 2 and --test-blocks between 1 and "
-                         "--n-blocks - 1.")
-    if not 1 <= args.n_replicates <= comb(args.n_blocks, args.test_blocks):
-        raise ValueError(f"--n-replicates must be between 1 and "
-                         f"{comb(args.n_blocks, args.test_blocks)}, the number of distinct "
-                         "partitions of the blocks.")
+    # run_report checks the partitions and the models before the first forward pass.
     if args.test_data is not None:
         if args.data is None:
             raise ValueError("--test-data needs --data, the training texts.")
@@ -306,9 +328,6 @@ def _report(args):
     datasets = {}
     if args.data is not None:
         datasets[Path(args.data).name] = _user_dataset(args)
-    folder = check_writable(args.output_dir)
-    for model in models:
-        resolve_model(model)
     for name in names:
         data = load_dataset(name, split="all", random_state=args.random_state,
                             n_samples=None if args.full else args.n_texts or DEFAULT_TEXTS)
@@ -320,8 +339,10 @@ def _report(args):
             scorer.set_params(n_components=args.n_components)
         if "n_permutations" in params:
             scorer.set_params(n_permutations=args.n_permutations)
+    created = not Path(args.output_dir).exists()
+    folder = check_writable(args.output_dir)
     start = time.perf_counter()
-    with _scheduler(args) as scheduler:
+    with _taken_back_on_failure(folder, created), _scheduler(args) as scheduler:
         report = run_report(
             models, datasets, scorers=scorers, n_replicates=args.n_replicates,
             n_blocks=args.n_blocks, n_test_blocks=args.test_blocks,
@@ -338,21 +359,19 @@ def _report(args):
 
 
 def _user_dataset(args):
-    """``--data`` as ``(texts, labels)``, subsampled to ``--n-texts``; with ``--test-data``,
-    ``(X_train, y_train, X_test, y_test)``."""
-    from sklearn.model_selection import train_test_split
+    """``--data`` as ``(texts, labels)``, subsampled to ``--n-texts``.
 
+    With ``--test-data``, ``(X_train, y_train, X_test, y_test)`` instead.
+    """
     X, y = _load_table(args, args.data)
     if args.test_data is not None:
         return (X, y, *_load_table(args, args.test_data))
     n = None if args.full else args.n_texts
-    return _subsample(X, y, n, args.random_state, train_test_split)
+    return _subsample(X, y, n, args.random_state)
 
 
 def _scheduler(args):
     """The Dask scheduler address of the run: given, or of a local cluster open for the run."""
-    import contextlib
-
     if not args.workers:
         return contextlib.nullcontext(args.scheduler)
     from .states.distributed import local_cluster
@@ -361,8 +380,6 @@ def _scheduler(args):
 
 
 def _prescreen(args):
-    from sklearn.model_selection import train_test_split
-
     from .datasets import load_dataset
     from .evidence.report import check_writable
     from .lora.prescreen import intent_subtasks, plot_prescreen, run_prescreen
@@ -377,7 +394,7 @@ def _prescreen(args):
     if args.test_data is not None and args.data is None:
         raise ValueError("--test-data needs --data, the training texts.")
     if args.data is not None:
-        tasks[Path(args.data).name] = _user_split(args, train_test_split)
+        tasks[Path(args.data).name] = _user_split(args)
     for name in names:
         full = [load_dataset(name, split=split) for split in ("train", "test")]
         data = (full[0].data, full[0].target, full[1].data, full[1].target)
@@ -386,8 +403,8 @@ def _prescreen(args):
             for i, sub in enumerate(intent_subtasks(data, seed=args.random_state)):
                 tasks[f"{name}/group{i}"] = sub
     for name, (X_tr, y_tr, X_te, y_te) in tasks.items():
-        tasks[name] = (*_subsample(X_tr, y_tr, args.n_train, args.random_state, train_test_split),
-                       *_subsample(X_te, y_te, args.n_test, args.random_state, train_test_split))
+        tasks[name] = (*_subsample(X_tr, y_tr, args.n_train, args.random_state),
+                       *_subsample(X_te, y_te, args.n_test, args.random_state))
     resolve_model(args.model)
     folder = check_writable(args.output_dir)  # after the data: a bad file leaves no folder
     start = time.perf_counter()
@@ -413,24 +430,29 @@ def _prescreen(args):
     return 0
 
 
-def _user_split(args, split):
-    """``--data`` (and ``--test-data``) as ``(X_train, y_train, X_test, y_test)``: without a
-    test file, a stratified ``--n-test`` of the rows (a fifth if there are fewer) is held out."""
+def _user_split(args):
+    """``--data`` (and ``--test-data``) as ``(X_train, y_train, X_test, y_test)``.
+
+    Without a test file, a stratified ``--n-test`` of the rows (a fifth if there are fewer) is
+    held out.
+    """
     X, y = _load_table(args, args.data)
     if args.test_data is not None:
         return (X, y, *_load_table(args, args.test_data))
     n_test = min(args.n_test, len(X) // 5) if args.n_test is not None else len(X) // 5
-    X_train, X_test, y_train, y_test = split(X, y, test_size=n_test, stratify=y,
-                                             random_state=args.random_state)
-    return X_train, y_train, X_test, y_test
+    test, train = stratified_split(y, n_test, random_state=args.random_state)
+    return _rows(X, y, train) + _rows(X, y, test)
 
 
-def _subsample(X, y, n, random_state, split):
+def _subsample(X, y, n, random_state):
     """A stratified subsample of at most ``n`` texts (all of them when there are fewer)."""
     if n is None or n >= len(X):
         return list(X), y
-    X_kept, _, y_kept, _ = split(list(X), y, train_size=n, stratify=y, random_state=random_state)
-    return X_kept, y_kept
+    return _rows(X, y, stratified_split(y, n, random_state=random_state)[0])
+
+
+def _rows(X, y, index):
+    return [X[i] for i in index], np.asarray(y)[index]
 
 
 def _cache(args):

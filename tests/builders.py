@@ -4,6 +4,8 @@ Imported by the tests and by conftest.py (``from builders import ...``); no test
 module imports another.
 """
 
+from pathlib import Path
+
 import numpy as np
 
 from sklearn_ntps.datasets import make_token_states
@@ -39,24 +41,31 @@ DATA_FREE_CHECKS = [
 FUZZ_STATS = {"cases": 0, "calls": 0, "seconds": 0.0, "scored": 0}
 
 
+def class_separation(features, codes):
+    """A toy score for FunctionScorer: the share of the features' variance between classes."""
+    means = np.stack([features[codes == c].mean(axis=0) for c in np.unique(codes)])
+    between = np.sum(np.bincount(codes)[:, None] * (means - features.mean(axis=0)) ** 2)
+    total = np.sum((features - features.mean(axis=0)) ** 2)
+    return float(between / total) if total > 0 else 0.0
+
+
 def registry():
     """Every estimator of the package, once, in a typical configuration: what
-    tests/test_common.py checks. A new estimator is added here."""
+    tests/test_common.py checks. The scores come from the package's score registry, so a
+    registered score is checked too; a new estimator of another kind is added here."""
     from sklearn_ntps import (
+        FunctionScorer,
         HFEmbeddingTransformer,
-        HScoreScorer,
-        KNNScorer,
         LayerSelector,
-        LogMEScorer,
         NTPSScorer,
         NTPSSubspaceProbe,
-        RankMeScorer,
-        RidgeProbeScorer,
-        TransRateScorer,
     )
+    from sklearn_ntps.scores.registry import registered_scores
 
-    peers = [LogMEScorer(), HScoreScorer(), TransRateScorer(), RankMeScorer(), KNNScorer(),
-             RidgeProbeScorer()]
+    scores = [entry.scorer for entry in registered_scores().values()]
+    # The scores that read pooled features take a 2-D matrix: every data-driven check applies.
+    peers = [s for s in scores if s._reads == "pooled"]
+    peers.append(FunctionScorer(score_func=class_separation))
     scorers = [NTPSScorer(), NTPSScorer(variant="paper", centering=True,
                                         shrinkage="ledoit-wolf"), NTPSSubspaceProbe()]
     on_texts = [HFEmbeddingTransformer(), LayerSelector()]
@@ -67,6 +76,7 @@ def registry():
     else:
         on_texts.append(HFLoRAClassifier())
     return {"peers": peers, "scorers": [*scorers, *peers], "on_texts": on_texts}
+
 
 # The two architectures the tiny models come in: Llama (a decoder; its tokenizer has no pad
 # token) and BERT (an encoder, with one).
@@ -164,16 +174,50 @@ def require_bundled(name):
         pytest.skip(f"{name} is not installed: {exc}")
 
 
-def run_docs_script(name):
-    """A module-scoped fixture's body: docs/<name> run as a module, with docs/ importable
-    (the study scripts import their tables module) while the fixture lives."""
-    import runpy
-    import sys
-    from pathlib import Path
+def cv_by_hand(model, texts, labels, cv, estimator, **params):
+    """Each split's score by hand: ``estimator`` fitted on the moments of the training texts
+    (``HFEmbeddingTransformer(output="tokens", **params)`` of ``model``), then scoring the
+    moments of the test texts. What a Pipeline of the two under ``cross_val_score`` must give."""
+    from sklearn.base import clone
 
-    docs = Path(__file__).parent.parent / "docs"
-    sys.path.insert(0, str(docs))
-    try:
-        yield runpy.run_path(str(docs / name))
-    finally:
-        sys.path.remove(str(docs))
+    from sklearn_ntps import HFEmbeddingTransformer
+
+    labels = np.asarray(labels)
+
+    def moments(idx):
+        return HFEmbeddingTransformer(model_name_or_path=model, output="tokens", progress=False,
+                                      **params).fit_transform([texts[i] for i in idx])
+
+    return [clone(estimator).fit(moments(train), labels[train]).score(moments(test), labels[test])
+            for train, test in cv.split(texts, labels)]
+
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def run_docs_script(name):
+    """A module-scoped fixture's body: docs/<name> run as a module (``runpy.run_path``),
+    its namespace yielded. The study scripts load their sibling modules by path
+    themselves; nothing is put on sys.path."""
+    import runpy
+
+    yield runpy.run_path(str(DOCS / name))
+
+
+def docs_module(name):
+    """docs/<name>.py (a study's tables module, say) as a module, loaded from its path."""
+    from sklearn_ntps.evidence.provenance import study_module
+
+    return study_module(DOCS / f"{name}.py", name)
+
+
+BANK = ["my card was declined", "why was my transfer declined", "money transfer not arrived yet",
+        "top up cash fee", "how do i top up my account", "my card is not working", "bank fee why",
+        "i want to transfer money"]
+FILM = ["the film was great", "a boring movie", "good plot", "bad film with a boring plot",
+        "great movie", "what a good film", "the plot was bad", "a great boring movie"]
+LORA_TEXTS = BANK + FILM
+LORA_LABELS = np.array(["bank"] * len(BANK) + ["film"] * len(FILM))
+# Sixteen short texts of two topics for the LoRA tests, and settings that train in a second.
+FAST_LORA = dict(r=4, lora_alpha=8, lora_dropout=0.0, batch_size=4, learning_rate=1e-2,
+            head_learning_rate=1e-2, warmup=0, progress=False)

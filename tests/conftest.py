@@ -2,7 +2,7 @@
 
 import pytest
 
-from builders import FUZZ_STATS, make_texts, make_tiny_llama, require_bundled
+from builders import FUZZ_STATS, make_texts, make_tiny_bert, make_tiny_llama, require_bundled
 
 
 @pytest.fixture
@@ -14,6 +14,19 @@ def texts():
 def tiny_llama(tmp_path_factory):
     pytest.importorskip("transformers")
     return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    pytest.importorskip("transformers")
+    return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def wide_llama(tmp_path_factory):
+    pytest.importorskip("transformers")
+    # wide enough that its weights dwarf a rank-2 adapter
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "wide-llama", hidden_size=64)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -94,3 +107,36 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_configure(config):
     # pytest-cov registers it too; without pytest-cov the mark is a no-op, not a warning.
     config.addinivalue_line("markers", "no_cover: run this test without coverage tracing")
+
+
+# What a doctest calls to load a model; one that also names a bundled (real) model runs it.
+_LOADERS = ("HFEmbeddingTransformer(", "LayerSelector(", "HFLoRAClassifier(", "load_model(",
+            "extract_statistics(")
+
+
+def _runs_a_real_model(item):
+    """Whether a doctest (of a module, README.md or docs/*.md) loads a bundled model: one of its
+    examples not skipped names one, and one calls a loader."""
+    import doctest
+
+    from sklearn_ntps.states.models import BUNDLED_MODELS
+
+    examples = [e for e in getattr(getattr(item, "dtest", None), "examples", ())
+                if not e.options.get(doctest.SKIP)]
+    return any(f'"{name}"' in e.source for e in examples for name in BUNDLED_MODELS) and \
+        any(loader in e.source for e in examples for loader in _LOADERS)
+
+
+def pytest_collection_modifyitems(config, items):
+    # Doctests carry no marks of their own: the ones that run a real model are slow too, so
+    # that -m "not slow" runs without the bundled models (CONTRIBUTING.md). This conftest sees
+    # every item when the run collects tests/ (the default testpaths do).
+    for item in items:
+        if _runs_a_real_model(item):
+            item.add_marker(pytest.mark.slow)
+    if config.getoption("no_cov", default=False):
+        # With --no-cov there is nothing to pause, and pytest-cov 7.1 pauses a controller it
+        # never made (AttributeError on every no_cover test): drop the mark instead.
+        for item in items:
+            for node in item.listchain():
+                node.own_markers[:] = [m for m in node.own_markers if m.name != "no_cover"]

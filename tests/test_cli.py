@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -62,7 +63,7 @@ def test_two_models_two_datasets_with_intervals(tiny_llama, ntps_cache, tmp_path
 
 @pytest.mark.parametrize("args, message", [
     (["--n-replicates", "200"], "between 1 and 120"),
-    (["--test-blocks", "10"], "--test-blocks between 1"),
+    (["--test-blocks", "10"], "--test-blocks must be between 1 and --n-blocks - 1 (9)"),
 ])
 def test_bad_partitions_fail_before_the_model_runs(tmp_path, capsys, args, message):
     assert run("report", "--output-dir", str(tmp_path / "out"), *args) == 2
@@ -104,7 +105,7 @@ def test_interrupt_writes_nothing(tiny_llama, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(report, "run_report", interrupted)
     out = tmp_path / "out"
     assert run("report", "--model", tiny_llama, "--output-dir", str(out)) == 130
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # not even the folder the run made
     assert "no output file was written" in capsys.readouterr().err
 
 
@@ -269,17 +270,18 @@ def test_select_on_json_lines_with_other_columns(tiny_llama, ntps_cache, tmp_pat
      "not UTF-8 text: byte 0xff at offset 19 (line 3)"),
     (lambda p: write_texts(p, labels=("1", "spam")), [],
      "the label column mixes types: number ('1', line 2); string ('spam', line 3)"),
-    (write_texts, ["--score", "accuracy"], "--score 'accuracy' is not a score; use one of ntps"),
+    (write_texts, ["--score", "accuracy"], "--score must be None, a str among {"),
     (write_texts, ["--model", "no-such-model"], "Unknown model 'no-such-model'"),
 ])
 def test_select_fails_clearly_and_writes_nothing(tiny_llama, tmp_path, capsys, monkeypatch,
                                                  write, args, message):
-    from sklearn_ntps.choice import selection
+    from sklearn_ntps.states.embedding import HFEmbeddingTransformer
 
     def no_model(*a, **k):
         raise AssertionError("the model must not run")
 
-    monkeypatch.setattr(selection.LayerSelector, "fit", no_model)
+    # The selector checks everything before its first forward pass.
+    monkeypatch.setattr(HFEmbeddingTransformer, "transform_layers", no_model)
     path = tmp_path / "d.csv"
     write(path)
     out = tmp_path / "out"
@@ -303,7 +305,9 @@ def test_report_trains_on_data_and_tests_on_test_data(tiny_llama, ntps_cache, tm
     assert data["datasets"] == {"train.csv": {"n_texts": 60, "n_classes": 2, "n_train": [40]}}
     rows = list(csv.DictReader(open(out / "report.csv")))
     assert [(int(r["layer"]), r["replicate"]) for r in rows] == [(0, "0"), (1, "0"), (2, "0")]
-    assert all(0 <= float(r["probe_accuracy"]) <= 1 for r in rows)
+    # An accuracy over the 20 test texts: a whole number of them right.
+    right = [20 * float(r["probe_accuracy"]) for r in rows]
+    assert right == pytest.approx(np.round(right))
 
 
 @pytest.mark.parametrize("args, message", [

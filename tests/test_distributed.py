@@ -29,7 +29,7 @@ from sklearn_ntps.states.distributed import (
     sharded_statistics,
 )
 from sklearn_ntps.states.extraction import extract_statistics
-from sklearn_ntps.states.moments import POOLINGS
+from sklearn_ntps.states.statistics import POOLINGS
 
 from builders import TINY_WORDS
 

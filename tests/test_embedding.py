@@ -7,7 +7,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 
@@ -20,7 +19,7 @@ from sklearn_ntps import (
 from sklearn_ntps.states import cache, embedding, resources
 from sklearn_ntps.states.models import load_model
 
-from builders import LABELS, TEXTS
+from builders import LABELS, TEXTS, cv_by_hand
 
 
 def direct_states(path, texts, layer):
@@ -52,18 +51,6 @@ def count_forwards(monkeypatch, path):
 def emb(path, **params):
     params.setdefault("progress", False)
     return HFEmbeddingTransformer(model_name_or_path=path, **params)
-
-
-def cv_by_hand(path, texts, labels, cv, scorer, **params):
-    """Each split's score by hand: ``scorer`` fitted on the training texts' moments, then
-    scoring the test texts' moments."""
-    labels = np.asarray(labels)
-
-    def moments(idx):
-        return emb(path, output="tokens", **params).fit_transform([texts[i] for i in idx])
-
-    return [clone(scorer).fit(moments(train), labels[train]).score(moments(test), labels[test])
-            for train, test in cv.split(texts, labels)]
 
 
 @pytest.mark.parametrize("layer", [0, 1, -1])
@@ -259,6 +246,7 @@ def test_texts_are_not_mutated(tiny_llama, ntps_cache):
     assert texts == TEXTS
 
 
+@pytest.mark.slow
 def test_encoder_model_with_other_hidden_size(ntps_cache):
     try:
         fitted = emb("all-MiniLM-L6-v2").fit()

@@ -284,7 +284,7 @@ def test_partial_fit_checks_the_features_of_each_batch():
     X, y = make_texts(n_texts=40, n_features=6, seed=32)
     other, _ = make_texts(n_texts=40, n_features=7, seed=32)
     scorer = NTPSScorer(n_components=2).partial_fit(X, y)
-    with pytest.raises(ValueError, match="7 features, but NTPSScorer is fitted with 6"):
+    with pytest.raises(ValueError, match="7 features, but NTPSScorer is expecting 6 features"):
         scorer.partial_fit(other, y)
     assert len(scorer.moments_) == 40  # nothing lost
 

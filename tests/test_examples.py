@@ -5,6 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.model_selection import StratifiedKFold
+
+from sklearn_ntps import NTPSScorer, NTPSSubspaceProbe
+from sklearn_ntps.datasets import load_sms_spam
+
+from builders import cv_by_hand
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -22,7 +28,11 @@ def test_synthetic_example(capsys):
 
 def test_pipeline_cross_val(tiny_llama, ntps_cache, capsys):
     scores = example("pipeline_cross_val.py")["main"](model=tiny_llama, n_texts=60, n_components=4)
-    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
+    # Each fold's NTPS of the last layer: fitted on the training texts, scoring the held-out ones.
+    X, y = load_sms_spam(split="train", n_samples=60, return_X_y=True)
+    folds = StratifiedKFold(3, shuffle=True, random_state=0)
+    by_hand = cv_by_hand(tiny_llama, X, y, folds, NTPSScorer(n_components=4), layer=-1)
+    np.testing.assert_allclose(scores, by_hand, rtol=0, atol=1e-12)
     assert "3 folds" in capsys.readouterr().out
 
 
@@ -58,5 +68,11 @@ def test_grid_search_models_on_the_real_models(ntps_cache, capsys):
     except (ValueError, FileNotFoundError) as exc:
         pytest.skip(str(exc))
     grid = example("grid_search_models.py")["main"](n_texts=40)
-    scores = grid.cv_results_["mean_test_score"]
-    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+    # Each model's probe accuracy in its NTPS subspace, over the example's two folds by hand
+    # (the statistics come from the cache the grid filled: no model runs again).
+    X, y = load_sms_spam(split="train", n_samples=40, return_X_y=True)
+    folds = StratifiedKFold(2, shuffle=True, random_state=0)
+    for model, mean in zip(("SmolLM2-135M", "all-MiniLM-L6-v2"),
+                           grid.cv_results_["mean_test_score"]):
+        by_hand = cv_by_hand(model, X, y, folds, NTPSSubspaceProbe(n_components=0.25))
+        assert mean == pytest.approx(np.mean(by_hand), abs=1e-12), model

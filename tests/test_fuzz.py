@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 import sklearn_ntps as sn
 from sklearn_ntps.scores import peers
-from sklearn_ntps.scores.ntps import resolve_n_components
+from sklearn_ntps.scores.ntps import fit_labelled, resolve_n_components
 
 from builders import FUZZ_STATS
 
@@ -350,13 +350,68 @@ def outcome(call):
     return None
 
 
-def assert_unit_interval(*values):
-    for v in values:
-        assert isinstance(v, float) and 0.0 <= v <= 1.0, v
+def assert_scale_free(score, moments, y, params):
+    """NTPS of the states times 2**20, and times 2**-20, is ``score``.
+
+    Both variants are invariant to a global scale (docs/mathematics.md): a floor
+    or a cut-off that is not relative to the data would move them. A power of
+    two scales every sum exactly, so the score comes back to the bit where the
+    top-k subspace is unique; where the k-th and (k+1)-th eigenvalues tie,
+    NTPS(k) is the maths' to choose no more than the scale's, and rounding may
+    pick another subspace of the tie.
+    """
+    d = moments.n_features
+    for factor in (2.0**20, 2.0**-20):
+        scaled = outcome(lambda f=factor: sn.ntps_score(moments.scaled(np.full(d, f)), y,
+                                                        **params))
+        assert scaled is not None, outcome.error
+        if abs(scaled - score) > 1e-9:
+            assert not _clear_gap(moments, y, params), (factor, score, scaled)
 
 
-def assert_curve(curve, d):
-    assert curve.shape == (d,) and np.all((curve >= 0) & (curve <= 1)), curve
+def _clear_gap(moments, y, params):
+    """Whether the top-k subspace is unique: the k-th eigenvalue of the autoregressive
+    problem well above the next, and (paper variant) every perception direction in use."""
+    options = {k: params[k] for k in ("centering", "shrinkage", "rtol") if k in params}
+    fit = fit_labelled(moments, y, **options)[3]
+    k = resolve_n_components(params.get("n_components", 0.25), moments.n_features)
+    lam = fit.eigenvalues
+    if params.get("variant") == "paper" and k < fit.perception.U.shape[1]:
+        return False
+    return k >= lam.size or lam[k - 1] - lam[k] > 1e-6 * lam[0]
+
+
+def assert_curve(curve, moments, y, params):
+    """What the maths says of NTPS(k) for k = 1 .. d, where clipping to [0, 1] says nothing.
+
+    The subspaces are nested, so the curve never falls where the perception side stays
+    fixed: from k = 1 for the whitened variant, once k covers the classes for the paper's
+    (its U has min(k, C) columns). Where the floor makes C0 positive
+    definite, k = d is the whole space, which holds every direction of either side: 1.
+    """
+    d = moments.n_features
+    assert curve.shape == (d,), curve.shape
+    fixed = 0 if params.get("variant", "whitened") == "whitened" else _classes(y) - 1
+    assert np.all(np.diff(curve[fixed:]) >= -1e-12), curve
+    if _definite(moments, params):
+        assert curve[-1] == pytest.approx(1.0, abs=1e-9), curve
+
+
+def _definite(moments, params):
+    """Whether the floor (the default one, or an rtol of 1e-6 or more) makes C0 positive
+    definite beyond doubt: it is relative to each coordinate's diagonal, so it needs them
+    all > 0; and coordinates whose scales span less than 1e8, beyond which float64 rounding
+    may take a direction of the subspace for a combination of the others."""
+    rtol = params.get("rtol")
+    return (rtol is None or rtol >= 1e-6) and bool(np.all(np.diag(moments.c0) > 0)) and \
+        _scale_ratio(moments.pooled) < 1e8
+
+
+def _scale_ratio(F):
+    """The largest magnitude of ``F`` over its smallest nonzero one (mixed scales: 1e50)."""
+    magnitudes = np.abs(np.asarray(F, dtype=np.float64))
+    magnitudes = magnitudes[magnitudes > 0]
+    return magnitudes.max() / magnitudes.min() if magnitudes.size else 1.0
 
 
 def assert_finite_float(v):
@@ -416,8 +471,6 @@ def test_ntps_functions(case, params):
     count_case()
     X, y = case
     score = outcome(lambda: sn.ntps_score(X, y, **params))
-    if score is not None:
-        assert_unit_interval(score)
     curve_params = {k: v for k, v in params.items() if k != "n_components"}
     curve = outcome(lambda: sn.ntps_curve(X, y, **curve_params))
     curve_error = outcome.error
@@ -430,10 +483,12 @@ def test_ntps_functions(case, params):
         np.testing.assert_allclose(pooled, moments.pooled, rtol=1e-9,
                                    atol=1e-9 * np.abs(pooled).max())
         if curve is not None:
-            assert_curve(curve, d)
+            assert_curve(curve, moments, y, curve_params)
             if score is not None:
                 k = resolve_n_components(params.get("n_components", 0.25), d)
                 assert score == curve[k - 1]
+        if score is not None:
+            assert_scale_free(score, moments, y, params)
     elif pooled is not None:
         assert np.isfinite(pooled).all()
     if "two or more tokens" in curve_error:
@@ -451,15 +506,28 @@ def test_ntps_scorer(case, params):
     scorer = outcome(lambda: sn.NTPSScorer(**params).fit(X, y))
     if scorer is None:
         return
-    assert_unit_interval(scorer.score_, scorer.ntps_)
-    assert_curve(scorer.ntps_curve_, scorer.n_features_in_)
-    assert np.all(scorer.excess_loss_curve_ >= 0) and np.isfinite(scorer.excess_loss_)
-    assert scorer.components_.shape[0] >= 1
+    # The estimator computes what the function does, with the parameters it was given.
+    curve_params = {k: v for k, v in params.items() if k != "n_components"}
+    reference = outcome(lambda: sn.ntps_curve(X, y, **curve_params))
+    assert reference is not None, outcome.error
+    np.testing.assert_allclose(scorer.ntps_curve_, reference, rtol=0, atol=1e-12)
+    assert np.isfinite(scorer.excess_loss_) and scorer.components_.shape[0] >= 1
+    moments = sn.compute_moments(X)
+    if _definite(moments, params):
+        # A probe on all d features loses nothing to the best encoder.
+        assert scorer.excess_loss_curve_[-1] == pytest.approx(0.0, abs=1e-9)
+    # NTPS depends on the subspace through its span only: the training texts scored on the
+    # orthonormal components_ give the fit's score. (Where the pooled values' scales span
+    # 1e8 or more, rounding may cut components_ short of the subspace the fit scored.)
+    whole = outcome(lambda: scorer.score(X, y))
+    assert whole is not None, outcome.error
+    if scorer.components_.shape[0] == scorer.n_components_ and _scale_ratio(moments.pooled) < 1e8:
+        assert whole == pytest.approx(scorer.score_, abs=1e-9)
     half = (len(X) + 1) // 2
     y_half = y[:half]
     score = outcome(lambda: scorer.score(X[:half], y_half))
     if score is not None:
-        assert_unit_interval(score)
+        assert_finite_float(score)
 
 
 @given(case=labelled_states(), params=ntps_params())

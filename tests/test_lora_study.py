@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from builders import run_docs_script
+from builders import docs_module, run_docs_script
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +17,8 @@ def study():
 
 
 @pytest.fixture(scope="module")
-def tables(study):
-    import lora_tables
-
-    return lora_tables
+def tables():
+    return docs_module("lora_tables")
 
 
 def test_partial_spearman_is_the_textbook_formula(tables):

@@ -14,10 +14,10 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from sklearn_ntps._utils import cache_dir
 from sklearn_ntps.states import models
 from sklearn_ntps.states.models import (
     BUNDLED_MODELS,
-    cache_dir,
     clear_cache,
     load_model,
     resolve_model,
@@ -245,6 +245,7 @@ def test_in_process_cache(tiny, tmp_path, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_minilm_bundled():
     _needs_bundle("all-MiniLM-L6-v2")
     loaded = load_model("all-MiniLM-L6-v2", device="cpu", progress=False)
@@ -268,23 +269,6 @@ def test_progress_false_prints_no_bar_and_restores_settings(tiny, capfd):
 
 
 # --- the de-quantised copy -----------------------------------------------------------------------
-
-
-def test_atomic_dir(tmp_path):
-    from sklearn_ntps._utils import atomic_dir
-
-    target = tmp_path / "copies" / "model"
-    with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
-            (tmp / "half-written").write_text("x")
-            raise RuntimeError("interrupted")
-    assert os.listdir(target.parent) == []
-    with atomic_dir(target) as tmp:
-        (tmp / "config.json").write_text("{}")
-    assert os.listdir(target.parent) == ["model"] and os.listdir(target) == ["config.json"]
-    with atomic_dir(target) as tmp:  # another process got there first: keep its copy
-        (tmp / "other").write_text("y")
-    assert os.listdir(target.parent) == ["model"] and os.listdir(target) == ["config.json"]
 
 
 @pytest.mark.slow

@@ -4,14 +4,13 @@ import pytest
 from sklearn_ntps.states import moments as moments_module
 from sklearn_ntps.states.moments import (
     MomentAccumulator,
-    Moments,
-    Statistics,
     TokenIndex,
     check_token_states,
     compute_moments,
     pool,
     pooled_features,
 )
+from sklearn_ntps.states.statistics import Moments
 
 from builders import make_texts
 
@@ -144,14 +143,6 @@ def test_update_rejects_inconsistent_lengths():
         MomentAccumulator(pooling="max")
 
 
-def test_merging_incompatible_moments_fails():
-    a = compute_moments([np.ones((2, 3))])
-    b = compute_moments([np.ones((2, 4))])
-    with pytest.raises(ValueError, match="Part 1 has 4 features, part 0 has 3"):
-        a + b
-    assert isinstance(a, Moments)
-
-
 def test_non_finite_states_stop_the_accumulator():
     states = np.ones((2, 5, 3))
     states[1, 1, 0] = np.inf  # a middle token: only the moments see it
@@ -169,23 +160,6 @@ def test_first_order_sums_match_per_token_loops():
     merged = compute_moments(X[:17]) + compute_moments(X[17:])
     np.testing.assert_allclose(merged.context_sum, m.context_sum, rtol=1e-12)
     assert merged.has_first_order and not Moments(m.pooled, m.c0, m.c1, m.n_pairs).has_first_order
-
-
-def test_resampled_blocks_equal_the_moments_of_the_repeated_texts():
-    from sklearn_ntps.states.moments import resample_blocks
-
-    X, _ = make_texts(n_texts=30, n_features=4, min_len=1, max_len=8, seed=22)
-    blocks = [X[:10], X[10:18], X[18:]]
-    parts = [compute_moments(b) for b in blocks]
-    got = resample_blocks(parts, [2, 0, 1])
-    ref = compute_moments(blocks[0] + blocks[0] + blocks[2])
-    np.testing.assert_allclose(got.c0, ref.c0, rtol=1e-12)
-    np.testing.assert_allclose(got.c1, ref.c1, rtol=1e-12)
-    np.testing.assert_allclose(got.context_sum, ref.context_sum, rtol=1e-12)
-    np.testing.assert_array_equal(got.pooled, ref.pooled)
-    assert got.n_pairs == ref.n_pairs and len(got) == 32
-    with pytest.raises(ValueError, match="counts"):
-        resample_blocks(parts, [0, 0, 0])
 
 
 def test_precision_comes_from_the_dtype_of_the_states():
@@ -227,102 +201,6 @@ def test_torch_states_are_summed_on_their_device_and_match_numpy():
     bad[0, 3, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or infinity"):
         MomentAccumulator().update(bad, lengths)
-
-
-# --- Statistics: every layer's, adding up shard by shard -----------------------------------------
-
-def layered_statistics(lengths, n_layers=3, d=4, seed=0, **params):
-    """The statistics of random packed states, and the states themselves."""
-    rng = np.random.default_rng(seed)
-    states = rng.normal(size=(n_layers, sum(lengths), d)).astype(np.float32)
-    acc = MomentAccumulator(pooling=("mean", "last"), **params)
-    acc.update(states, lengths)
-    return acc.statistics(), states
-
-
-def test_statistics_of_shards_add_up_to_those_of_the_whole():
-    lengths = [3, 1, 6, 2, 5]
-    whole, states = layered_statistics(lengths)
-    cut = sum(lengths[:2])
-    parts = []
-    for lo, hi, lens in ((0, cut, lengths[:2]), (cut, None, lengths[2:])):
-        acc = MomentAccumulator(pooling=("mean", "last"))
-        acc.update(states[:, lo:hi], lens)
-        parts.append(acc.statistics())
-    for merged in (parts[0] + parts[1], Statistics.concat(parts), sum(parts)):
-        for p in ("mean", "last"):
-            np.testing.assert_array_equal(merged.pooled[p], whole.pooled[p])
-        for name in ("c0", "c1", "context_sum", "target_sum"):
-            np.testing.assert_allclose(getattr(merged, name), getattr(whole, name), rtol=1e-12)
-        assert (merged.n_pairs, merged.n_texts, merged.layers) == (whole.n_pairs, 5, (0, 1, 2))
-    # Each layer is the Moments of that layer's states alone.
-    alone = compute_moments(np.split(states[1], np.cumsum(lengths)[:-1]), pooling="last")
-    got = whole.layer(1, "last")
-    np.testing.assert_allclose(got.c1, alone.c1, rtol=1e-12)
-    np.testing.assert_array_equal(got.pooled, alone.pooled)
-    assert got.n_pairs == alone.n_pairs == sum(lengths) - len(lengths)
-
-
-def test_statistics_counts_repeat_blocks_as_resample_blocks_does():
-    a, _ = layered_statistics([2, 4], seed=1)
-    b, _ = layered_statistics([3], seed=2)
-    twice = Statistics.concat([a, b], counts=[2, 1])
-    np.testing.assert_allclose(twice.c0, 2 * a.c0 + b.c0, rtol=1e-12)
-    np.testing.assert_array_equal(twice.pooled["mean"][:, :4], np.tile(a.pooled["mean"], (1, 2, 1)))
-    assert twice.n_pairs == 2 * a.n_pairs + b.n_pairs and len(twice) == 2 * 2 + 1
-    with pytest.raises(ValueError, match="counts"):
-        Statistics.concat([a, b], counts=[0, 0])
-
-
-def test_statistics_round_trip_through_the_cache_arrays():
-    stats, _ = layered_statistics([3, 2, 4])
-    stats = Statistics(**{**stats.__dict__, "layers": [0, 4, 7], "truncation_limit": 64,
-                          "n_truncated": 1})
-    arrays = stats.to_arrays()
-    # The layout cache entries have had since version 4: read back as it was written.
-    assert sorted(arrays) == ["c0", "c1", "first", "layers", "n_pairs", "n_truncated",
-                              "pooled_last", "pooled_mean", "precision", "truncation_limit"]
-    assert arrays["first"].shape == (3, 2, 4) and arrays["layers"] == [0, 4, 7]
-    back = Statistics.from_arrays(arrays)
-    for name in ("c0", "c1", "context_sum", "target_sum"):
-        np.testing.assert_array_equal(getattr(back, name), getattr(stats, name))
-    assert (back.layers, back.truncation_limit, back.n_truncated, back.n_pairs, back.precision) \
-        == ((0, 4, 7), 64, 1, stats.n_pairs, stats.precision)
-    # Entries written before the layers were spelled out said None for all of them.
-    assert Statistics.from_arrays({**arrays, "layers": None}).layers == (0, 1, 2)
-    pooled_only = Statistics.from_arrays({k: v for k, v in arrays.items()
-                                          if k.startswith("pooled") or k == "precision"})
-    assert not pooled_only.has_moments and pooled_only.to_arrays().keys() == {
-        "pooled_mean", "pooled_last", "precision", "layers", "truncation_limit", "n_truncated"}
-
-
-def test_statistics_layer_is_a_hidden_state_index_among_those_held():
-    stats, states = layered_statistics([3, 2])
-    kept = Statistics(**{**stats.__dict__, "layers": (0, 5, 9)})
-    np.testing.assert_array_equal(kept.layer(5).c0, stats.layer(1).c0)
-    np.testing.assert_array_equal(kept.layer(-1).c0, stats.layer(2).c0)
-    np.testing.assert_array_equal(kept.features(9, "last"), states[2][[2, 4]])
-    with pytest.raises(ValueError, match="Layer 1 is not among the layers held, \\[0, 5, 9\\]"):
-        kept.layer(1)
-    pooled_only, _ = layered_statistics([3, 2], autoregressive=False)
-    with pytest.raises(ValueError, match="pooled features only"):
-        pooled_only.layer(0)
-
-
-def test_shards_extracted_otherwise_do_not_merge():
-    a, _ = layered_statistics([3, 2])
-    with pytest.raises(ValueError, match="at least one part"):
-        Statistics.concat([])
-    with pytest.raises(ValueError, match=r"layers=\[0, 1\].*layers=\[0, 1, 2\]"):
-        a + layered_statistics([2], n_layers=2)[0]
-    limited = Statistics(**{**a.__dict__, "truncation_limit": 3})
-    with pytest.raises(ValueError, match="truncation_limit=3"):
-        a + limited
-    with pytest.raises(ValueError, match="holds pooled last/mean only, part 0 holds pooled "
-                                         "last/mean and moments"):
-        a + layered_statistics([2], autoregressive=False)[0]
-    with pytest.raises(ValueError, match="Part 1 has 8 features, part 0 has 4"):
-        a + layered_statistics([2], d=8)[0]
 
 
 def test_the_pooling_rule_is_the_same_on_any_array_api():

@@ -18,14 +18,14 @@ from sklearn_ntps import (
     TransRateScorer,
     compute_moments,
 )
-from sklearn_ntps.scores import peers
+from sklearn_ntps.scores import loo_probes, peers
 
 from builders import make_texts
 
 PEERS = [LogMEScorer, HScoreScorer, TransRateScorer, RankMeScorer, KNNScorer, RidgeProbeScorer]
 FUNCTIONS = {LogMEScorer: peers.logme, HScoreScorer: peers.hscore,
              TransRateScorer: peers.transrate, RankMeScorer: lambda X, y: peers.rankme(X),
-             KNNScorer: peers.knn_accuracy, RidgeProbeScorer: peers.ridge_loo_accuracy}
+             KNNScorer: loo_probes.knn_accuracy, RidgeProbeScorer: loo_probes.ridge_loo_accuracy}
 
 
 @pytest.mark.parametrize("Est", PEERS)
@@ -109,7 +109,7 @@ def test_ridge_probe_stores_the_chosen_alpha():
     alphas = np.logspace(-2, 2, 5)
     probe = RidgeProbeScorer(alphas=alphas).fit(X, y)
     assert probe.alpha_ == RidgeClassifierCV(alphas=alphas).fit(pooled, y).alpha_
-    assert probe.score_ == peers.ridge_loo_accuracy(pooled, y, alphas=alphas)
+    assert probe.score_ == loo_probes.ridge_loo_accuracy(pooled, y, alphas=alphas)
     assert RidgeProbeScorer().get_params()["alphas"] == pytest.approx(np.logspace(-3, 3, 13))
 
 

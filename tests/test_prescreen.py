@@ -153,7 +153,7 @@ def test_intent_subtasks_are_disjoint_and_seeded():
 def test_command_without_lora(tiny_llama, ntps_cache, tmp_path, capsys, monkeypatch):
     pytest.importorskip("torch")
     from sklearn_ntps import cli, ntps_score
-    from sklearn_ntps.choice.scorers import on_probe_footing
+    from sklearn_ntps.choice.protocol import on_probe_footing
     from sklearn_ntps.lora import prescreen
 
     seen = []  # the moments and labels each task's scores are computed from
@@ -219,7 +219,7 @@ def test_ntps_after_lora_in_one_line_equals_the_merged_weights(tiny_llama, ntps_
 def _spy_max_lengths(monkeypatch):
     """Every max_length the texts are tokenized with, by NTPS and the probe (extraction) and
     by LoRA."""
-    from sklearn_ntps.lora import classifier as lora
+    from sklearn_ntps.lora import adapters as lora
     from sklearn_ntps.states import extraction
 
     seen = []
@@ -246,7 +246,9 @@ def test_run_prescreen_with_lora_one_max_length(tiny_llama, ntps_cache, monkeypa
     assert len(seen) >= 5 and set(seen) == {128}
     row = result.rows[0]
     assert row["gain"] == pytest.approx(100 * (row["lora_accuracy"] - row["probe_accuracy"]))
-    assert 0 <= row["lora_accuracy"] <= 1 and row["lora_fit_seconds"] > 0
+    # An accuracy over the test texts: a whole number of them right.
+    right = row["lora_accuracy"] * row["n_test"]
+    assert right == pytest.approx(round(right)) and row["lora_fit_seconds"] > 0
     assert row["ntps_rise"] == pytest.approx(row["ntps_after"] - row["ntps"])
     seen.clear()
     run_prescreen(tiny_llama, tasks, lora_params=lora, max_length=6, progress=False)

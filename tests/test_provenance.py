@@ -1,4 +1,4 @@
-"""Provenance that proves itself (sklearn_ntps.evidence.study.provenance): what a study records,
+"""Provenance that proves itself (sklearn_ntps.evidence.provenance): what a study records,
 and a check of this repository's history that every committed result with it was produced by the
 code of its parent commit, the protocol commit, with nothing changed between them."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sklearn_ntps.evidence.study import LIBRARIES, WHEELS, provenance
+from sklearn_ntps.evidence.provenance import LIBRARIES, WHEELS, provenance
 
 ROOT = Path(__file__).parent.parent
 EMPTY = hashlib.sha256(b"").hexdigest()

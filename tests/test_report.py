@@ -14,9 +14,12 @@ pytest.importorskip("torch")
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
-from sklearn_ntps.choice.partitions import block_partitions, feature_scale, stratified_blocks
+from sklearn_ntps.choice.probe import PROBE_CS, default_probe
+from sklearn_ntps.choice.protocol import block_partitions, feature_scale
 from sklearn_ntps.evidence import report as report_module
 from sklearn_ntps.evidence.report import Report, run_report, save_report
+from sklearn_ntps.scores.registry import default_scorers
+from sklearn_ntps.splits import stratified_blocks
 
 from builders import TINY_WORDS
 
@@ -39,7 +42,7 @@ def test_each_cell_is_every_score_refitted_on_its_partition(tiny_llama, ntps_cac
                           "transrate", "rankme", "knn", "ridge_loo"]
     # Rebuild one cell by hand: the same blocks and partition, the rescaled states.
     from sklearn_ntps import HFEmbeddingTransformer, LogMEScorer, NTPSScorer
-    from sklearn_ntps.states.moments import resample_blocks
+    from sklearn_ntps.states.statistics import resample_blocks
 
     seed = np.random.default_rng([0, zlib.crc32(b"toy")])
     blocks = stratified_blocks(LABELS, 5, seed)
@@ -65,12 +68,12 @@ def test_each_cell_is_every_score_refitted_on_its_partition(tiny_llama, ntps_cac
     # The probe: trained on the rescaled training blocks, scored on the test blocks.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        probe = clone(report_module.default_probe()).fit(moments.pooled, y)
+        probe = clone(default_probe()).fit(moments.pooled, y)
     X_test = np.concatenate([parts[b].pooled for b in test]) * scale
     y_test = np.concatenate([np.asarray(LABELS)[blocks[b]] for b in test])
     assert row["probe_accuracy"] == probe.score(X_test, y_test)
     assert row["probe_train_accuracy"] == probe.score(moments.pooled, y)
-    assert row["probe_C"] == np.ravel(probe[-1].C_)[0] and row["probe_C"] in report_module.PROBE_CS
+    assert row["probe_C"] == np.ravel(probe[-1].C_)[0] and row["probe_C"] in PROBE_CS
 
 
 def test_the_same_command_in_two_processes_writes_identical_files(tiny_llama, tmp_path):
@@ -180,7 +183,7 @@ def test_unwritable_output_dir(tmp_path):
 def test_a_fixed_split_is_one_partition(tiny_llama, ntps_cache):
     train, test = (TEXTS[:40], LABELS[:40]), (TEXTS[40:], LABELS[40:])
     rep = run_report([tiny_llama], {"own": (*train, *test)}, progress=False,
-                     scorers={"logme": report_module.default_scorers()["logme"]},
+                     scorers={"logme": default_scorers()["logme"]},
                      embedding_params={"batch_size": 4})
     assert rep.datasets["own"] == {"n_texts": 60, "n_classes": 3, "n_train": [40]}
     assert [(r["layer"], r["replicate"]) for r in rep.rows] == [(0, 0), (1, 0), (2, 0)]

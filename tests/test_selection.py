@@ -17,8 +17,9 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 
 from sklearn_ntps import HFEmbeddingTransformer, HScoreScorer, LayerSelector, LogMEScorer
-from sklearn_ntps.choice.partitions import feature_scale, stratified_blocks
-from sklearn_ntps.states.moments import resample_blocks
+from sklearn_ntps.choice.protocol import feature_scale
+from sklearn_ntps.splits import stratified_blocks
+from sklearn_ntps.states.statistics import resample_blocks
 
 from builders import TINY_WORDS, make_tiny_bert, require_bundled
 

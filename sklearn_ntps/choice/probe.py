@@ -100,8 +100,7 @@ class _OneBLASThreadPipeline(Pipeline):
 
 
 class _ProbePipeline(_OneBLASThreadPipeline):
-    """A :class:`_OneBLASThreadPipeline` that fits on its rows in a canonical order and scores
-    by accuracy.
+    """A :class:`_OneBLASThreadPipeline` fitting its rows in a canonical order, scored by accuracy.
 
     The folds of a cross-validation are drawn from the row order, and floating-point sums
     depend on it too, so sorting the rows first makes the whole fit a function of the set of
@@ -126,9 +125,9 @@ class _ProbePipeline(_OneBLASThreadPipeline):
 
 
 def _canonical_order(X, y, *columns) -> np.ndarray:
-    """The indices that sort the rows by a hash of their float64 bytes, then by label, then by
-    each of ``columns`` (per-row values).
+    """The indices that sort the rows by a hash of their bytes, then by label, then by ``columns``.
 
+    The hash is of each row's float64 bytes; each of ``columns`` holds per-row values.
     Little-endian bytes, so the order is the same on every machine. Rows equal in all of these
     are interchangeable, so how their tie falls does not matter.
     """

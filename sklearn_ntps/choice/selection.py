@@ -2,7 +2,7 @@
 
 ``fit`` runs each model once over the texts (every layer from the same pass),
 scores every layer with one score on the states put on the probe's footing
-(:func:`~sklearn_ntps.choice.scorers.on_probe_footing`, the rule the recommended
+(:func:`~sklearn_ntps.choice.protocol.on_probe_footing`, the rule the recommended
 score was validated under), picks a (model, layer) pair, and measures how
 sure the pick is on disjoint blocks of the texts; ``transform`` hands the
 chosen layer's pooled features on, so a classifier can follow it in a
@@ -12,7 +12,6 @@ Pipeline.
 from __future__ import annotations
 
 import os
-import warnings
 from numbers import Integral
 
 import numpy as np
@@ -22,214 +21,29 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
-from ..checks import encode_labels
-from ..evidence.study import AGGREGATIONS, model_choice, task_interval
-from ..scores.chance import N_PERMUTATIONS, ChanceLevelWarning
+from ..checks import check_labelled
+from ..scores.chance import N_PERMUTATIONS
+from ..scores.registry import SCORE_NAME, default_scorers
+from ..splits import stratified_blocks
 from ..states.embedding import HFEmbeddingTransformer
 from ..states.extraction import check_texts
 from ..states.models import resolve_model
-from ..states.moments import POOLINGS
-from .partitions import stratified_blocks
-from .scorers import MODEL_CHOICE, RECOMMENDED, block_layers, default_scorers, on_probe_footing
+from ..states.statistics import POOLINGS
+from .protocol import (
+    AGGREGATIONS,
+    MODEL_CHOICE,
+    RECOMMENDED,
+    block_layers,
+    interval,
+    model_choice,
+    noise_set,
+    score_layer,
+)
 
-__all__ = ["DEFAULT_MODELS", "LayerSelector", "interval", "layer_ranges", "noise_set",
-           "score_layer"]
+__all__ = ["DEFAULT_MODELS", "LayerSelector"]
 
 # The bundled models: what `sklearn-ntps select` compares when no model is named.
 DEFAULT_MODELS = ("SmolLM2-135M", "all-MiniLM-L6-v2", "all-mpnet-base-v2")
-
-
-def score_layer(scorer, parts, y_blocks):
-    """One layer's score on all the texts, its chance level, and its score on each block alone.
-
-    Each set of texts is put on the probe's footing on its own
-    (:func:`~sklearn_ntps.choice.scorers.on_probe_footing`) before ``scorer`` is
-    refitted on it, so a block's score is what the whole's would be had only
-    that block been given. The chance level (:mod:`sklearn_ntps.scores.chance`) is
-    the whole's: the blocks serve the intervals, and skip their own shuffles.
-
-    Parameters
-    ----------
-    scorer : estimator
-        With the NTPSScorer API: ``fit(moments, y).score_``.
-    parts : list of Moments
-        The layer's statistics of disjoint blocks of texts.
-    y_blocks : list of array-like
-        Each block's labels.
-
-    Returns
-    -------
-    score : float
-        On every block's texts together.
-    block_scores : ndarray of shape (n_blocks,)
-    chance_scores : ndarray of shape (n_shuffles,)
-        The whole's score on each shuffle of its labels (empty for a score that
-        reads no labels or takes no shuffles); their mean is the chance level.
-
-    Examples
-    --------
-    >>> from sklearn_ntps import LogMEScorer, compute_moments
-    >>> from sklearn_ntps.datasets import make_token_states
-    >>> from sklearn_ntps.choice.partitions import feature_scale, stratified_blocks
-    >>> from sklearn_ntps.choice.selection import score_layer
-    >>> X, y = make_token_states("predictable", n_texts=120, random_state=0)
-    >>> blocks = stratified_blocks(y, 3)
-    >>> parts = [compute_moments([X[i] for i in b]) for b in blocks]
-    >>> score, per_block, shuffled = score_layer(LogMEScorer(), parts, [y[b] for b in blocks])
-    >>> alone = parts[0].scaled(feature_scale(parts[0].pooled))
-    >>> per_block.shape, bool(per_block[0] == LogMEScorer().fit(alone, y[blocks[0]]).score_)
-    ((3,), True)
-    >>> bool(score > shuffled.max())  # a planted class signal, above every shuffle
-    True
-    """
-    with warnings.catch_warnings():
-        # A block of many classes has few texts of each; the labels are classes all the same.
-        warnings.filterwarnings("ignore", message="The number of unique classes is greater")
-        # The caller reads the chance levels, and says what they mean for the whole table.
-        warnings.simplefilter("ignore", ChanceLevelWarning)
-        whole = clone(scorer).fit(on_probe_footing(parts)[0], np.concatenate(y_blocks))
-        quick = _without_shuffles(scorer)
-        blocks = [float(clone(quick).fit(on_probe_footing([p])[0], yb).score_)
-                  for p, yb in zip(parts, y_blocks)]
-    return (float(whole.score_), np.asarray(blocks, dtype=float),
-            np.asarray(getattr(whole, "chance_scores_", ()), dtype=float))
-
-
-def _without_shuffles(scorer):
-    if "n_permutations" in scorer.get_params():
-        return clone(scorer).set_params(n_permutations=0)
-    return scorer
-
-
-def interval(value, block_values, confidence=0.95) -> dict:
-    """A 95% interval for a value computed on all the texts, from its values on disjoint blocks.
-
-    ``value`` +- Student's t (``n_blocks - 1`` degrees of freedom) times the
-    standard error of the blocks' mean, ``sd / sqrt(n_blocks)``
-    (:func:`~sklearn_ntps.evidence.study.task_interval` with ``n_boot=None``): batch
-    means. It is centred on ``value``, not on the blocks' mean, since a
-    score shifts with the number of texts it reads (MiniLM's LogME on a fifth
-    of 300 BANKING77 texts is 0.2 lower, and the margin between two of its
-    layers goes from +0.04 to about 0) while its spread over the blocks still
-    measures the noise; docs/selection.md says how well.
-
-    Returns
-    -------
-    dict
-        ``estimate`` (``value``), ``se``, ``low``, ``high``, ``n`` and ``block_mean``.
-
-    Examples
-    --------
-    >>> from sklearn_ntps.choice.selection import interval
-    >>> cell = interval(0.5, [0.1, 0.2, 0.3, 0.4])
-    >>> round(cell["low"], 3), round(cell["high"], 3), round(cell["block_mean"], 2)
-    (0.295, 0.705, 0.25)
-    """
-    cell = task_interval(block_values, n_boot=None, confidence=confidence)
-    half = cell["estimate"] - cell["low"]
-    return {"estimate": float(value), "se": cell["se"], "low": value - half,
-            "high": value + half, "n": cell["n"], "block_mean": cell["estimate"]}
-
-
-def layer_ranges(layers) -> str:
-    """``"layers 3-5 and 9"``: sorted layer numbers as runs.
-
-    Examples
-    --------
-    >>> from sklearn_ntps.choice.selection import layer_ranges
-    >>> layer_ranges([9, 3, 4, 5]), layer_ranges([2])
-    ('layers 3-5 and 9', 'layer 2')
-    """
-    layers = sorted(layers)
-    if not layers:
-        return "no layer"
-    runs, start = [], layers[0]
-    for prev, cur in zip(layers, [*layers[1:], None]):
-        if cur != prev + 1:
-            runs.append(str(start) if start == prev else f"{start}-{prev}")
-            start = cur
-    return f"{'layer' if len(layers) == 1 else 'layers'} {' and '.join(runs)}"
-
-
-def noise_set(scores, block_scores, chance_scores, pick, *, confidence=0.95) -> dict:
-    """Which (model, layer) pairs cannot be told apart from the pick on these texts.
-
-    The rule (docs/selection.md, "What the pick cannot be told apart from"):
-
-    1. Each pair's distance from chance is ``z = (score - chance) / sd``, its
-       chance level and ``sd`` the mean and standard deviation of its scores on
-       the shuffled labels. Every pair was scored on the same shuffles, and on
-       each shuffle one pair lies furthest from chance. The pick *leaves
-       chance* when its ``z`` exceeds that largest distance on every shuffle:
-       with labels that say nothing about the texts, the real labelling is one
-       more shuffle, so this happens at most once in ``S + 1`` (3.2% at 30
-       shuffles), however many pairs were scored and whatever the shape of the
-       score's distribution (Westfall and Young's max-T). If it does not, no
-       pair is told apart from any other: every pair is within noise. Without
-       shuffles this step is skipped.
-    2. Otherwise a pair is within noise when the interval of the pick's margin
-       over it (:func:`interval` of the differences on the blocks) reaches 0.
-
-    Parameters
-    ----------
-    scores : array-like of shape (m,)
-        Each pair's score on all the texts.
-    block_scores : array-like of shape (m, n_blocks)
-    chance_scores : array-like of shape (m, n_shuffles)
-        Each pair's score on the same shuffles of the labels (``chance_scores_``).
-    pick : int
-        The index of the picked pair.
-    confidence : float, default=0.95
-        Of the block intervals.
-
-    Returns
-    -------
-    dict
-        ``within`` (bool array of shape (m,), the pick included), ``leaves_chance``
-        (bool, or None without shuffles), ``z`` (each pair's distance from
-        chance), ``chance`` and ``chance_std`` (each pair's), and
-        ``threshold`` (the largest distance from chance on any shuffle).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_ntps.choice.selection import noise_set
-    >>> blocks = [[1.0, 1.1, 0.9], [0.5, 0.6, 0.4], [0.98, 0.9, 1.1]]
-    >>> shuffles = np.array([[0.1, 0.3, 0.2, 0.2]] * 3)
-    >>> out = noise_set([1.0, 0.5, 0.99], blocks, shuffles, pick=0)
-    >>> out["within"].tolist(), out["leaves_chance"]
-    ([True, False, True], True)
-    >>> noise_set([0.25, 0.2, 0.24], blocks, shuffles, pick=0)["within"].tolist()
-    [True, True, True]
-    """
-    scores = np.asarray(scores, dtype=float)
-    block_scores = np.asarray(block_scores, dtype=float)
-    shuffled = np.asarray(chance_scores, dtype=float).reshape(scores.size, -1)
-    m = scores.size
-    chance = np.full(m, np.nan)
-    sd = np.full(m, np.nan)
-    if shuffled.shape[1] >= 2:
-        chance, sd = shuffled.mean(axis=1), shuffled.std(axis=1, ddof=1)
-    z = _distance(scores, chance, sd)
-    threshold = float(np.nanmax(_distance(shuffled, chance[:, None], sd[:, None]),
-                                initial=-np.inf)) if shuffled.shape[1] >= 2 else float("nan")
-    leaves = None if not np.isfinite(threshold) else bool(z[pick] > threshold)
-    within = np.ones(m, dtype=bool)
-    if leaves is not False:
-        for j in range(m):
-            if j != pick:
-                cell = interval(scores[pick] - scores[j], block_scores[pick] - block_scores[j],
-                                confidence)
-                within[j] = not cell["low"] > 0
-    return {"within": within, "leaves_chance": leaves, "z": z, "chance": chance,
-            "chance_std": sd, "threshold": threshold}
-
-
-def _distance(values, chance, sd):
-    """``(values - chance) / sd``; 0 where a score does not move with the labels at all."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (values - chance) / sd
-    return np.where(sd > 0, z, np.where(values == chance, 0.0, np.sign(values - chance) * np.inf))
 
 
 class LayerSelector(TransformerMixin, BaseEstimator):
@@ -265,13 +79,13 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         bundled name, a model folder, a ``.gguf`` file, a hub id already in
         the local hub cache. The default is the three bundled models.
     scorer : str or estimator, default=None
-        A key of :func:`~sklearn_ntps.choice.scorers.default_scorers` ("logme",
+        A key of :func:`~sklearn_ntps.scores.registry.default_scorers` ("logme",
         "ntps", "hscore", ...) or an estimator with the NTPSScorer API
         (``fit(moments, y).score_``, higher is better). None: with one model,
         the score rule B of docs/validity.md recommends for choosing a layer
-        (:data:`~sklearn_ntps.choice.scorers.RECOMMENDED`, LogME); with two or more,
+        (:data:`~sklearn_ntps.choice.protocol.RECOMMENDED`, LogME); with two or more,
         the default of its rule M for choosing among models
-        (:data:`~sklearn_ntps.choice.scorers.MODEL_CHOICE`, H-score: no score was
+        (:data:`~sklearn_ntps.choice.protocol.MODEL_CHOICE`, H-score: no score was
         separated there, and the rule takes the cheapest of the tied).
     layers : list of int, default=None
         Hidden-state indices to consider, in every model (negative ones count
@@ -377,7 +191,7 @@ class LayerSelector(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "models": ["array-like"],
-        "scorer": [None, StrOptions(set(default_scorers())), HasMethods(["fit"])],
+        "scorer": [None, SCORE_NAME, HasMethods(["fit"])],
         "layers": [None, "array-like"],
         "aggregate": [StrOptions(set(AGGREGATIONS))],
         "pooling": [StrOptions(set(POOLINGS))],
@@ -465,11 +279,7 @@ class LayerSelector(TransformerMixin, BaseEstimator):
     def _fit(self, X, y):
         # Every check that can fail runs before the first forward pass.
         texts = check_texts(X)
-        if y is None:
-            raise ValueError("LayerSelector needs the labels y: the scores compare classes.")
-        codes = encode_labels(y)[1]
-        if len(codes) != len(texts):
-            raise ValueError(f"X holds {len(texts)} texts but y {len(codes)} labels.")
+        codes = check_labelled(texts, y, estimator=self)[1]
         seed = self._seed()
         blocks = self._resolve_blocks(codes, seed)
         names = self._resolve_models()

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from .._utils import csv_text, json_text
-from .scorers import (
+from .protocol import (
     LAYER_REGRET,
     MODEL_CHOICE,
     MODEL_CHOICE_TIED,
     NOISE_FLOOR,
     NOT_SEPARATED,
     RECOMMENDED,
+    layer_ranges,
 )
-from .selection import layer_ranges
 
 __all__ = ["noise_ranges", "selection_figure", "selection_files", "selection_text"]
 
@@ -100,7 +100,7 @@ def _pick(selector) -> dict:
 
 
 def margin_verdict(selector) -> str:
-    """One sentence: is the pick separated from the runner-up?"""
+    """One sentence saying whether the pick is separated from the runner-up."""
     cell = selector.margin_interval_
     if selector.runner_up_ is None:
         return "Only one (model, layer) pair was scored: nothing to compare it with."
@@ -204,8 +204,10 @@ def selection_json(selector, *, source="", n_classes=None) -> str:
 
 
 def selection_files(selector, *, plot=True, source="", n_classes=None) -> dict:
-    """``{file name: contents}`` of ``select.csv``, ``select.json`` and (with ``plot``)
-    ``select.png``, all rendered before any is written."""
+    """The files as ``{file name: contents}``, all rendered before any is written.
+
+    ``select.csv``, ``select.json`` and, with ``plot``, ``select.png``.
+    """
     files = {"select.csv": csv_text(COLUMNS, selector.results_),
              "select.json": selection_json(selector, source=source, n_classes=n_classes)}
     if plot:
@@ -216,9 +218,11 @@ def selection_files(selector, *, plot=True, source="", n_classes=None) -> dict:
 
 
 def selection_figure(selector):
-    """Every model's score per layer with its 95% band, the pick starred; beside it the top
-    pairs ranked with their intervals. matplotlib's object API: a notebook's state is left
-    alone."""
+    """Every model's score per layer with its 95% band, the pick starred, and the top pairs.
+
+    Beside the per-layer lines, the top pairs are ranked with their intervals. matplotlib's
+    object API: a notebook's state is left alone.
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, 4.8), layout="constrained")

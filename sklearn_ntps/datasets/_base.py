@@ -21,6 +21,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch
 
+from ..splits import stratified_split
+
 _SPLITS = ("train", "test", "all")
 
 # Train and test come from two separate calls, so they are disjoint only if
@@ -141,25 +143,6 @@ def _drop_rare_classes(texts, labels, min_count=2):
     return texts, labels, rare
 
 
-def _stratified_subsample(y, n_samples, random_state):
-    """Indices of a seeded subsample whose class counts are proportional to y's.
-
-    Unlike ``train_test_split(stratify=...)`` this also works when
-    ``n_samples`` is smaller than the number of classes.
-    """
-    rng = np.random.RandomState(random_state)
-    classes, counts = np.unique(y, return_counts=True)
-    exact = counts * n_samples / counts.sum()
-    alloc = np.floor(exact).astype(int)
-    # Largest remainders get the leftover slots; ties are broken at random.
-    order = np.lexsort((rng.random_sample(len(classes)), alloc - exact))
-    alloc[order[: n_samples - alloc.sum()]] += 1
-    picked = [
-        rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, alloc)
-    ]
-    return np.sort(np.concatenate(picked))
-
-
 def _summary(n_texts, n_classes, stats, rare, split, test_size, random_state, n_out):
     """Paragraph appended to DESCR with what cleaning and splitting did."""
     rare_txt = ", ".join(map(str, rare)) if rare else "none"
@@ -208,7 +191,7 @@ def _make_dataset(
             raise ValueError(
                 f"n_samples={n_samples} exceeds the {len(idx)} texts of split={split!r}"
             )
-        idx = idx[_stratified_subsample(y[idx], n_samples, random_state)]
+        idx = idx[stratified_split(y[idx], n_samples, random_state=random_state)[0]]
 
     data = [texts[i] for i in idx]
     target = y[idx]
@@ -219,38 +202,3 @@ def _make_dataset(
         len(idx),
     )
     return Bunch(data=data, target=target, target_names=target_names, DESCR=descr)
-
-
-_COMMON_DOC = """\
-split : {"train", "test", "all"}, default="train"
-        Which part to return. "train" and "test" come from one stratified,
-        seeded split of the cleaned data, so they never share a text and
-        together make up "all".
-    test_size : float, default=0.25
-        Fraction of the cleaned data that goes to the test split, in (0, 1).
-    random_state : int, default=0
-        Seed of the split and of the ``n_samples`` subsample. Use the same
-        value for the train and the test call.
-    n_samples : int, default=None
-        If given, return a stratified, seeded subsample of that many texts of
-        the chosen split (handy for quick runs).
-    return_X_y : bool, default=False
-        If True, return ``(data, target)`` instead of a Bunch."""
-
-_RETURNS_DOC = """\
-data : :class:`~sklearn.utils.Bunch`
-        Dictionary-like object with attributes ``data`` (list of str),
-        ``target`` (ndarray of int, shape (n_texts,)), ``target_names``
-        (list of str, ``target_names[target[i]]`` is the label of
-        ``data[i]``) and ``DESCR`` (str: source, licence, attribution and
-        what cleaning removed).
-    (data, target) : tuple
-        If ``return_X_y`` is True."""
-
-
-def _fill_doc(func):
-    """Insert the parameters and returns shared by every loader."""
-    func.__doc__ = func.__doc__.replace("{common}", _COMMON_DOC).replace(
-        "{returns}", _RETURNS_DOC
-    )
-    return func

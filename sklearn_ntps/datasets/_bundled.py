@@ -1,10 +1,9 @@
 """Loaders for the data sets shipped inside this package (nothing to install)."""
 
 from . import _descr
-from ._base import _check_options, _fill_doc, _make_dataset, _read_bundled_csv
+from ._base import _check_options, _make_dataset, _read_bundled_csv
 
 
-@_fill_doc
 def load_banking77(
     *, split="train", test_size=0.25, random_state=0, n_samples=None, return_X_y=False
 ):
@@ -15,11 +14,31 @@ def load_banking77(
 
     Parameters
     ----------
-    {common}
+    split : {"train", "test", "all"}, default="train"
+        Which part to return. "train" and "test" come from one stratified,
+        seeded split of the cleaned data, so they never share a text and
+        together make up "all".
+    test_size : float, default=0.25
+        Fraction of the cleaned data that goes to the test split, in (0, 1).
+    random_state : int, default=0
+        Seed of the split and of the ``n_samples`` subsample. Use the same
+        value for the train and the test call.
+    n_samples : int, default=None
+        If given, return a stratified, seeded subsample of that many texts of
+        the chosen split (handy for quick runs).
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
 
     Returns
     -------
-    {returns}
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes ``data`` (list of str),
+        ``target`` (ndarray of int, shape (n_texts,)), ``target_names``
+        (list of str, ``target_names[target[i]]`` is the label of
+        ``data[i]``) and ``DESCR`` (str: source, licence, attribution and
+        what cleaning removed).
+    (data, target) : tuple
+        If ``return_X_y`` is True.
 
     Examples
     --------
@@ -45,7 +64,6 @@ def load_banking77(
     )
 
 
-@_fill_doc
 def load_sms_spam(
     *, split="train", test_size=0.25, random_state=0, n_samples=None, return_X_y=False
 ):
@@ -57,11 +75,31 @@ def load_sms_spam(
 
     Parameters
     ----------
-    {common}
+    split : {"train", "test", "all"}, default="train"
+        Which part to return. "train" and "test" come from one stratified,
+        seeded split of the cleaned data, so they never share a text and
+        together make up "all".
+    test_size : float, default=0.25
+        Fraction of the cleaned data that goes to the test split, in (0, 1).
+    random_state : int, default=0
+        Seed of the split and of the ``n_samples`` subsample. Use the same
+        value for the train and the test call.
+    n_samples : int, default=None
+        If given, return a stratified, seeded subsample of that many texts of
+        the chosen split (handy for quick runs).
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
 
     Returns
     -------
-    {returns}
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes ``data`` (list of str),
+        ``target`` (ndarray of int, shape (n_texts,)), ``target_names``
+        (list of str, ``target_names[target[i]]`` is the label of
+        ``data[i]``) and ``DESCR`` (str: source, licence, attribution and
+        what cleaning removed).
+    (data, target) : tuple
+        If ``return_X_y`` is True.
 
     Examples
     --------

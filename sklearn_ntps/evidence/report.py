@@ -30,25 +30,27 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
 
 from .._utils import csv_text, json_text, write_atomic
-from ..choice.partitions import block_partitions, stratified_blocks
-from ..choice.scorers import (
+from ..choice.probe import default_probe
+from ..choice.protocol import (
+    BASELINES,
     NOT_SEPARATED,
-    PROBE_CS,
     RECOMMENDED,
     block_layers,
-    default_probe,
-    default_scorers,
+    block_partitions,
+    distance_from_chance,
     fit_scores,
-    on_probe_footing,
+    footed_partition,
+    layer_ranges,
+    noise_set,
+    score_layer,
 )
-from ..choice.selection import _distance, layer_ranges, noise_set, score_layer
+from ..scores.registry import default_scorers
+from ..splits import stratified_blocks
 from ..states.embedding import HFEmbeddingTransformer
-from .study import BASELINES, PROBE, PROBE_TRAIN, rule_b, summarize
+from ..states.models import resolve_model
+from .study import PROBE, PROBE_TRAIN, rule_b, summarize
 
-# Importable from here as before (docs/validity_study.py, the tests); decided in scorers.
-__all__ = ["NOT_SEPARATED", "PROBE_CS", "RECOMMENDED", "Report", "default_probe",
-           "default_scorers", "plot_report", "report_figure", "run_report", "save_report",
-           "write_atomic"]
+__all__ = ["Report", "plot_report", "report_figure", "run_report", "save_report"]
 
 
 @dataclass
@@ -69,10 +71,16 @@ class Report:
 
     @property
     def models(self) -> list:
+        """The models of the rows, in the order they first appear."""
         return list(dict.fromkeys(r["model"] for r in self.rows))
 
     @property
     def candidates(self) -> list:
+        """What a rule picks among: the scores, then the fixed layer baselines.
+
+        The baselines (``"last layer"``, ``"layer at 2/3 depth"``) are those of
+        :data:`sklearn_ntps.choice.protocol.BASELINES`.
+        """
         return [*self.scores, *BASELINES]
 
     @property
@@ -84,16 +92,30 @@ class Report:
 
     @property
     def columns(self) -> list:
+        """The columns of ``report.csv``, in order.
+
+        The row's keys (model, data set, layer, replicate), the scores, their
+        chance columns, the extra columns, the probe's held-out and training
+        accuracies and its C, and ``within_noise`` where the rows have it.
+        """
         noise = ["within_noise"] if self.rows and "within_noise" in self.rows[0] else []
         return ["model", "dataset", "layer", "replicate", *self.scores, *self.chance_columns,
                 *self.extra, PROBE, PROBE_TRAIN, "probe_C", *noise]
 
     @cached_property
     def summary(self) -> dict:
+        """Every metric per group and its mean over tasks, as ``{(metric, score, group): cell}``.
+
+        :func:`~sklearn_ntps.evidence.study.summarize` of the rows, computed once.
+        """
         return summarize(self.rows, self.scores)
 
     @cached_property
     def recommendation(self) -> dict:
+        """Rule B of docs/validity.md on the rows: the candidate with the lowest mean layer regret.
+
+        :func:`~sklearn_ntps.evidence.study.rule_b` over :attr:`candidates`, computed once.
+        """
         return rule_b(self.rows, self.candidates)
 
     def to_text(self) -> str:
@@ -150,7 +172,7 @@ class Report:
             rows = [r for r in self.rows if (r["model"], r["dataset"]) == g]
             lines.append(f"  {g[0][-20:]} / {g[1]}:")
             for name in self.scores:
-                z = _distance(np.array([r[name] for r in rows], dtype=float),
+                z = distance_from_chance(np.array([r[name] for r in rows], dtype=float),
                               np.array([r.get(f"{name}_chance", np.nan) for r in rows]),
                               np.array([r.get(f"{name}_chance_std", np.nan) for r in rows]))
                 if not np.isfinite(z).any():
@@ -182,11 +204,27 @@ class Report:
                 + "; ".join(parts))
 
     def summary_rows(self) -> list:
+        """The cells of :attr:`summary` as flat rows, one per (metric, score, group).
+
+        Returns
+        -------
+        list of dict
+            Each row holds ``metric``, ``score`` and ``group`` (a tuple group
+            joined with ``" / "``) and the cell's values, without its ``picks``.
+        """
         return [{"metric": m, "score": n, "group": g if isinstance(g, str) else " / ".join(
             map(str, g)), **{k: v for k, v in cell.items() if k != "picks"}}
             for (m, n, g), cell in self.summary.items()]
 
     def to_json(self) -> str:
+        """The report as strict JSON: its rows, summary and recommendation.
+
+        Returns
+        -------
+        str
+            The scores, data sets, number of replicates, rows, :meth:`summary_rows`
+            and :attr:`recommendation`, indented; NaN and infinities are null.
+        """
         data = {"scores": self.scores, "datasets": self.datasets,
                 "n_replicates": self.n_replicates, "rows": self.rows,
                 "summary": self.summary_rows(), "recommendation": self.recommendation}
@@ -197,6 +235,15 @@ class Report:
         return csv_text(self.columns, self.rows)
 
     def summary_csv(self) -> str:
+        """The summary table, ``summary.csv``.
+
+        Returns
+        -------
+        str
+            CSV text of :meth:`summary_rows` under the columns ``metric``,
+            ``score``, ``group``, ``estimate``, ``se``, ``low``, ``high``, ``n``,
+            ``rep_low`` and ``rep_high``.
+        """
         columns = ["metric", "score", "group", "estimate", "se", "low", "high", "n", "rep_low",
                    "rep_high"]
         return csv_text(columns, self.summary_rows())
@@ -256,6 +303,10 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
     -------
     Report
     """
+    # Every check that can fail runs before the first forward pass.
+    block_partitions(n_blocks, n_test_blocks, n_replicates)
+    for model in models:
+        resolve_model(model)
     scorers = default_scorers() if scorers is None else dict(scorers)
     probe = default_probe() if probe is None else probe
     report = Report(list(scorers), n_replicates=n_replicates)
@@ -303,9 +354,8 @@ def _partitioned(name, data, n_blocks, n_test_blocks, n_replicates, random_state
 
 def _evaluate(parts, y_blocks, train, test, scorers, probe, extra_columns) -> dict:
     """One replicate of one layer: every score on the training blocks, the probe on the test."""
-    moments, scale = on_probe_footing([parts[b] for b in train])
+    moments, X_test = footed_partition(parts, train, test)
     y_train = np.concatenate([y_blocks[b] for b in train])
-    X_test = np.concatenate([parts[b].pooled for b in test]) * scale
     y_test = np.concatenate([y_blocks[b] for b in test])
     blocked = RECOMMENDED in scorers and len(train) > 1
     row = fit_scores({k: v for k, v in scorers.items() if not (blocked and k == RECOMMENDED)},
@@ -465,11 +515,11 @@ def check_writable(folder) -> Path:
 
 
 def save_report(report: Report, folder, *, plot=True) -> list:
-    """Write ``report.csv`` (per layer and replicate), ``summary.csv``,
-    ``report.json`` and ``report.png``; return their paths.
+    """Write ``report.csv``, ``summary.csv``, ``report.json`` and ``report.png``.
 
-    Everything is rendered in memory first, so an error or Ctrl-C leaves the
-    folder as it was.
+    ``report.csv`` has a row per layer and replicate; ``report.png`` is written only with
+    ``plot``. Return the paths written. Everything is rendered in memory first, so an error
+    or Ctrl-C leaves the folder as it was.
     """
     folder = check_writable(folder)
     files = {"report.csv": report.to_csv(), "summary.csv": report.summary_csv(),

@@ -16,14 +16,25 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._utils import optional_import
-from ..states.extraction import pooled_batch, shuffled_batches
+from ..states.extraction import (
+    encode,
+    in_input_order,
+    length_order,
+    pooled_batch,
+    shuffled_batches,
+    split_batches,
+    warn_truncated,
+)
 
 __all__ = [
     "DEFAULT_TARGET_MODULES",
     "Trainer",
+    "encoded_texts",
+    "fit_start_probe",
     "import_peft",
     "lora_config",
     "lr_factor",
+    "pooled_states",
     "probe_head",
     "resolve_target_modules",
     "seeded",
@@ -101,6 +112,13 @@ def _matches(name, targets):
 
 
 def import_peft():
+    """Import ``peft``, or raise an ImportError naming the ``lora`` extra.
+
+    Returns
+    -------
+    module
+        The ``peft`` module.
+    """
     return optional_import("peft", "lora", "HFLoRAClassifier")
 
 
@@ -127,7 +145,7 @@ def seeded(torch, seed, device):
 
 
 def lora_config(peft, model, targets, *, r, lora_alpha, lora_dropout):
-    """peft's ``LoraConfig`` for adapters of rank ``r`` on the ``targets`` modules of ``model``."""
+    """The peft ``LoraConfig`` of rank-``r`` adapters on the ``targets`` modules of ``model``."""
     from transformers.pytorch_utils import Conv1D
 
     conv1d = any(isinstance(m, Conv1D) for n, m in model.named_modules() if _matches(n, targets))
@@ -186,8 +204,9 @@ def lr_factor(step, total, warmup, schedule):
 
 
 def training_flags(model, base_dropout):
-    """Each module's ``training`` flag while training: on for the adapters, and for the base
-    model's own modules only with ``base_dropout``.
+    """Each module's ``training`` flag while training.
+
+    On for the adapters, and for the base model's own modules only with ``base_dropout``.
 
     ``model.train()`` alone would also switch on every dropout of the base
     model (BERT's 0.1 on attention and hidden states, for instance), some of
@@ -199,8 +218,10 @@ def training_flags(model, base_dropout):
 
 
 class Trainer:
-    """The training loop: AdamW steps on a warmup-and-decay schedule with clipped gradients,
-    the loss of every step, and early stopping on a validation split."""
+    """The training loop: AdamW steps on a warmup-and-decay schedule with clipped gradients.
+
+    It keeps the loss of every step and stops early on a validation split.
+    """
 
     def __init__(self, est, model, head, base, encoded, y, layer):
         self.est, self.model, self.head, self.base = est, model, head, base
@@ -227,6 +248,34 @@ class Trainer:
                                  weight_decay=est.weight_decay)
 
     def run(self, train, val, generator, total, warmup):
+        """Train the adapters and the head for ``total`` steps, or until early stopping.
+
+        With a validation split, the adapters and head are scored on it at step 0 and
+        every ``eval_every`` steps (by default once an epoch); training stops after
+        ``n_iter_no_change`` evaluations without improvement, and the best weights (by
+        accuracy, then validation loss) are restored at the end.
+
+        Parameters
+        ----------
+        train : array of int
+            Indices of the training texts.
+        val : array of int or None
+            Indices of the validation texts; None trains for ``total`` steps, without
+            early stopping.
+        generator : torch.Generator
+            The random generator that shuffles the batches.
+        total : int
+            The most optimizer steps to take.
+        warmup : int
+            Steps of linear learning-rate warmup (:func:`lr_factor`).
+
+        Returns
+        -------
+        dict
+            The fitted history: ``loss_curve_`` (every step's training loss),
+            ``validation_scores_``, ``validation_loss_curve_`` and ``validation_steps_``
+            (None without evaluations), ``n_steps_`` and ``best_step_``.
+        """
         import torch
 
         est = self.est
@@ -339,3 +388,35 @@ class Trainer:
 
     def _weights(self):
         return [*(p for p in self.model.parameters() if p.requires_grad), *self.head.parameters()]
+
+
+def pooled_states(loaded, encoded, layer, pooling, batch_size, progress, desc):
+    """Pooled states of ``layer`` (float32, on the model's device), in the texts' order."""
+    import torch
+
+    order = length_order([len(ids) for ids in encoded])
+    with torch.inference_mode():
+        rows = [pooled_batch(loaded, [encoded[i] for i in idx], layer, pooling)
+                for idx in tqdm(split_batches(order, batch_size), desc=desc, unit="batch",
+                                disable=not progress, delay=2)]
+    return torch.cat(rows)[torch.from_numpy(in_input_order(order)).to(rows[0].device)]
+
+
+def fit_start_probe(features, y):
+    """The frozen probe of the training texts, C chosen by cross-validation on them."""
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold
+
+    from ..choice.probe import default_probe
+
+    probe = clone(default_probe())
+    if np.unique(y, return_counts=True)[1].max() < 3:  # no class fills 3 stratified folds
+        probe[-1].set_params(cv=KFold(3, shuffle=True, random_state=0))
+    return probe.fit(features, y)
+
+
+def encoded_texts(loaded, texts, max_length):
+    """Token ids of each text, truncated to ``max_length`` (a warning says how many were)."""
+    encoded, limit, n_truncated = encode(loaded, texts, max_length)
+    warn_truncated(n_truncated, len(texts), limit)
+    return encoded

@@ -8,75 +8,54 @@ imported inside functions, so ``import sklearn_ntps`` stays light.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
-import warnings
 from numbers import Integral, Real
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
-from sklearn.utils import check_consistent_length, check_random_state
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d
-from tqdm.auto import tqdm
 
 from .._sklearn_compat import Interval, RealNotInt, StrOptions, _fit_context
 from .._warnings import warn_at_caller
-from ..checks import encode_labels
+from ..checks import check_labelled
+from ..splits import stratified_split
 from ..states.extraction import (
     check_texts,
-    encode,
-    in_input_order,
-    length_order,
-    pooled_batch,
     resolve_layer,
-    split_batches,
-    warn_truncated,
 )
 from ..states.models import (
     DEVICE_CONSTRAINTS,
     DTYPE_CONSTRAINTS,
     LoadedModel,
     ResolvedModel,
-    _progress_bars,
     load_model,
 )
-from ..states.moments import POOLINGS
+from ..states.statistics import POOLINGS
 from .adapters import (
-    DEFAULT_TARGET_MODULES,
     Trainer,
+    encoded_texts,
+    fit_start_probe,
     import_peft,
     lora_config,
+    pooled_states,
     probe_head,
     resolve_target_modules,
     seeded,
     with_adapter,
 )
+from .persistence import read_adapter, write_adapter
 
-__all__ = ["DEFAULT_TARGET_MODULES", "HFLoRAClassifier", "resolve_target_modules"]
-
-_ADAPTER_JSON = "sklearn_ntps_lora.json"
-_HEAD_FILE = "head.npz"
-# Fitted attributes that save_adapter writes besides the weights and the head.
-_FITTED_META = ("layer_", "n_layers_", "hidden_size_", "target_modules_", "base_fingerprint_",
-                "loss_curve_", "validation_scores_", "validation_loss_curve_",
-                "validation_steps_", "n_steps_", "best_step_", "probe_C_",
-                "probe_train_accuracy_", "fit_time_", "model_params_")
-_FITTED_AS_IS = ("layer_", "n_layers_", "hidden_size_", "target_modules_", "base_fingerprint_",
-                 "n_steps_", "best_step_", "probe_C_", "probe_train_accuracy_", "fit_time_",
-                 "model_params_")
-
+__all__ = ["HFLoRAClassifier"]
 
 class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
     """LoRA fine-tuning of a language model with a linear head on one layer.
 
     Linear probing, then fine-tuning: a frozen probe (standardised features
     and a logistic regression whose C is cross-validated, as
-    :func:`~sklearn_ntps.choice.scorers.default_probe`) is fitted on the pooled
+    :func:`~sklearn_ntps.choice.probe.default_probe`) is fitted on the pooled
     hidden states of ``layer`` (as :class:`~sklearn_ntps.HFEmbeddingTransformer`
     gives them), and its scaler is folded into a linear head, so that at step
     0 the classifier predicts exactly as the probe. The head and LoRA adapters
@@ -332,9 +311,7 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         start = time.perf_counter()
         texts = check_texts(X)
         y = column_or_1d(y, warn=True)
-        check_consistent_length(texts, y)
-        check_classification_targets(y)
-        classes, yi = encode_labels(y)
+        classes, yi = check_labelled(texts, y, estimator=self)
         peft = import_peft()
         import torch
 
@@ -343,10 +320,10 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         targets = resolve_target_modules(base.model, self.target_modules)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, val = self._split(yi, seed)
-        encoded = _encoded(base, texts, self.max_length)
-        features = _pooled(base, [encoded[i] for i in train], layer, self.pooling,
+        encoded = encoded_texts(base, texts, self.max_length)
+        features = pooled_states(base, [encoded[i] for i in train], layer, self.pooling,
                            self.batch_size, self.progress, "Probing").double().cpu().numpy()
-        probe = _fit_probe(features, y[train])
+        probe = fit_start_probe(features, y[train])
         warmup = (self.warmup if isinstance(self.warmup, Integral)
                   else round(self.warmup * self.max_steps))
         with seeded(torch, seed, base.device) as generator:
@@ -384,26 +361,21 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _split(self, yi, seed):
-        """Training and validation indices: stratified if it can be, else random, every class
-        keeping a training text (the probe and the head need each class)."""
+        """Training and validation indices, stratified, every class keeping a training text.
+
+        The probe and the head need each class.
+        """
         everything = np.arange(len(yi))
         if self.n_iter_no_change is None:
             return everything, None
-        try:
-            return train_test_split(everything, test_size=self.validation_fraction, stratify=yi,
-                                    random_state=seed)
-        except ValueError:  # a class of one text, or fewer validation texts than classes
-            pass
-        rng = np.random.default_rng(seed)
-        kept = [rng.choice(np.flatnonzero(yi == c)) for c in range(yi.max() + 1)]
-        spare = np.setdiff1d(everything, kept)
-        n_val = math.ceil(self.validation_fraction * len(yi))
-        if not len(spare):
+        n_spare = len(yi) - (yi.max() + 1)
+        if n_spare < 1:
             raise ValueError("Early stopping needs validation texts besides one training text "
                              "per class, and every class has a single text; use "
                              "n_iter_no_change=None.")
-        val = np.sort(rng.choice(spare, min(n_val, len(spare)), replace=False))
-        return np.setdiff1d(everything, val), val
+        n_val = min(math.ceil(self.validation_fraction * len(yi)), n_spare)
+        val, train = stratified_split(yi, n_val, random_state=seed, keep_each_class=True)
+        return train, val
 
     # -------------------------------------------------------------- predict
 
@@ -457,8 +429,8 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         import torch
 
         loaded = self.loaded_model()
-        encoded = _encoded(loaded, texts, self.max_length)
-        pooled = _pooled(loaded, encoded, self.layer_, self.pooling, self.batch_size,
+        encoded = encoded_texts(loaded, texts, self.max_length)
+        pooled = pooled_states(loaded, encoded, self.layer_, self.pooling, self.batch_size,
                          self.progress, "Predicting")
         weight = torch.from_numpy(self.coef_).to(loaded.device, torch.float64)
         bias = torch.from_numpy(self.intercept_).to(loaded.device, torch.float64)
@@ -564,21 +536,7 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         -------
         path : pathlib.Path
         """
-        check_is_fitted(self)
-        path = Path(path)
-        model = self._adapted()[1]
-        with warnings.catch_warnings(), _progress_bars(self.progress):
-            warnings.simplefilter("ignore")  # peft's model card looks for a hub repository
-            model.save_pretrained(path)
-        np.savez(path / _HEAD_FILE, coef=self.coef_, intercept=self.intercept_)
-        params = {k: _jsonable(v) for k, v in self.get_params().items()}
-        if not isinstance(self.random_state, Integral):  # a RandomState instance cannot be saved
-            params["random_state"] = None
-        fitted = {k: _jsonable(getattr(self, k)) for k in _FITTED_META}
-        classes = {"values": self.classes_.tolist(), "dtype": self.classes_.dtype.str}
-        (path / _ADAPTER_JSON).write_text(json.dumps(
-            {"params": params, "fitted": fitted, "classes": classes}, indent=1))
-        return path
+        return write_adapter(self, path)
 
     @classmethod
     def load_adapter(cls, path, **params):
@@ -602,32 +560,7 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         ValueError
             If ``params`` change the layer, the pooling or the adapters' shape.
         """
-        import_peft()
-        from peft.utils import load_peft_weights
-
-        path = Path(path)
-        meta = json.loads((path / _ADAPTER_JSON).read_text())
-        saved = {k: v for k, v in meta["params"].items() if k in cls._get_param_names()}
-        changed = [k for k in cls._MODEL_PARAMS if k in params and k not in cls._RELOCATABLE
-                   and _jsonable(params[k]) != saved.get(k)]
-        if changed:
-            raise ValueError(f"load_adapter cannot change {', '.join(changed)}: the head was "
-                             "trained on those; fit a new classifier instead.")
-        est = cls(**saved).set_params(**params)
-        for name, value in meta["fitted"].items():
-            if name in _FITTED_META:  # an older file may hold names since renamed
-                setattr(est, name,
-                        value if value is None or name in _FITTED_AS_IS else np.asarray(value))
-        est.model_params_ = {**{k: saved.get(k) for k in cls._MODEL_PARAMS},
-                             **{k: v for k, v in params.items() if k in cls._RELOCATABLE}}
-        classes = meta["classes"]
-        est.classes_ = np.asarray(classes["values"],
-                                  dtype=None if classes["dtype"] == "|O" else classes["dtype"])
-        with np.load(path / _HEAD_FILE) as head:
-            est.coef_, est.intercept_ = head["coef"], head["intercept"]
-        est.adapter_weights_ = {k: v.float().numpy() for k, v in
-                                load_peft_weights(str(path), device="cpu").items()}
-        return est
+        return read_adapter(cls, path, params)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -636,50 +569,3 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         tags.target_tags.required = True
         tags.requires_fit = True
         return tags
-
-
-def _pooled(loaded, encoded, layer, pooling, batch_size, progress, desc):
-    """Pooled states of ``layer`` (float32, on the model's device), in the texts' order."""
-    import torch
-
-    order = length_order([len(ids) for ids in encoded])
-    with torch.inference_mode():
-        rows = [pooled_batch(loaded, [encoded[i] for i in idx], layer, pooling)
-                for idx in tqdm(split_batches(order, batch_size), desc=desc, unit="batch",
-                                disable=not progress, delay=2)]
-    return torch.cat(rows)[torch.from_numpy(in_input_order(order)).to(rows[0].device)]
-
-
-def _fit_probe(features, y):
-    """The frozen probe of the training texts, C chosen by cross-validation on them."""
-    from sklearn.base import clone
-    from sklearn.model_selection import KFold
-
-    from ..choice.scorers import default_probe
-
-    probe = clone(default_probe())
-    if np.unique(y, return_counts=True)[1].max() < 3:  # no class fills 3 stratified folds
-        probe[-1].set_params(cv=KFold(3, shuffle=True, random_state=0))
-    return probe.fit(features, y)
-
-
-def _encoded(loaded, texts, max_length):
-    encoded, limit, n_truncated = encode(loaded, texts, max_length)
-    warn_truncated(n_truncated, len(texts), limit)
-    return encoded
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value).removeprefix("torch.")  # a torch.device or dtype

@@ -1,5 +1,6 @@
-"""Will LoRA pay off? The frozen model's scores, the probe, LoRA and the gain, and the
-recommendation rule of docs/lora.md section 4 (study v2).
+"""Will LoRA pay off? The frozen model's scores, the probe, LoRA, the gain and the rule.
+
+The recommendation rule is that of docs/lora.md section 4 (study v2).
 
 For each task: NTPS and the peers on the training texts with the base
 weights (on the probe's footing, as the study measured them), a frozen
@@ -18,9 +19,13 @@ import numpy as np
 
 from .._utils import csv_text, json_text
 from ..evidence import study
+from ..scores.registry import score_names
 
-PEERS = ("logme", "knn", "ridge_loo")
-PREDICTORS = ("ntps", *PEERS, "headroom")
+
+def predictors() -> tuple:
+    """NTPS, the scores registered for the prescreen, and the probe's headroom."""
+    return ("ntps", *score_names(prescreen=True), "headroom")
+
 WORTH_IT_POINTS = 2.0
 # The rule of docs/lora.md section 4 from the LoRA study v2 (run 2026-11-30; docs/lora_v2/
 # study.json, which rule_from_study() turns into this, and a test holds the two equal). No
@@ -45,9 +50,12 @@ class Prescreen:
     rule: dict | None = None
 
     def spearman(self, predictor="ntps", n_boot=2000, seed=0) -> dict:
-        """Spearman(predictor, gain) across this run's tasks, with a 95% interval from a
-        bootstrap over the tasks: the estimate +- t(n - 1) times the bootstrap standard error,
-        clipped to [-1, 1] (few tasks: the normal quantile would be too narrow)."""
+        """Spearman(predictor, gain) across this run's tasks, with a 95% interval.
+
+        The interval comes from a bootstrap over the tasks: the estimate +- t(n - 1) times the
+        bootstrap standard error, clipped to [-1, 1] (few tasks: the normal quantile would be
+        too narrow).
+        """
         from scipy.stats import t as student_t
 
         rows = [r for r in self.rows if r.get("gain") is not None]
@@ -66,6 +74,16 @@ class Prescreen:
         return out
 
     def to_text(self) -> str:
+        """The table the command line prints: a row per task, gains in accuracy points.
+
+        Returns
+        -------
+        str
+            Per task: the scores before (and NTPS after) LoRA, the probe, the
+            predicted and measured gains and the recommendation; then the Spearman
+            correlations with the gain, the scores beside their chance levels and
+            the rule.
+        """
         predictor = (self.rule or {}).get("predictor") or "ntps"
         columns = {"ntps": "NTPS", "ntps_after": "after"}
         if predictor != "ntps":  # the score the recommendation reads, shown beside NTPS
@@ -93,7 +111,7 @@ class Prescreen:
 
     def _chance_lines(self) -> list:
         """Every score beside its chance level (its mean and sd over shuffled labels)."""
-        names = [n for n in ("ntps", *PEERS, "ntps_after") if f"{n}_chance" in
+        names = [n for n in ("ntps", *score_names(prescreen=True), "ntps_after") if f"{n}_chance" in
                  (self.rows[0] if self.rows else {})]
         if not names:
             return []
@@ -113,11 +131,26 @@ class Prescreen:
         return lines
 
     def to_json(self) -> str:
-        rhos = {p: self.spearman(p) for p in PREDICTORS}
+        """The prescreen as strict JSON.
+
+        Returns
+        -------
+        str
+            The model, the rows, :meth:`spearman` of every predictor and the
+            rule, indented; NaN and infinities are null.
+        """
+        rhos = {p: self.spearman(p) for p in predictors()}
         data = {"model": self.model, "rows": self.rows, "spearman": rhos, "rule": self.rule}
         return json_text(data)
 
     def to_csv(self) -> str:
+        """The rows as CSV, one per task.
+
+        Returns
+        -------
+        str
+            CSV text with every key of any row as a column, in order of first appearance.
+        """
         return csv_text(list(dict.fromkeys(k for r in self.rows for k in r)), self.rows)
 
 
@@ -196,8 +229,10 @@ def rule_text(rule) -> str:
 
 
 def rule_from_study(data: dict) -> dict:
-    """The constants of :data:`RULE` from the study's ``study.json`` (docs/lora_tables.py):
-    the chosen predictor, its line on every eligible row, the errors, and the gains."""
+    """The constants of :data:`RULE` from the study's ``study.json`` (docs/lora_tables.py).
+
+    The chosen predictor, its line on every eligible row, the errors, and the gains.
+    """
     rule, eligible = data["rule"], [r for r in data["rows"] if r["eligible"]]
     gains = np.array([r["gain"] for r in eligible], dtype=float)
     keep = ("predictor", "intercept", "slope", "mae", "headroom_mae", "mean_gain_mae",
@@ -255,7 +290,7 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
     """
     from sklearn.base import clone
 
-    from ..choice.scorers import default_probe
+    from ..choice.probe import default_probe
     from ..states.embedding import HFEmbeddingTransformer
 
     if "max_length" in {**(lora_params or {}), **(embedding_params or {})}:
@@ -267,8 +302,8 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
     for name, (X_train, y_train, X_test, y_test) in tasks.items():
         row = {"task": name, "n_train": len(X_train), "n_test": len(X_test)}
         before = HFEmbeddingTransformer(model_name_or_path=model, output="tokens", **params)
-        row.update(_scores(before.fit_transform(X_train), y_train, ("ntps", *PEERS),
-                           n_permutations))
+        names = ("ntps", *score_names(prescreen=True))
+        row.update(_scores(before.fit_transform(X_train), y_train, names, n_permutations))
         pooled = HFEmbeddingTransformer(model_name_or_path=model, **params).fit()
         probe = clone(default_probe()).fit(pooled.transform(X_train), y_train)
         row["probe_accuracy"] = float(probe.score(pooled.transform(X_test), y_test))
@@ -294,9 +329,12 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
 
 
 def _scores(moments, y, names, n_permutations):
-    """The scores of ``names`` on the probe's footing (each feature divided by its sd over
-    these texts), as the study measured its predictors."""
-    from ..choice.scorers import default_scorers, fit_scores, on_probe_footing
+    """The scores of ``names`` on the probe's footing, as the study measured its predictors.
+
+    On the probe's footing, each feature is divided by its sd over these texts.
+    """
+    from ..choice.protocol import fit_scores, on_probe_footing
+    from ..scores.registry import default_scorers
 
     scorers = {n: default_scorers()[n].set_params(n_permutations=n_permutations) for n in names}
     footed, _ = on_probe_footing([moments])
@@ -308,8 +346,10 @@ def _cell(value, fmt="{:.3f}"):
 
 
 def plot_prescreen(prescreen: Prescreen) -> bytes:
-    """The rule's predictor against the measured gain (with the study's line), and NTPS
-    before against after LoRA."""
+    """The rule's predictor against the measured gain, and NTPS before against after LoRA.
+
+    The first panel draws the study's line too. The figure is returned as PNG bytes.
+    """
     from matplotlib.figure import Figure
 
     rows = [r for r in prescreen.rows if r.get("gain") is not None]

@@ -1,2 +1,4 @@
-"""Stage 2: statistics -> a number per layer (NTPS, its peers, their chance
-levels, the scorer estimators and the registry of scores)."""
+"""Stage 2: statistics -> a number per layer.
+
+NTPS, its peers, their chance levels, the scorer estimators and the registry of scores.
+"""

@@ -88,7 +88,7 @@ def knn_accuracy(features, y, *, n_neighbors=3):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.scores.peers import knn_accuracy
+    >>> from sklearn_ntps.scores.loo_probes import knn_accuracy
     >>> rng = np.random.default_rng(0)
     >>> y = np.arange(300) % 3
     >>> noise = rng.normal(size=(300, 8))
@@ -259,7 +259,7 @@ def ridge_loo_accuracy(features, y, *, alphas=_RIDGE_ALPHAS):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ntps.scores.peers import ridge_loo_accuracy
+    >>> from sklearn_ntps.scores.loo_probes import ridge_loo_accuracy
     >>> rng = np.random.default_rng(0)
     >>> y = np.arange(300) % 3
     >>> noise = rng.normal(size=(300, 8))

@@ -25,12 +25,12 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.utils import check_consistent_length
-from sklearn.utils.multiclass import check_classification_targets
 
 from .._sklearn_compat import StrOptions, validate_params
 from .._utils import one_blas_pool
 from ..checks import NumberInterval, class_sums, encode_labels
-from ..states.moments import Moments, compute_moments
+from ..states.moments import compute_moments
+from ..states.statistics import Moments
 from .subspaces import (
     Whitening,
     nested_basis,
@@ -348,13 +348,36 @@ class Fit:
 
     @cached_property
     def captured(self) -> np.ndarray:
+        """``||Q_k^T M||^2`` for every k = 1 .. d: the signal a probe on ``V_k^T x`` explains.
+
+        Computed once, shared by the whitened curve and the excess loss.
+        """
         return _probe_captured(self.perception, self.V)
 
     def curve(self, variant) -> np.ndarray:
+        """NTPS for every k = 1 .. d (:func:`curve_from_subspaces`).
+
+        Parameters
+        ----------
+        variant : {"whitened", "paper"}
+            Which NTPS; the whitened one reuses :attr:`captured`.
+
+        Returns
+        -------
+        ndarray of shape (d,)
+            ``curve[k - 1]`` is NTPS(k), in [0, 1].
+        """
         return curve_from_subspaces(self.perception, self.V, variant=variant,
                                     captured=self.captured if variant == "whitened" else None)
 
     def excess_loss(self) -> np.ndarray:
+        """Excess squared loss of a probe on ``V_k^T x`` over the best k-dim encoder, every k.
+
+        Returns
+        -------
+        ndarray of shape (d,)
+            :func:`excess_loss_curve` for k = 1 .. d, each ``>= 0``.
+        """
         return excess_loss_curve(self.perception, self.V, captured=self.captured)
 
 
@@ -365,14 +388,13 @@ def fit_ntps(moments: Moments, y_indices, n_classes, *, options: Options) -> Fit
     return Fit(eigenvalues, V, perception)
 
 
-def fit_labelled(X, y, *, centering=False, shrinkage=None, rtol=None, classifier=False):
-    """The fit :func:`ntps_score`, :func:`ntps_curve` and the estimators share.
+def fit_labelled(X, y, *, centering=False, shrinkage=None, rtol=None):
+    """The fit :func:`ntps_score` and :func:`ntps_curve` share.
 
     Moments of ``X``, labels encoded (at least two classes: where the score
     is computed is where they are counted), options resolved from valid
-    parameters, both sides solved. ``classifier`` also rejects what
-    scikit-learn's classifiers reject (continuous targets), after our own
-    encoding has named labels that cannot be sorted.
+    parameters, both sides solved. The estimators check their labels as
+    every scorer does (:func:`~sklearn_ntps.checks.check_labelled`).
 
     Returns
     -------
@@ -393,8 +415,6 @@ def fit_labelled(X, y, *, centering=False, shrinkage=None, rtol=None, classifier
     moments = compute_moments(X)
     check_consistent_length(moments, y)
     classes, yi = encode_labels(y)
-    if classifier:
-        check_classification_targets(y)
     options = make_options(centering=centering, shrinkage=shrinkage, rtol=rtol,
                            precision=moments.precision)
     return moments, classes, options, fit_ntps(moments, yi, len(classes), options=options)

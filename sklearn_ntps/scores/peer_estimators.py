@@ -1,10 +1,10 @@
-"""The peer scores of :mod:`sklearn_ntps.scores.peers` as estimators with the NTPSScorer API.
+"""The peer scores of :mod:`sklearn_ntps.scores.peers` on the scorer contract of :mod:`.base`.
 
-``fit(X, y)`` stores the training score in ``score_``; ``score(X, y)``
-returns the score of new data, a float, higher is better. They read pooled
-features, so ``X`` may be per-text hidden states, :class:`~sklearn_ntps.Moments`
-(``HFEmbeddingTransformer(output="tokens")``) or a 2-D matrix of pooled
-features (``output="pooled"``): one pipeline serves NTPS and its peers.
+Each is its parameters and two hooks: the label-free state and what one
+labelling adds. They read pooled features, so ``X`` may be per-text hidden
+states, :class:`~sklearn_ntps.Moments` (``HFEmbeddingTransformer(output="tokens")``)
+or a 2-D matrix of pooled features (``output="pooled"``): one pipeline serves
+NTPS and its peers.
 """
 
 from __future__ import annotations
@@ -12,127 +12,15 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._sklearn_compat import Interval, StrOptions, _fit_context
-from .._utils import one_blas_pool
-from ..checks import NumberInterval, check_features, encode_labels
-from ..states.moments import Moments, pooled_features
+from .._sklearn_compat import Interval, StrOptions
+from ..checks import NumberInterval
 from . import loo_probes, peers
-from .chance import CHANCE_CONSTRAINTS, N_PERMUTATIONS, ChanceMixin
+from .base import BaseScorer
+from .chance import CHANCE_CONSTRAINTS, N_PERMUTATIONS
 
 
-def pooled_input(X) -> np.ndarray:
-    """Pooled features of any accepted input: Moments, per-text states, or a 2-D matrix."""
-    if isinstance(X, Moments):
-        return X.pooled
-    if isinstance(X, np.ndarray) and X.ndim == 2:
-        return X
-    if isinstance(X, np.ndarray) or (isinstance(X, (list, tuple)) and X
-                                     and getattr(X[0], "ndim", None) == 2):
-        return pooled_features(X)
-    return X  # nested lists and the like: check_features says what is wrong
-
-
-class _PeerScorer(ChanceMixin, BaseEstimator):
-    """Shared fit/score of the peer scores.
-
-    A labelled subclass splits its score in two: ``_state(features)``, the
-    label-free work, and ``_from_labels(state, codes)``, what one labelling
-    adds; ``fit`` then scores the labels and their shuffles (the chance level)
-    from one state. A label-free one defines ``_compute(features, y)``.
-    """
-
-    _parameter_constraints: dict = {}
-    _labelled = True
-    _name = "The score"
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    @one_blas_pool()  # as for NTPS: LAPACK on small matrices thrashes two spinning pools
-    def fit(self, X, y=None):
-        """Score the training data and store it in ``score_``, beside its chance level.
-
-        Parameters
-        ----------
-        X : Moments, sequence of (n_tokens_i, n_features) arrays, or array of
-            shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels (ignored by the label-free scores).
-
-        Returns
-        -------
-        self
-        """
-        features = self._features(X, y, reset=True)
-        if not self._labelled:
-            self.score_ = self._compute(features, y)
-            self._no_chance()
-            return self
-        codes = encode_labels(y)[1]
-        state = self._state(features)
-        self.score_ = self._fit_score(state, codes)
-        self._fit_chance(lambda shuffles: self._from_labellings(state, shuffles), codes,
-                         exact=self._exact_chance(codes))
-        self._warn_at_chance(self._name, *features.shape, int(codes.max()) + 1)
-        return self
-
-    @one_blas_pool()
-    def score(self, X, y=None):
-        """The score of ``(X, y)``: a float, higher is better.
-
-        Parameters
-        ----------
-        X : Moments, sequence of (n_tokens_i, n_features) arrays, or array of
-            shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        float
-        """
-        check_is_fitted(self)
-        features = self._features(X, y, reset=False)
-        if not self._labelled:
-            return self._compute(features, y)
-        return self._from_labels(self._state(features), encode_labels(y)[1])
-
-    def _fit_score(self, state, codes):
-        """The training score; a subclass that stores more fitted attributes sets them here."""
-        return self._from_labels(state, codes)
-
-    def _from_labellings(self, state, labellings):
-        """The scores of several labellings; a subclass batches them where that pays."""
-        return [self._from_labels(state, codes) for codes in labellings]
-
-    def _exact_chance(self, codes):
-        """The mean over every shuffle in closed form, where the score has one; else None."""
-        return None
-
-    def _features(self, X, y, *, reset):
-        """Pooled features, validated as scikit-learn validates a feature matrix."""
-        # Non-finite values are left to check_features, which names them
-        # without numpy's overflow warnings on the way.
-        pooled = validate_data(self, pooled_input(X), reset=reset, ensure_min_samples=2,
-                               ensure_all_finite=False)
-        if not self._labelled:
-            return check_features(pooled)
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
-                             "y is None: it needs class labels.")
-        features, _ = check_features(pooled, y)  # names labels that cannot be sorted
-        check_classification_targets(y)
-        return features
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        tags.target_tags.required = self._labelled
-        return tags
-
-
-class LogMEScorer(_PeerScorer):
+class LogMEScorer(BaseScorer):
     """LogME (You et al., ICML 2021): mean log evidence per sample of Bayesian linear models.
 
     Evidence maximisation by the paper's fixed point, in float64, on one SVD
@@ -189,7 +77,7 @@ class LogMEScorer(_PeerScorer):
         return peers.logme_from_labellings(state, labellings)
 
 
-class HScoreScorer(_PeerScorer):
+class HScoreScorer(BaseScorer):
     """H-score (Bao et al., 2019) of centred features, regularised by default.
 
     ``tr(cov(f)^{-1} cov(E[f | y]))``; with ``shrinkage="ledoit-wolf"`` the
@@ -250,7 +138,7 @@ class HScoreScorer(_PeerScorer):
         return peers.hscore_from_labels(state, codes)
 
 
-class TransRateScorer(_PeerScorer):
+class TransRateScorer(BaseScorer):
     """TransRate (Huang et al., ICML 2022): the coding rate of the features minus its class part.
 
     The distortion is relative to the root-mean-square of the centred
@@ -310,7 +198,7 @@ class TransRateScorer(_PeerScorer):
         return peers.transrate_from_labels(state, codes)
 
 
-class RankMeScorer(_PeerScorer):
+class RankMeScorer(BaseScorer):
     """RankMe (Garrido et al., ICML 2023): the effective rank of the features, label-free.
 
     The "no labels" baseline: a score that ignores the task entirely. See
@@ -346,18 +234,18 @@ class RankMeScorer(_PeerScorer):
     def __init__(self, *, eps=1e-7):
         self.eps = eps
 
-    def _compute(self, features, y):
+    def _compute(self, features):
         return peers.rankme(features, eps=self.eps)
 
 
-class KNNScorer(_PeerScorer):
+class KNNScorer(BaseScorer):
     """Leave-one-out k-nearest-neighbour accuracy (transformer-ranker's kNN; Sorkhei et al., 2025).
 
     Each sample is classified by the majority class of its ``n_neighbors``
     nearest other samples in Euclidean distance, ties going to the smallest
     class; the score is the fraction classified right, exactly
     ``cross_val_score(KNeighborsClassifier(n_neighbors), X, y, cv=LeaveOneOut())``
-    without refits. See :func:`sklearn_ntps.scores.peers.knn_accuracy`.
+    without refits. See :func:`sklearn_ntps.scores.loo_probes.knn_accuracy`.
 
     Parameters
     ----------
@@ -415,7 +303,7 @@ class KNNScorer(_PeerScorer):
         return loo_probes.knn_chance(np.bincount(codes), self.n_neighbors)
 
 
-class RidgeProbeScorer(_PeerScorer):
+class RidgeProbeScorer(BaseScorer):
     """Leave-one-out accuracy of a ridge linear probe, its alpha chosen by leave-one-out error.
 
     ``RidgeClassifier`` on ``{-1, 1}`` class indicators with an unpenalised
@@ -424,7 +312,7 @@ class RidgeProbeScorer(_PeerScorer):
     leave-one-out mean squared error is ``RidgeClassifierCV(alphas=alphas)``'s,
     and the score is the leave-one-out accuracy at that alpha. ``score(X, y)``
     chooses the alpha afresh on ``(X, y)``, as the other scores read only the
-    data they are given. See :func:`sklearn_ntps.scores.peers.ridge_loo_accuracy`.
+    data they are given. See :func:`sklearn_ntps.scores.loo_probes.ridge_loo_accuracy`.
 
     Parameters
     ----------

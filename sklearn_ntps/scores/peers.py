@@ -1,5 +1,7 @@
-"""Peer transferability scores of a feature matrix: LogME, H-score, TransRate, RankMe,
-and (from :mod:`sklearn_ntps.scores.loo_probes`) leave-one-out k-NN and ridge probe accuracies.
+"""Peer transferability scores of a feature matrix.
+
+LogME, H-score, TransRate, RankMe, and (from :mod:`sklearn_ntps.scores.loo_probes`)
+leave-one-out k-NN and ridge probe accuracies.
 
 Each score reads one 2-D feature matrix (rows are samples), and the class
 labels where it needs them, in float64 (checked by
@@ -31,11 +33,10 @@ from sklearn.covariance import ledoit_wolf, shrunk_covariance
 
 from .._sklearn_compat import Interval, StrOptions, validate_params
 from ..checks import NumberInterval, check_features, class_sums
-from .loo_probes import knn_accuracy, ridge_loo_accuracy
 
-__all__ = ["check_features", "hscore", "hscore_from_labels", "hscore_state", "knn_accuracy",
-           "logme", "logme_from_labellings", "logme_from_labels", "logme_state", "rankme",
-           "ridge_loo_accuracy", "transrate", "transrate_from_labels", "transrate_state"]
+__all__ = ["hscore", "hscore_from_labels", "hscore_state", "logme", "logme_from_labellings",
+           "logme_from_labels", "logme_state", "rankme", "transrate", "transrate_from_labels",
+           "transrate_state"]
 
 # LogME's fixed point converges linearly: tens to a few hundred steps reach
 # 1e-10 in practice; the cap bounds the slow crawl towards an infinite alpha or beta.

@@ -35,6 +35,7 @@ class Whitening:
 
     @property
     def rank(self) -> int:
+        """``m``, the dimension of ``B``'s numerical range: the columns of ``root``."""
         return self.root.shape[1]
 
 

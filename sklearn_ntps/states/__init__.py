@@ -1,2 +1,4 @@
-"""Stage 1: text -> hidden states -> statistics (models, extraction, the typed
-moments, their cache and sharding, and HFEmbeddingTransformer)."""
+"""Stage 1: text -> hidden states -> statistics.
+
+Models, extraction, the typed moments, their cache and sharding, and HFEmbeddingTransformer.
+"""

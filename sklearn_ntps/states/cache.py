@@ -1,6 +1,6 @@
 """The statistics store: extracted statistics on disk, behind a small in-memory layer.
 
-It keeps the arrays of :meth:`~sklearn_ntps.states.moments.Statistics.to_arrays`
+It keeps the arrays of :meth:`~sklearn_ntps.states.statistics.Statistics.to_arrays`
 (any dict of arrays and JSON-able scalars, in fact); it is not the
 loaded-model memo nor the de-quantised copies of :mod:`sklearn_ntps.states.models`.
 An entry is one folder of ``.npy`` files per (model, settings, texts). Files

@@ -3,7 +3,7 @@
 Each worker process loads a model once (the loaded-model memo of
 :func:`~sklearn_ntps.states.models.load_model` keeps it) and runs
 :func:`~sklearn_ntps.states.extraction.extract_statistics` over its shard; the client
-merges the shards with :meth:`~sklearn_ntps.states.moments.Statistics.concat`.
+merges the shards with :meth:`~sklearn_ntps.states.statistics.Statistics.concat`.
 
 Shards are runs of the texts sorted by token length, cut at batch boundaries:
 every batch holds the very texts it holds in one process, so the pooled

@@ -31,8 +31,8 @@ from .._utils import cache_dir
 from . import cache
 from .extraction import check_texts, extract_statistics, resolve_layer, warn_truncated
 from .models import load_model
-from .moments import POOLINGS, Statistics
 from .resources import check_resources
+from .statistics import POOLINGS, Statistics
 
 OUTPUTS = ("pooled", "tokens")
 
@@ -339,10 +339,10 @@ class HFEmbeddingTransformer(_OwnOutputContainer, TransformerMixin, BaseEstimato
         return load_model(source, progress=self.progress, **self._load_params())
 
     def _extract(self, texts, *, with_moments):
-        """The kept layers' :class:`~sklearn_ntps.states.moments.Statistics` of ``texts``: from
-        memory, the statistics store on disk, or the model.
+        """The kept layers' :class:`~sklearn_ntps.states.statistics.Statistics` of ``texts``.
 
-        The key needs the fitted fingerprint and dtype only, so a hit loads no weights.
+        They come from memory, the statistics store on disk, or the model. The key needs the
+        fitted fingerprint and dtype only, so a hit loads no weights.
         """
         kept = None if self.layers is None else tuple(self.layers_)
         folder = self._cache_folder()

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from .._sklearn_compat import array_namespace
 from .._warnings import warn_at_caller
-from .moments import POOLINGS, MomentAccumulator, TokenIndex, pool
-from .statistics import Statistics
+from .moments import MomentAccumulator, TokenIndex, pool
+from .statistics import POOLINGS, Statistics
 
 __all__ = ["check_texts", "encode", "extract_statistics", "in_input_order", "length_order",
            "padded_batch", "pooled_batch", "resolve_layer", "shuffled_batches", "split_batches",

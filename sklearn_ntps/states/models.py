@@ -100,8 +100,11 @@ _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 class _TorchType(type):
-    """``torch.<name>`` for ``isinstance``, without importing torch (``import sklearn_ntps``
-    stays light): scikit-learn's parameter validation takes it as a type and names it so."""
+    """``torch.<name>`` for ``isinstance``, without importing torch.
+
+    ``import sklearn_ntps`` stays light; scikit-learn's parameter validation takes it as a type
+    and names it so.
+    """
 
     def __instancecheck__(cls, obj):
         return any(t.__module__ == "torch" and t.__name__ == cls.__name__
@@ -151,8 +154,11 @@ class LoadedModel:
     hidden_size: int
 
     def describe(self) -> dict:
-        """What a fit needs to know of the model: ``n_layers``, ``hidden_size``, the
-        ``fingerprint`` of its weights and the ``dtype`` it computes in."""
+        """What a fit needs to know of the model.
+
+        Its ``n_layers``, ``hidden_size``, the ``fingerprint`` of its weights and the ``dtype``
+        it computes in.
+        """
         return {
             "n_layers": self.n_layers,
             "hidden_size": self.hidden_size,

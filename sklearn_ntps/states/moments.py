@@ -29,11 +29,10 @@ import numpy as np
 from .._sklearn_compat import array_namespace, device, is_array_api_obj, is_numpy_array
 from ..checks import check_finite_range
 from .statistics import FLOAT32_ROUNDOFF as _FLOAT32_ROUNDOFF
-from .statistics import POOLINGS, Moments, Statistics, resample_blocks
+from .statistics import POOLINGS, Moments, Statistics
 
-__all__ = ["POOLINGS", "MomentAccumulator", "Moments", "Statistics", "TokenIndex",
-           "check_token_states", "compute_moments", "pool", "pooled_features", "resample_blocks",
-           "unit_roundoff"]
+__all__ = ["MomentAccumulator", "TokenIndex", "check_token_states", "compute_moments", "pool",
+           "pooled_features", "unit_roundoff"]
 
 # Tokens per chunk when a list of per-text arrays is streamed: large enough for
 # BLAS to run near peak, small enough that the float64 copy stays a few MB.
@@ -95,10 +94,12 @@ class MomentAccumulator:
 
     @property
     def n_texts(self) -> int:
+        """How many texts have been added."""
         return sum(p.shape[1] for p in self._pooled[self.poolings[0]])
 
     @property
     def n_layers(self) -> int:
+        """How many layers the states have; 0 before the first batch."""
         return 0 if self._shape is None else self._shape[0]
 
     def update(self, states, lengths) -> None:
@@ -222,8 +223,10 @@ class TokenIndex:
 
     @functools.cached_property
     def steps(self):
-        """Per position ``p >= 1``: the tokens at ``p`` of the texts longer than ``p``, and
-        the tokens just before them."""
+        """Per position ``p >= 1``: the tokens at ``p`` and the tokens just before them.
+
+        Only the texts longer than ``p`` have a token at ``p``.
+        """
         lengths, ends = self._lengths, self._ends
         at = [ends[lengths > p] - lengths[lengths > p] + p for p in range(1, lengths.max())]
         return [(self._put(idx), self._put(idx - 1)) for idx in at]
@@ -239,8 +242,9 @@ def _prefix_sums(xp, h, index):
 
 
 def pool(states, index: TokenIndex, pooling: str, *, sums=None):
-    """The pooling rule, in one place: a text's feature is the mean of its token states, or
-    the state of its last token.
+    """The pooling rule, in one place.
+
+    A text's feature is the mean of its token states, or the state of its last token.
 
     Parameters
     ----------
@@ -398,8 +402,10 @@ def pooled_features(X, *, pooling: str = "mean") -> np.ndarray:
 
 
 def _accumulated(X, pooling, *, autoregressive) -> MomentAccumulator:
-    """Per-text states, validated, streamed into an accumulator in chunks of about
-    ``_CHUNK_TOKENS`` tokens (at least one text each)."""
+    """Per-text states, validated, streamed into an accumulator in chunks.
+
+    Each chunk has about ``_CHUNK_TOKENS`` tokens (and at least one text).
+    """
     acc = MomentAccumulator(pooling=pooling, autoregressive=autoregressive,
                             precision=_input_precision(X))
     states = check_token_states(X)

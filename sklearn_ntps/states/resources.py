@@ -1,4 +1,4 @@
-"""Size a run before it starts: will its statistics fit in memory and in the cache's disk?
+"""Size a run before it starts: whether its statistics fit in memory and on the cache's disk.
 
 An extraction keeps ``2 L d^2`` float64 numbers of moments (4.4 GB for an 8B
 model's 33 layers) and the pooled features of every text; finding out an hour

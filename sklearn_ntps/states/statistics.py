@@ -76,6 +76,7 @@ class Moments:
 
     @property
     def n_features(self) -> int:
+        """The dimension of the hidden states: the columns of ``pooled``."""
         return self.pooled.shape[1]
 
     @property
@@ -198,14 +199,17 @@ class Statistics:
 
     @property
     def n_layers(self) -> int:
+        """How many layers are held: the first axis of the pooled features."""
         return next(iter(self.pooled.values())).shape[0]
 
     @property
     def n_texts(self) -> int:
+        """How many texts the statistics sum over: the second axis of the pooled features."""
         return next(iter(self.pooled.values())).shape[1]
 
     @property
     def n_features(self) -> int:
+        """The dimension of the hidden states: the last axis of the pooled features."""
         return next(iter(self.pooled.values())).shape[2]
 
     @property
@@ -246,8 +250,10 @@ class Statistics:
         raise ValueError(f"Layer {layer} is not among the layers held, {list(self.layers)}.")
 
     def reordered(self, index) -> Statistics:
-        """The same texts in the order ``index`` (a permutation) gives: the pooled rows move,
-        the sums over all texts stay."""
+        """The same texts in the order ``index`` (a permutation) gives.
+
+        The pooled rows move; the sums over all texts stay.
+        """
         return replace(self, pooled={p: v[:, index] for p, v in self.pooled.items()})
 
     def __add__(self, other: Statistics) -> Statistics:
@@ -356,8 +362,10 @@ class Statistics:
 
     @classmethod
     def from_arrays(cls, arrays) -> Statistics:
-        """The statistics :meth:`to_arrays` gave, or an entry of the store holds; memory maps stay
-        memory maps until :meth:`layer` copies one layer out."""
+        """The statistics :meth:`to_arrays` gave, or an entry of the store holds.
+
+        Memory maps stay memory maps until :meth:`layer` copies one layer out.
+        """
         first = arrays.get("first")
         return cls(
             pooled={k.removeprefix("pooled_"): v for k, v in arrays.items()

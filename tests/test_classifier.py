@@ -1,7 +1,6 @@
 """HFLoRAClassifier on tiny random models: training, the scikit-learn contract, weights on disk."""
 
 import pickle
-import sys
 
 import numpy as np
 import pytest
@@ -13,31 +12,13 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_ntps.lora.classifier import HFLoRAClassifier, resolve_target_modules
+from sklearn_ntps.lora.adapters import resolve_target_modules
+from sklearn_ntps.lora.classifier import HFLoRAClassifier
 from sklearn_ntps.states.models import load_model
 
-from builders import make_tiny_bert, make_tiny_llama
-
-BANK = ["my card was declined", "why was my transfer declined", "money transfer not arrived yet",
-        "top up cash fee", "how do i top up my account", "my card is not working", "bank fee why",
-        "i want to transfer money"]
-FILM = ["the film was great", "a boring movie", "good plot", "bad film with a boring plot",
-        "great movie", "what a good film", "the plot was bad", "a great boring movie"]
-TEXTS = BANK + FILM
-LABELS = np.array(["bank"] * len(BANK) + ["film"] * len(FILM))
-FAST = dict(r=4, lora_alpha=8, lora_dropout=0.0, batch_size=4, learning_rate=1e-2,
-            head_learning_rate=1e-2, warmup=0, progress=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
-
-
-@pytest.fixture(scope="module")
-def wide_llama(tmp_path_factory):
-    # wide enough that its weights dwarf a rank-2 adapter
-    return make_tiny_llama(tmp_path_factory.mktemp("models") / "wide-llama", hidden_size=64)
+from builders import FAST_LORA as FAST
+from builders import LORA_LABELS as LABELS
+from builders import LORA_TEXTS as TEXTS
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +60,7 @@ def test_a_few_steps_lower_the_training_loss(fitted):
 
 @pytest.mark.parametrize("pooling, n_classes", [("mean", 2), ("last", 3)])
 def test_at_step_zero_it_is_the_probe(tiny_llama, pooling, n_classes):
-    from sklearn_ntps.choice.scorers import default_probe
+    from sklearn_ntps.choice.probe import default_probe
 
     y = LABELS if n_classes == 2 else np.arange(len(TEXTS)) % 3
     clf = HFLoRAClassifier(model_name_or_path=tiny_llama, layer=1, pooling=pooling, max_steps=0,
@@ -109,41 +90,6 @@ def test_the_first_loss_is_the_probes_with_base_dropout_off(tiny_bert):
     assert abs(noisy.loss_curve_[0] - expected) > 1e-3
 
 
-def test_warmup_decay_weight_decay_and_clipping(tiny_llama, monkeypatch):
-    import torch
-
-    from sklearn_ntps.lora import adapters
-
-    seen, clipped = [], []
-    step = adapters.Trainer._step
-
-    def spy(self, optimizer, idx):
-        seen.append([(g["lr"], g["weight_decay"], len(g["params"]))
-                     for g in optimizer.param_groups])
-        return step(self, optimizer, idx)
-
-    clip = torch.nn.utils.clip_grad_norm_
-    monkeypatch.setattr(adapters.Trainer, "_step", spy)
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
-                        lambda params, norm: clipped.append(norm) or clip(params, norm))
-    HFLoRAClassifier(model_name_or_path=tiny_llama, random_state=0, **{
-        **FAST, "max_steps": 6, "warmup": 2, "learning_rate": 1e-2, "head_learning_rate": 1e-3,
-        "weight_decay": 0.1, "max_grad_norm": 0.5}).fit(TEXTS, LABELS)
-    factors = [1 / 3, 2 / 3, 1, 3 / 4, 1 / 2, 1 / 4]
-    # adapters' matrices (2 blocks x q, k, v x A, B), the head's weight, then its bias
-    assert [[g[1:] for g in groups] for groups in seen] == [[(0.1, 12), (0.1, 1), (0.0, 1)]] * 6
-    np.testing.assert_allclose([[g[0] for g in groups] for groups in seen],
-                               [[1e-2 * f, 1e-3 * f, 1e-3 * f] for f in factors])
-    assert clipped == [0.5] * 6
-    HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=2, max_grad_norm=None,
-                     **FAST).fit(TEXTS, LABELS)
-    assert clipped == [0.5] * 6
-    cosine = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=4, lr_schedule="cosine",
-                              **{**FAST, "warmup": 0.25})
-    seen.clear()
-    cosine.fit(TEXTS, LABELS)
-    np.testing.assert_allclose([groups[0][0] for groups in seen],
-                               1e-2 * np.array([0.5, 1, 0.75, 0.25]))
 
 
 def test_lora_beats_the_frozen_probe_where_word_order_decides(tmp_path):
@@ -287,35 +233,10 @@ def test_pickle_keeps_only_the_adapter_and_head(wide_llama):
     np.testing.assert_array_equal(restored.predict_proba(TEXTS), expected)
 
 
-def test_save_and_load_adapter(fitted, tmp_path):
-    import peft
-
-    folder = fitted.save_adapter(tmp_path / "adapter")
-    assert {"adapter_config.json", "adapter_model.safetensors", "head.npz",
-            "sklearn_ntps_lora.json"} <= {p.name for p in folder.iterdir()}
-    loaded = HFLoRAClassifier.load_adapter(folder, progress=False)
-    assert loaded.get_params() == fitted.get_params()
-    np.testing.assert_array_equal(loaded.classes_, fitted.classes_)
-    np.testing.assert_array_equal(loaded.loss_curve_, fitted.loss_curve_)
-    assert loaded.n_steps_ == fitted.n_steps_ and loaded.target_modules_ == fitted.target_modules_
-    np.testing.assert_array_equal(loaded.decision_function(TEXTS), fitted.decision_function(TEXTS))
-    assert peft.LoraConfig.from_pretrained(folder).r == fitted.r  # peft reads it too
 
 
-def test_an_adapter_on_another_base_model(fitted, wide_llama, tmp_path):
-    folder = fitted.save_adapter(tmp_path / "adapter")
-    with pytest.raises(ValueError, match="hidden size 64, but the head was trained on 16"):
-        HFLoRAClassifier.load_adapter(folder, model_name_or_path=wide_llama).predict(TEXTS)
-    other = make_tiny_llama(tmp_path / "other-llama", seed=1)  # same shapes, other weights
-    clf = HFLoRAClassifier.load_adapter(folder, model_name_or_path=other)
-    with pytest.warns(UserWarning, match="differ from those the adapter was trained on"):
-        assert clf.predict(TEXTS).shape == (len(TEXTS),)
 
 
-def test_a_random_state_instance_is_saved_as_none(tiny_llama, tmp_path):
-    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=1,
-                           random_state=np.random.RandomState(0), **FAST).fit(TEXTS, LABELS)
-    assert HFLoRAClassifier.load_adapter(clf.save_adapter(tmp_path)).random_state is None
 
 
 def test_loaded_model_has_the_adapter_merged(tiny_llama, fitted):
@@ -362,15 +283,6 @@ def test_changing_the_model_after_fit_needs_a_new_fit(fitted, params):
         pickle.loads(pickle.dumps(fitted)).set_params(**params).predict(TEXTS)
 
 
-@pytest.mark.parametrize("params", [{"layer": 1}, {"pooling": "last"}, {"r": 8},
-                                    {"target_modules": ["q_proj"]}])
-def test_load_adapter_keeps_what_the_head_was_trained_on(fitted, tmp_path, params):
-    folder = fitted.save_adapter(tmp_path / "adapter")
-    with pytest.raises(ValueError, match=f"cannot change {next(iter(params))}: the head"):
-        HFLoRAClassifier.load_adapter(folder, **params)
-    same = HFLoRAClassifier.load_adapter(folder, layer=-1, pooling="mean", batch_size=3)
-    np.testing.assert_allclose(same.decision_function(TEXTS), fitted.decision_function(TEXTS),
-                               atol=1e-6)
 
 
 # -------------------------------------------------------------- bad input
@@ -388,27 +300,10 @@ def test_bad_texts_and_labels(tiny_llama, texts, labels, match):
         HFLoRAClassifier(model_name_or_path=tiny_llama, **FAST).fit(texts, labels)
 
 
-def test_unknown_target_modules_list_the_linear_modules(tiny_llama, tiny_bert):
-    with pytest.raises(ValueError, match=r"\['query'\] match no linear module.*gate_proj.*q_proj"):
-        HFLoRAClassifier(model_name_or_path=tiny_llama, target_modules=["q_proj", "query"],
-                         **FAST).fit(TEXTS, LABELS)
-    clf = HFLoRAClassifier(model_name_or_path=tiny_bert, target_modules="dense", max_steps=1,
-                           **FAST).fit(TEXTS, LABELS)
-    assert clf.target_modules_ == ["dense"]
 
 
-def test_no_default_target_modules():
-    torch = pytest.importorskip("torch")
-    with pytest.raises(ValueError, match=r"No default LoRA target modules.*its linear modules are: "
-                                         "fc1, fc2"):
-        resolve_target_modules(torch.nn.ModuleDict({"fc1": torch.nn.Linear(2, 2),
-                                                    "fc2": torch.nn.Linear(2, 2)}))
 
 
-def test_empty_target_modules(tiny_llama):
-    with pytest.raises(ValueError, match="non-empty list of module names"):
-        HFLoRAClassifier(model_name_or_path=tiny_llama, target_modules=[],
-                         **FAST).fit(TEXTS, LABELS)
 
 
 def test_truncation_is_reported(tiny_llama):
@@ -444,7 +339,3 @@ def test_torch_devices_and_dtypes_are_taken(tiny_llama):
         clf.set_params(device=3).fit(TEXTS, LABELS)
 
 
-def test_missing_peft_says_what_to_install(tiny_llama, monkeypatch):
-    monkeypatch.setitem(sys.modules, "peft", None)
-    with pytest.raises(ImportError, match=r"pip install 'sklearn-ntps\[lora\]'"):
-        HFLoRAClassifier(model_name_or_path=tiny_llama, **FAST).fit(TEXTS, LABELS)

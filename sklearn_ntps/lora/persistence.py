@@ -1,0 +1,98 @@
+"""Saving and loading a fitted :class:`~sklearn_ntps.lora.classifier.HFLoRAClassifier`.
+
+The adapter in peft's own format (``peft.PeftModel.from_pretrained`` reads
+it alone), the head as ``head.npz``, and the parameters, classes and fitted
+metadata as JSON: a folder a user can hand on without pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ..states.models import _progress_bars
+from .adapters import import_peft
+
+__all__ = ["read_adapter", "write_adapter"]
+
+_ADAPTER_JSON = "sklearn_ntps_lora.json"
+_HEAD_FILE = "head.npz"
+# Fitted attributes that save_adapter writes besides the weights and the head.
+_FITTED_META = ("layer_", "n_layers_", "hidden_size_", "target_modules_", "base_fingerprint_",
+                "loss_curve_", "validation_scores_", "validation_loss_curve_",
+                "validation_steps_", "n_steps_", "best_step_", "probe_C_",
+                "probe_train_accuracy_", "fit_time_", "model_params_")
+_FITTED_AS_IS = ("layer_", "n_layers_", "hidden_size_", "target_modules_", "base_fingerprint_",
+                 "n_steps_", "best_step_", "probe_C_", "probe_train_accuracy_", "fit_time_",
+                 "model_params_")
+
+
+def write_adapter(clf, path):
+    """:meth:`HFLoRAClassifier.save_adapter`'s work: the adapter, the head, the parameters."""
+    check_is_fitted(clf)
+    path = Path(path)
+    model = clf._adapted()[1]
+    with warnings.catch_warnings(), _progress_bars(clf.progress):
+        warnings.simplefilter("ignore")  # peft's model card looks for a hub repository
+        model.save_pretrained(path)
+    np.savez(path / _HEAD_FILE, coef=clf.coef_, intercept=clf.intercept_)
+    params = {k: _jsonable(v) for k, v in clf.get_params().items()}
+    if not isinstance(clf.random_state, Integral):  # a RandomState instance cannot be saved
+        params["random_state"] = None
+    fitted = {k: _jsonable(getattr(clf, k)) for k in _FITTED_META}
+    classes = {"values": clf.classes_.tolist(), "dtype": clf.classes_.dtype.str}
+    (path / _ADAPTER_JSON).write_text(json.dumps(
+        {"params": params, "fitted": fitted, "classes": classes}, indent=1))
+    return path
+
+
+def read_adapter(cls, path, params):
+    """:meth:`HFLoRAClassifier.load_adapter`'s work: a fitted classifier of class ``cls``."""
+    import_peft()
+    from peft.utils import load_peft_weights
+
+    path = Path(path)
+    meta = json.loads((path / _ADAPTER_JSON).read_text())
+    saved = {k: v for k, v in meta["params"].items() if k in cls._get_param_names()}
+    changed = [k for k in cls._MODEL_PARAMS if k in params and k not in cls._RELOCATABLE
+               and _jsonable(params[k]) != saved.get(k)]
+    if changed:
+        raise ValueError(f"load_adapter cannot change {', '.join(changed)}: the head was "
+                         "trained on those; fit a new classifier instead.")
+    est = cls(**saved).set_params(**params)
+    for name, value in meta["fitted"].items():
+        if name in _FITTED_META:  # an older file may hold names since renamed
+            setattr(est, name,
+                    value if value is None or name in _FITTED_AS_IS else np.asarray(value))
+    est.model_params_ = {**{k: saved.get(k) for k in cls._MODEL_PARAMS},
+                         **{k: v for k, v in params.items() if k in cls._RELOCATABLE}}
+    classes = meta["classes"]
+    est.classes_ = np.asarray(classes["values"],
+                              dtype=None if classes["dtype"] == "|O" else classes["dtype"])
+    with np.load(path / _HEAD_FILE) as head:
+        est.coef_, est.intercept_ = head["coef"], head["intercept"]
+    est.adapter_weights_ = {k: v.float().numpy() for k, v in
+                            load_peft_weights(str(path), device="cpu").items()}
+    return est
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value).removeprefix("torch.")  # a torch.device or dtype
