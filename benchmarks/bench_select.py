@@ -94,15 +94,15 @@ def child_ours(job):
     """Our side: ``sklearn-ntps select`` on a JSON-lines file, in-process to time its parts."""
     t0 = time.perf_counter()
     from sklearn_ntps import cli
-    from sklearn_ntps.choice import selection
+    from sklearn_ntps.choice import racing, selection
     from sklearn_ntps.states import embedding
-    phases, layer_times, fit_times, kept = defaultdict(float), [], [], {}
+    phases, layer_times, block_times, kept = defaultdict(float), [], [], {}
     phases["imports"] = time.perf_counter() - t0
     timed(embedding, "load_model", phases, "load")  # the first call loads, later ones hit memo
     timed(embedding, "extract_statistics", phases, "forward")
     timed(embedding.HFEmbeddingTransformer, "_extract", phases, "stats")
-    timed(selection, "score_layer", phases, "scoring", layer_times)
-    timed(selection, "fit_scores", phases, "fits", fit_times)
+    timed(racing, "whole_score", phases, "scoring", layer_times)
+    timed(racing, "block_score", phases, "scoring", block_times)
     fit = selection.LayerSelector.fit
 
     def fit_and_keep(self, *a, **k):
@@ -111,15 +111,17 @@ def child_ours(job):
     selection.LayerSelector.fit = fit_and_keep
     argv = ["select", "--data", job["data"], "--model", job["model"], "--score",
             job["estimator"], "--aggregate", "best-layer", "--no-plot", "--no-progress",
-            "--batch-size", str(job["batch_size"]), "--output-dir", job["out"]]
+            "--batch-size", str(job["batch_size"]), "--output-dir", job["out"],
+            *(["--no-racing"] if job.get("no_racing") else [])]
     if cli.main(argv) != 0:
         raise SystemExit("sklearn-ntps select failed")
     sel = kept["selector"]
     scores = sel.scores_[job["model"]]
-    n_fits = len(fit_times) // max(len(layer_times), 1)  # the whole texts, then each block
+    within = [r["layer"] for r in sel.results_ if r["within_noise"]]
     return {"n_used": len(job["texts"]), "layer": int(sel.best_layer_),
             "layers": list(map(int, sel.layers_[job["model"]])), "scores": scores.tolist(),
-            "layer_times": layer_times, "whole_fits": fit_times[::n_fits] if n_fits else [],
+            "layer_times": layer_times, "whole_fits": layer_times, "block_fits": block_times,
+            "racing": sel.racing_, "within_noise": within,
             "phases": phases, "total": time.perf_counter() - t0}
 
 
@@ -139,6 +141,13 @@ def run_side(python, side, job, tmp, env):
                          + Path(log.name).read_text()[-3000:])
     out = json.loads(out_file.read_text())
     out.update(wall=wall, rss_mb=usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    return out
+
+
+def best(runs):
+    """The run of least wall time, with the lowest peak memory of all the runs."""
+    out = dict(min(runs, key=lambda r: r["wall"]))
+    out["rss_mb"] = min(r["rss_mb"] for r in runs)
     return out
 
 
@@ -168,8 +177,14 @@ def peer_model_path(name):
 
 def cold_cache(tmp):
     """An empty statistics store that still finds the de-quantised and assembled models."""
+    import shutil
+
     from sklearn_ntps._utils import cache_dir
+    from sklearn_ntps.states import cache
     root = tmp / "ntps-cache"
+    if root.exists():  # again: empty the statistics store, keep the links to the models
+        shutil.rmtree(root / cache.FOLDER, ignore_errors=True)
+        return root
     root.mkdir()
     for sub in ("dequantized", "assembled"):
         if (cache_dir() / sub).exists():
@@ -215,6 +230,8 @@ def main():
                    help="transformer-ranker's virtual environment (made if missing)")
     p.add_argument("--explain", action="store_true", help="also score the peer's features "
                    "with our scorer, raw and rescaled, to explain a different pick")
+    p.add_argument("--repeat", type=int, default=2, help="runs of each side, alternating; "
+                   "the best wall time and the lowest peak are kept (default 2)")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:  # a side of one comparison, run by run_side
@@ -245,22 +262,45 @@ def main():
                            "model": model, "peer_model": peer_model_path(model),
                            "batch_size": args.batch_size, "data": str(data),
                            "out": str(tmp / "out"), "explain": args.explain}
-                    peer = run_side(peer_python, "peer", job, tmp, env)
-                    ours = run_side(sys.executable, "ours", job, tmp, env)
+                    runs = defaultdict(list)
+                    for rep in range(args.repeat):
+                        sides = [("peer", peer_python, {}), ("ours", sys.executable, {}),
+                                 ("full", sys.executable, {"no_racing": True})]
+                        for side, python, extra in (sides if rep % 2 == 0 else sides[::-1]):
+                            out = run_side(python, "peer" if side == "peer" else "ours",
+                                           {**job, **extra}, tmp, env)
+                            runs[side].append(out)
+                            cold_cache(tmp)  # every run cold
+                    peer, ours, full = (best(runs[side]) for side in ("peer", "ours", "full"))
                     if args.explain:
                         peer["explain"] = explain(job, peer)
-                rows.append((n, model, est, peer, ours))
+                rows.append((n, model, est, peer, ours, full))
                 print(f"done: n={n} {model} {est}", file=sys.stderr, flush=True)
 
-    print("\nWall s and peak RSS MB of each process; ratios are transformer-ranker / ours "
-          "(> 1: ours faster or smaller).\nPer-layer scoring s: peer = one fit; ours = "
-          "score_layer (the whole texts + each of 5 blocks) [whole-texts fit alone].")
+    print(f"\nBest of {args.repeat} cold processes, alternating. Wall s and peak RSS MB of "
+          "each process; ratios are transformer-ranker / ours (> 1: ours faster or smaller).\n"
+          "ours = select (racing), full = select --no-racing. Per-layer scoring s: peer = one "
+          "fit; ours = the whole-texts fit with its shuffles.")
+    head = (f"{'n':>5} {'est':<6} {'peer s':>7} {'ours s':>7} {'ratio':>5} {'full s':>7} "
+            f"{'ratio':>5} {'peer MB':>7} {'ours MB':>7} {'ratio':>5} {'full MB':>7} "
+            f"{'picks peer/ours/full':>20} {'ours in full set':>16} {'blocks read':>12}")
+    print(head + "\n" + "-" * len(head))
+    for n, _model, est, peer, ours, full in rows:
+        rc = ours["racing"]
+        print(f"{n:>5} {est:<6} {peer['wall']:>7.1f} {ours['wall']:>7.1f} "
+              f"{peer['wall'] / ours['wall']:>5.2f} {full['wall']:>7.1f} "
+              f"{peer['wall'] / full['wall']:>5.2f} {peer['rss_mb']:>7.0f} {ours['rss_mb']:>7.0f} "
+              f"{peer['rss_mb'] / ours['rss_mb']:>5.2f} {full['rss_mb']:>7.0f} "
+              f"{peer['layer'] + 1:>6}/{ours['layer']:>2}/{full['layer']:>2}       "
+              f"{ours['layer'] in full['within_noise'] or ours['layer'] == full['layer']!s:>16}"
+              f" {rc['block_passes']:>5}/{rc['block_passes_without_racing']:<5}")
+    print("(The peer's layer i is our hidden state i + 1: it skips the embeddings.)")
     head = (f"{'n':>5} {'model':<14} {'est':<6} {'peer s':>7} {'ours s':>7} {'ratio':>5} "
             f"{'peer MB':>7} {'ours MB':>7} {'ratio':>5} {'peer/layer':>10} "
             f"{'ours/layer [whole]':>18} {'peer pick':>9} {'ours pick':>9} {'rho':>5}")
     print(head + "\n" + "-" * len(head))
     mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
-    for n, model, est, peer, ours in rows:
+    for n, model, est, peer, ours, _ in rows:
         # rho: Spearman of the two per-layer score curves over the layers both score.
         common = [ours["scores"][ours["layers"].index(i + 1)] for i in range(len(peer["scores"]))]
         print(f"{n:>5} {model[:14]:<14} {est:<6} {peer['wall']:>7.1f} {ours['wall']:>7.1f} "
@@ -271,7 +311,7 @@ def main():
     print("\nWhere the time goes, s (in-process; the rest of the wall time is interpreter "
           "start and exit). Ours: forward = forward pass + moments; store = statistics "
           "store write.")
-    for n, _, est, peer, ours in rows:
+    for n, _, est, peer, ours, _ in rows:
         pp, op = peer["phases"], ours["phases"]
         print(f"{n:>5} {est:<6} peer: imports {pp['imports']:.1f}, load x2 {pp['load']:.1f}, "
               f"forward+pool {pp['forward']:.1f}, scoring {pp['scoring']:.1f}, other "

@@ -198,6 +198,9 @@ def _add_select_parser(sub):
                      "count from the end: --layers=-3,-2,-1; default: every layer)")
     sel.add_argument("--n-blocks", type=int, default=5,
                      help="disjoint blocks of the texts the intervals come from (default 5)")
+    sel.add_argument("--no-racing", action="store_true",
+                     help="score every (model, layer) on every block; by default the blocks "
+                     "are read in rounds and pairs separated below the leader stop early")
     _add_run_options(sel, output_dir="ntps-select", max_length=512)
     _add_dask_options(sel)
 
@@ -235,7 +238,7 @@ _FLAGS = {"scorer": "--score", "n_blocks": "--n-blocks", "n_test_blocks": "--tes
           "n_replicates": "--n-replicates", "n_permutations": "--n-permutations",
           "models": "--model", "layers": "--layers", "aggregate": "--aggregate",
           "batch_size": "--batch-size", "max_length": "--max-length",
-          "n_components": "--n-components"}
+          "n_components": "--n-components", "racing": "--no-racing"}
 
 
 def in_flags(message: str) -> str:
@@ -270,7 +273,7 @@ def _select(args):
     models = list(dict.fromkeys(args.model or DEFAULT_MODELS))
     selector = LayerSelector(
         models, scorer=args.score, layers=args.layers, aggregate=args.aggregate,
-        n_permutations=args.n_permutations,
+        n_permutations=args.n_permutations, racing=not args.no_racing,
         n_blocks=args.n_blocks, batch_size=args.batch_size, max_length=args.max_length,
         device=args.device, cache=args.cache, progress=not args.no_progress,
         random_state=args.random_state)

@@ -123,3 +123,58 @@ def test_a_pooled_batch_follows_the_rule_of_the_statistics(tiny_llama, pooling):
             np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-5)
     finally:
         tok.padding_side = "right"
+
+
+@pytest.fixture(scope="module", params=["llama", "bert"])
+def deep_tiny(request, tmp_path_factory):
+    from builders import make_tiny_model
+
+    path = make_tiny_model(tmp_path_factory.mktemp("models") / request.param,
+                           architecture=request.param, n_layers=4, seed=3)
+    return load_model(path, progress=False)
+
+
+@pytest.mark.parametrize("last", [0, 1, 3])
+def test_the_pass_stops_at_the_deepest_state_wanted_with_the_same_bits(deep_tiny, last):
+    import torch
+
+    from sklearn_ntps.states.extraction import (
+        _Stop,
+        encode,
+        padded_batch,
+        states_through,
+        transformer_blocks,
+    )
+
+    blocks = transformer_blocks(deep_tiny.model)
+    assert len(blocks) == 4
+    called = []
+    hooks = [b.register_forward_hook(lambda m, a, o, i=i: called.append(i))
+             for i, b in enumerate(blocks)]
+    batch = padded_batch(deep_tiny, encode(deep_tiny, TEXTS, 32)[0])
+    with torch.inference_mode():
+        full = deep_tiny.model(**batch, output_hidden_states=True).hidden_states
+        called.clear()
+        with states_through(deep_tiny.model, last) as states, pytest.raises(_Stop):
+            deep_tiny.model(**batch)
+    for h in hooks:
+        h.remove()
+    assert called == list(range(last))  # block `last` and the later ones never ran
+    assert len(states) == last + 1
+    for mine, theirs in zip(states, full[: last + 1], strict=True):
+        assert torch.equal(mine, theirs)
+
+
+def test_statistics_of_early_layers_equal_the_full_pass(deep_tiny):
+    from sklearn_ntps.states.extraction import states_through
+
+    early = extract_statistics(deep_tiny, TEXTS, layers=[0, 2], progress=False)
+    full = extract_statistics(deep_tiny, TEXTS, progress=False)
+    for layer in (0, 2):
+        a, b = early.layer(layer), full.layer(layer)
+        np.testing.assert_array_equal(a.pooled, b.pooled)
+        np.testing.assert_array_equal(a.c0, b.c0)
+        np.testing.assert_array_equal(a.c1, b.c1)
+    with pytest.raises(ValueError, match="Cannot stop"):
+        with states_through(deep_tiny.model, 4):
+            pass

@@ -24,11 +24,13 @@ from sklearn_ntps.choice.selection_report import (
 NAN = float("nan")
 
 
-def row(rank, model, layer, score, *, low=None, chance=0.1, z=10.0, within=False, picked=False):
+def row(rank, model, layer, score, *, low=None, chance=0.1, z=10.0, within=False, picked=False,
+        stopped=None):
     low = round(score - 0.05, 2) if low is None else low
     return {"rank": rank, "model": model, "layer": layer, "score": score, "low": low,
             "high": round(score + 0.05, 2), "se": 0.02, "block_mean": score, "chance": chance,
-            "chance_std": 0.05, "z": z, "within_noise": within, "picked": picked}
+            "chance_std": 0.05, "z": z, "within_noise": within, "picked": picked,
+            "n_texts": 50 if stopped is None else 20, "stopped_after": stopped}
 
 
 def selector(**changes):
@@ -149,7 +151,7 @@ def test_selection_json_and_csv():
     assert set(files) == {"select.csv", "select.json"}
     csv_lines = files["select.csv"].splitlines()
     assert csv_lines[0] == ",".join(COLUMNS) and len(csv_lines) == 6
-    assert csv_lines[1] == "1,org/A,2,0.9,0.85,0.95,0.02,0.9,0.1,0.05,16.0,True,True"
+    assert csv_lines[1] == "1,org/A,2,0.9,0.85,0.95,0.02,0.9,0.1,0.05,16.0,True,True,50,"
     data = json.loads(files["select.json"])
     assert data == json.loads(selection_json(selector(), source="my.csv", n_classes=3))
     assert (data["data"], data["n_texts"], data["n_classes"], data["n_blocks"]) == (
@@ -173,3 +175,18 @@ def test_the_figure_is_a_png():
     pytest.importorskip("matplotlib")
     png = selection_files(selector(), plot=True)["select.png"]
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_stopped_pair_and_what_racing_saved():
+    from sklearn_ntps.choice.selection_report import racing_verdict
+
+    rows = [row(1, "org/A", 2, 0.9, within=True, picked=True), row(2, "B", 0, 0.3, stopped=1)]
+    fitted = selector(results_=rows, racing_={"pairs": 2, "stopped": 1, "rounds": [1],
+                                              "block_passes": 7,
+                                              "block_passes_without_racing": 10})
+    lines = selection_text(fitted).splitlines()
+    assert any(line.endswith("stopped after round 1, on 20 texts") for line in lines)
+    assert racing_verdict(fitted) in lines
+    assert "Blocks read by a pair: 7 of 10 (30% saved" in racing_verdict(fitted)
+    assert racing_verdict(selector()) == ""  # nothing stopped, or no racing at all
+    assert json.loads(selection_json(fitted))["racing"]["stopped"] == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from contextlib import contextmanager
 from math import comb
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "RECOMMENDED",
     "block_layers",
     "block_partitions",
+    "block_score",
     "distance_from_chance",
     "feature_scale",
     "fit_scores",
@@ -51,6 +53,7 @@ __all__ = [
     "score_layer",
     "study_pool",
     "task_interval",
+    "whole_score",
 ]
 
 # The score the report recommends, chosen by rule B of docs/validity.md (lowest mean layer
@@ -176,7 +179,8 @@ def block_layers(embedding, texts, blocks, *, desc, progress=True):
     Parameters
     ----------
     embedding : HFEmbeddingTransformer
-        Fitted, with ``output="tokens"``.
+        Fitted; ``output="tokens"`` gives each block's Moments, ``"pooled"`` its
+        pooled features alone.
     texts : list of str
     blocks : list of ndarray
         Disjoint text indices (:func:`~sklearn_ntps.splits.stratified_blocks`).
@@ -206,16 +210,21 @@ def on_probe_footing(parts):
 
     Parameters
     ----------
-    parts : list of Moments
-        Disjoint blocks of texts of one layer.
+    parts : list of Moments, or list of ndarray of shape (n_texts_b, n_features)
+        Disjoint blocks of texts of one layer: their moments, or their pooled
+        features alone where the score reads nothing else.
 
     Returns
     -------
-    moments : Moments
+    moments : Moments or ndarray
         Of all the blocks' texts, block after block, rescaled.
     scale : ndarray of shape (n_features,)
         What the states were multiplied by: held-out features take the same.
     """
+    if all(isinstance(p, np.ndarray) for p in parts):
+        pooled = np.concatenate(parts)
+        scale = feature_scale(pooled)
+        return pooled * scale, scale
     moments = resample_blocks(parts, np.ones(len(parts), dtype=int))
     scale = feature_scale(moments.pooled)
     return moments.scaled(scale), scale
@@ -278,7 +287,7 @@ def score_layer(scorer, parts, y_blocks):
     ----------
     scorer : estimator
         With the NTPSScorer API: ``fit(moments, y).score_``.
-    parts : list of Moments
+    parts : list of Moments, or list of ndarray
         The layer's statistics of disjoint blocks of texts.
     y_blocks : list of array-like
         Each block's labels.
@@ -309,23 +318,42 @@ def score_layer(scorer, parts, y_blocks):
     >>> bool(score > shuffled.max())  # a planted class signal, above every shuffle
     True
     """
+    score, shuffled = whole_score(scorer, parts, y_blocks)
+    blocks = [block_score(scorer, p, yb) for p, yb in zip(parts, y_blocks)]
+    return score, np.asarray(blocks, dtype=float), shuffled
+
+
+@contextmanager
+def _quiet_scores():
     with warnings.catch_warnings():
         # A block of many classes has few texts of each; the labels are classes all the same.
         warnings.filterwarnings("ignore", message="The number of unique classes is greater")
         # The caller reads the chance levels, and says what they mean for the whole table.
         warnings.simplefilter("ignore", ChanceLevelWarning)
+        yield
+
+
+def whole_score(scorer, parts, y_blocks):
+    """A layer's score on the blocks' texts together, and its scores on shuffled labels.
+
+    Returns
+    -------
+    score : float
+    chance_scores : ndarray of shape (n_shuffles,)
+        Empty for a score that reads no labels or takes no shuffles.
+    """
+    with _quiet_scores():
         whole = clone(scorer).fit(on_probe_footing(parts)[0], np.concatenate(y_blocks))
-        quick = _without_shuffles(scorer)
-        blocks = [float(clone(quick).fit(on_probe_footing([p])[0], yb).score_)
-                  for p, yb in zip(parts, y_blocks)]
-    return (float(whole.score_), np.asarray(blocks, dtype=float),
-            np.asarray(getattr(whole, "chance_scores_", ()), dtype=float))
+    return float(whole.score_), np.asarray(getattr(whole, "chance_scores_", ()), dtype=float)
 
 
-def _without_shuffles(scorer):
-    if "n_permutations" in scorer.get_params():
-        return clone(scorer).set_params(n_permutations=0)
-    return scorer
+def block_score(scorer, part, y_block):
+    """A layer's score on one block alone, on that block's own footing, without shuffles."""
+    quick = clone(scorer)
+    if "n_permutations" in quick.get_params():
+        quick.set_params(n_permutations=0)
+    with _quiet_scores():
+        return float(quick.fit(on_probe_footing([part])[0], y_block).score_)
 
 
 # ------------------------------------------------------------------ intervals

@@ -18,7 +18,6 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from .._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
 from ..checks import check_labelled
@@ -33,12 +32,12 @@ from .protocol import (
     AGGREGATIONS,
     MODEL_CHOICE,
     RECOMMENDED,
-    block_layers,
+    distance_from_chance,
     interval,
     model_choice,
     noise_set,
-    score_layer,
 )
+from .racing import race
 
 __all__ = ["DEFAULT_MODELS", "LayerSelector"]
 
@@ -50,8 +49,11 @@ class LayerSelector(TransformerMixin, BaseEstimator):
     """Choose a model and a layer for a labelled task, then hand that layer's features on.
 
     ``fit`` runs each model once over the texts, takes every layer's
-    statistics from that pass (``HFEmbeddingTransformer(output="tokens")``)
-    and scores each layer with ``scorer``, on the states rescaled feature by
+    statistics from that pass (pooled features, or token moments for a score
+    that reads them, NTPS) and scores each layer with ``scorer`` (racing, by
+    default, stops the pairs already behind after a first round of the
+    texts, and runs a model only as deep as its deepest layer still in
+    contention), on the states rescaled feature by
     feature to unit variance over the texts, as the report does (the rule of
     docs/validity.md under which the recommended score was validated). It
     then picks a model by ``aggregate`` and, in it, the layer with the
@@ -114,6 +116,13 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         Shuffles of the labels each layer's score is refitted on, for its
         chance level (:mod:`sklearn_ntps.scores.chance`); 0 skips them, and then
         nothing says whether a score leaves chance.
+    racing : bool, default=True
+        Read the blocks in rounds (with five blocks, three and then the rest) and
+        stop scoring the pairs separated below the leader after a round
+        (:mod:`sklearn_ntps.choice.racing`): a model with no pair left runs no
+        more, and one whose remaining layers are shallow runs only that far.
+        False scores every pair on every block. Only with
+        ``aggregate="best-layer"``: a model's mean over its layers needs them all.
     random_state : int, RandomState instance or None, default=0
         Seeds the blocks and the shuffles.
 
@@ -124,7 +133,8 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         ``layers_[model]``, on all the texts. Models are keyed by name (a
         path as a string).
     block_scores_ : dict
-        ``{model: ndarray of shape (n_blocks, n_layers)}``: the same on each block.
+        ``{model: ndarray of shape (n_blocks, n_layers)}``: the same on each block
+        (NaN on the blocks a pair stopped before).
     layers_ : dict
         ``{model: list of int}``: the hidden-state indices scored.
     results_ : list of dict
@@ -134,7 +144,10 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         and ``chance_std`` (the score's mean and standard deviation on
         shuffled labels), ``z`` (``(score - chance) / chance_std``),
         ``within_noise`` (not told apart from the pick on these texts, by
-        :func:`noise_set`'s rule) and ``picked``.
+        :func:`noise_set`'s rule), ``picked``, ``n_texts`` (the texts the
+        score read) and ``stopped_after`` (the round after which racing
+        stopped the pair, None if it read every block). The pairs that read
+        every block come first.
     best_model_ : str or object
         The picked entry of ``models``.
     best_layer_ : int
@@ -160,6 +173,10 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         pair reached on any shuffle of the labels.
     blocks_ : list of ndarray
         The text indices of each block.
+    racing_ : dict
+        ``pairs``, how many ``stopped``, the ``rounds`` after which some did,
+        and the forward-pass work in blocks read by a pair:
+        ``block_passes`` against ``block_passes_without_racing``.
     scorer_ : estimator
         The scorer used (unfitted).
     embedding_ : HFEmbeddingTransformer
@@ -203,13 +220,14 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         "progress": ["boolean"],
         "scheduler": [None, str],
         "n_permutations": [Interval(Integral, 0, None, closed="left")],
+        "racing": ["boolean"],
         "random_state": ["random_state"],
     }
 
     def __init__(self, models=DEFAULT_MODELS, *, scorer=None, layers=None,
                  aggregate="best-layer", pooling="mean", n_blocks=5, batch_size=16,
                  max_length=512, device="auto", cache=True, progress=True, scheduler=None,
-                 n_permutations=N_PERMUTATIONS, random_state=0):
+                 n_permutations=N_PERMUTATIONS, racing=True, random_state=0):
         self.models = models
         self.scorer = scorer
         self.layers = layers
@@ -223,6 +241,7 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         self.progress = progress
         self.scheduler = scheduler
         self.n_permutations = n_permutations
+        self.racing = racing
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -286,59 +305,81 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         scorer = self._resolve_scorer(len(names), seed)
         # Every model is loaded (and its layers checked) before any of them runs.
         kept = [] if self.layers is None else np.ravel(self.layers).tolist()
+        # Token moments only for a score that reads them (NTPS); the others read pooled
+        # features, a d x d matrix per layer and block less.
+        output = "pooled" if getattr(scorer, "_reads", "tokens") == "pooled" else "tokens"
         embeddings = {name: HFEmbeddingTransformer(
-            output="tokens", model_name_or_path=model, layers=self.layers,
+            output=output, model_name_or_path=model, layers=self.layers,
             layer=kept[0] if kept else -1,  # any kept layer: transform_layers reads them all
             **self._embedding_params()).fit() for name, model in names.items()}
         y_blocks = [codes[b] for b in blocks]
-        rows, features = [], {}
-        for name, emb in tqdm(embeddings.items(), desc="models", disable=not self.progress):
-            pooled = {}
-            for layer, parts in block_layers(emb, texts, blocks, progress=self.progress,
-                                             desc=f"layers of {name}"):
-                score, per_block, shuffled = score_layer(scorer, parts, y_blocks)
-                rows.append({"model": name, "layer": layer, "score": score,
-                             "block_scores": per_block, "chance_scores": shuffled})
-                pooled[layer] = [p.pooled for p in parts]
-            # Whatever the aggregate, a model's layer is its best-scoring one: only its
-            # features are kept for fit_transform, the other layers' are dropped here.
-            best = model_choice([r for r in rows if r["model"] == name], "score",
-                                self.aggregate)[1]["layer"]
-            features[name] = pooled[best]
-        picked = features[self._store(rows, names, blocks, scorer)]
-        out = np.empty((len(texts), picked[0].shape[1]))
+        # Racing drops pairs by their own layer's score; a model's mean over its layers
+        # needs every layer, so layer-mean scores them all.
+        racing = self.racing and self.aggregate == "best-layer"
+        rows, parts = race(embeddings, texts, blocks, y_blocks, scorer, racing=racing,
+                           progress=self.progress)
+        pick = self._store(rows, names, blocks, scorer)
+        picked = parts[pick["model"], pick["layer"]]
+        out = np.empty((len(texts), picked[0].shape[1] if isinstance(picked[0], np.ndarray)
+                        else picked[0].n_features))
         for b, part in zip(blocks, picked):
-            out[b] = part
+            out[b] = part if isinstance(part, np.ndarray) else part.pooled
         return out
 
     def _store(self, rows, names, blocks, scorer):
-        """The fitted attributes, from one record per (model, layer); returns the pick's name."""
-        _, pick = model_choice(rows, "score", self.aggregate)
-        others = [r for r in rows if r is not pick]
-        order = sorted(range(len(rows)), key=lambda i: _descending(rows[i]["score"]))
+        """The fitted attributes, from one record per (model, layer); returns the pick's row.
+
+        The pick, the runner-up and the noise set come from the pairs that read
+        every block; a pair that stopped was separated below the leader then.
+        """
+        full = [r for r in rows if r["stopped_after"] is None]
+        _, pick = model_choice(full, "score", self.aggregate)
+        others = [r for r in full if r is not pick]
         runner = min(others, key=lambda r: _descending(r["score"])) if others else None
+        # The pairs that ran to the end first, best score first; then those that stopped,
+        # the later ones first.
+        order = sorted(range(len(rows)), key=lambda i: (
+            -(rows[i]["stopped_after"] or len(blocks) + 1), _descending(rows[i]["score"])))
         self.layers_ = {n: [r["layer"] for r in rows if r["model"] == n] for n in names}
         self.scores_ = {n: np.array([r["score"] for r in rows if r["model"] == n])
                         for n in names}
         self.block_scores_ = {n: np.column_stack([r["block_scores"] for r in rows
                                                   if r["model"] == n]) for n in names}
-        width = min(r["chance_scores"].size for r in rows)
-        noise = noise_set([r["score"] for r in rows], [r["block_scores"] for r in rows],
-                          [r["chance_scores"][:width] for r in rows],
-                          next(i for i, r in enumerate(rows) if r is pick))
+        width = min(r["chance_scores"].size for r in full)
+        noise = noise_set([r["score"] for r in full], [r["block_scores"] for r in full],
+                          [r["chance_scores"][:width] for r in full],
+                          next(i for i, r in enumerate(full) if r is pick))
         self.leaves_chance_, self.chance_threshold_ = noise["leaves_chance"], noise["threshold"]
+        at = {id(r): i for i, r in enumerate(full)}
         self.results_ = []
         for rank, i in enumerate(order, start=1):
             r = rows[i]
-            cell = interval(r["score"], r["block_scores"])
+            seen = r["block_scores"][: r["n_blocks"]]
+            cell = interval(r["score"], seen)
+            chance = r["chance_scores"]
+            mean = float(chance.mean()) if chance.size >= 2 else float("nan")
+            sd = float(chance.std(ddof=1)) if chance.size >= 2 else float("nan")
+            k = at.get(id(r))
             self.results_.append({"model": r["model"], "layer": r["layer"],
                                   "score": r["score"], "rank": rank,
-                                  **{k: cell[k] for k in ("se", "low", "high", "block_mean")},
-                                  "chance": float(noise["chance"][i]),
-                                  "chance_std": float(noise["chance_std"][i]),
-                                  "z": float(noise["z"][i]),
-                                  "within_noise": bool(noise["within"][i]),
-                                  "picked": r is pick})
+                                  **{k_: cell[k_] for k_ in ("se", "low", "high", "block_mean")},
+                                  "chance": mean if k is None else float(noise["chance"][k]),
+                                  "chance_std": sd if k is None else
+                                  float(noise["chance_std"][k]),
+                                  "z": float(distance_from_chance(r["score"], mean, sd))
+                                  if k is None else float(noise["z"][k]),
+                                  # A pick that does not leave chance is told apart from
+                                  # nothing, a stopped pair included (noise_set's rule).
+                                  "within_noise": bool(noise["within"][k]) if k is not None
+                                  else noise["leaves_chance"] is False,
+                                  "picked": r is pick, "n_texts": r["n_texts"],
+                                  "stopped_after": r["stopped_after"]})
+        self.racing_ = {"rounds": sorted({r["stopped_after"] for r in rows
+                                          if r["stopped_after"] is not None}),
+                        "stopped": sum(r["stopped_after"] is not None for r in rows),
+                        "pairs": len(rows),
+                        "block_passes": int(sum(r["n_blocks"] for r in rows)),
+                        "block_passes_without_racing": len(rows) * len(blocks)}
         self.best_model_ = names[pick["model"]]
         self.best_layer_ = int(pick["layer"])
         self.best_score_ = float(pick["score"])
@@ -355,7 +396,7 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         self.embedding_ = HFEmbeddingTransformer(
             output="pooled", model_name_or_path=self.best_model_, layer=self.best_layer_,
             layers=[self.best_layer_], **self._embedding_params()).fit()
-        return pick["model"]
+        return pick
 
     # ------------------------------------------------------------------ resolvers
     def _embedding_params(self):

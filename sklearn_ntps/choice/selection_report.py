@@ -27,7 +27,7 @@ from .protocol import (
 __all__ = ["noise_ranges", "selection_figure", "selection_files", "selection_text"]
 
 COLUMNS = ["rank", "model", "layer", "score", "low", "high", "se", "block_mean", "chance",
-           "chance_std", "z", "within_noise", "picked"]
+           "chance_std", "z", "within_noise", "picked", "n_texts", "stopped_after"]
 # Rows the printed table shows; select.csv holds them all.
 SHOWN = 20
 
@@ -141,6 +141,8 @@ def selection_text(selector, *, source="", n_classes=None) -> str:
     for r in selector.results_[:SHOWN]:
         gap = "(pick)" if r["picked"] else f"{r['score'] - best:+.4f}"
         mark = "  ~ pick" if r["within_noise"] and not r["picked"] else ""
+        if r.get("stopped_after") is not None:
+            gap = f"stopped after round {r['stopped_after']}, on {r['n_texts']} texts"
         lines.append(f"{r['rank']:>4}  {r['model'][-40:]:<{width}}  {r['layer']:>5}  "
                      f"{r['score']:>9.4f}  {_interval(r):<20}  {_chance(r):<18}  "
                      f"{r['z']:>+6.1f}  {gap}{mark}")
@@ -155,10 +157,24 @@ def selection_text(selector, *, source="", n_classes=None) -> str:
                      f"{_interval(selector.margin_interval_, sign='+')}.")
     lines.append(margin_verdict(selector))
     lines.append(noise_verdict(selector))
+    if racing_verdict(selector):
+        lines.append(racing_verdict(selector))
     lines.append("z: the score's distance from its chance level (its mean over shuffles of the "
                  "labels) in standard deviations; ~ pick: not told apart from the pick "
                  "(docs/selection.md).")
     return "\n".join(lines)
+
+
+def racing_verdict(selector) -> str:
+    """What racing stopped, and the forward-pass work it saved; empty when it stopped nothing."""
+    racing = getattr(selector, "racing_", None)
+    if not racing or not racing["stopped"]:
+        return ""
+    saved = 1 - racing["block_passes"] / racing["block_passes_without_racing"]
+    return (f"Racing stopped {racing['stopped']} of {racing['pairs']} pairs, separated below the "
+            f"leader on the blocks read so far (95% paired t); their scores are on fewer texts. "
+            f"Blocks read by a pair: {racing['block_passes']} of "
+            f"{racing['block_passes_without_racing']} ({saved:.0%} saved; --no-racing reads all).")
 
 
 def _chance(row) -> str:
@@ -198,6 +214,7 @@ def selection_json(selector, *, source="", n_classes=None) -> str:
         "within_noise": [{"model": r["model"], "layer": r["layer"]} for r in selector.results_
                          if r["within_noise"]],
         "noise_verdict": noise_verdict(selector),
+        "racing": getattr(selector, "racing_", None),
         "rows": [{k: r[k] for k in COLUMNS} for r in selector.results_],
     }
     return json_text(data)

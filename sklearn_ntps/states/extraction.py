@@ -14,6 +14,7 @@ module stays light.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import replace
 
@@ -217,6 +218,76 @@ def pooled_batch(loaded, ids, layer: int, pooling: str, *, model=None):
     return pool(hidden[mask.bool()], index, pooling, sums=(hidden * weights).sum(1)).float()
 
 
+class _Stop(Exception):
+    """Raised inside the forward pass once the deepest state wanted is in hand."""
+
+
+def transformer_blocks(model):
+    """The model's stack of transformer blocks: the ``ModuleList`` the hidden states run through.
+
+    The longest ``torch.nn.ModuleList`` among the model's modules whose length is
+    ``config.num_hidden_layers`` (``model.layers`` of Llama, ``encoder.layer`` of
+    BERT, ``h`` of GPT-2); None when there is no such list.
+    """
+    import torch
+
+    n_blocks = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)
+             and len(m) == n_blocks]
+    return lists[0] if len(lists) == 1 else None
+
+
+@contextlib.contextmanager
+def states_through(model, last):
+    """Run the model only as far as hidden state ``last``: later blocks are never called.
+
+    Hidden state ``i < n_blocks`` is the input of block ``i`` (state 0 the
+    embeddings' output), so a pre-hook on blocks ``0 .. last`` takes each
+    state as it arrives, exactly the tensor the full pass would return, and the
+    hook on block ``last`` stops the pass. Yields the list the states fill, in
+    order; ``model(...)`` raises :class:`_Stop`, which the caller catches. The
+    last state of all (after the final norm, in most decoders) needs the whole
+    pass: ``last`` must be below the number of blocks.
+    """
+    blocks = transformer_blocks(model)
+    if blocks is None or not 0 <= last < len(blocks):
+        raise ValueError(f"Cannot stop the forward pass at hidden state {last}.")
+    states, handles = [], []
+
+    def take(index):
+        def hook(module, args, kwargs):
+            states.append(args[0] if args else kwargs["hidden_states"])
+            if index == last:
+                raise _Stop
+        return hook
+
+    try:
+        for i in range(last + 1):
+            handles.append(blocks[i].register_forward_pre_hook(take(i), with_kwargs=True))
+        yield states
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _hidden_states(model, batch, kept):
+    """The hidden states of ``kept`` for one batch, the pass stopped after the deepest one.
+
+    The whole pass where the deepest kept state is the last one, or where the
+    model's blocks cannot be found.
+    """
+    deepest = max(kept)
+    blocks = transformer_blocks(model)
+    if blocks is None or deepest >= len(blocks):
+        return model(**batch, output_hidden_states=True).hidden_states
+    with states_through(model, deepest) as states:
+        try:
+            model(**batch)
+        except _Stop:
+            pass
+    return states
+
+
 def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=512,
                        with_moments=True, progress=True, sort_by_length=True,
                        on_device=None) -> Statistics:
@@ -278,7 +349,7 @@ def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=
                         disable=not progress, delay=2):
             batch = padded_batch(loaded, [encoded[i] for i in idx])
             mask = batch["attention_mask"].bool()
-            hidden = model(**batch, output_hidden_states=True).hidden_states
+            hidden = _hidden_states(model, batch, kept)
             # (n_layers, n_valid_tokens, d), text after text: pads dropped
             # whichever side they are on.
             pending.add(host(torch.stack([hidden[i] for i in kept])[:, mask].float()),
