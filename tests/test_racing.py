@@ -54,10 +54,21 @@ def test_round_ends():
 
 
 def test_separated_below_by_hand():
-    # b trails a by 0.5 +- 0.1: its paired t interval lies far above 0; c is a's twin.
-    blocks = {"a": [1.0, 1.1, 0.9, 1.0], "b": [0.5, 0.6, 0.4, 0.55], "c": [1.1, 1.0, 0.9, 0.95]}
-    assert separated_below(blocks) == ["b"]
-    assert separated_below({"a": [1.0, 0.0], "b": [0.9, 0.1]}) == []
+    from scipy.stats import t
+
+    # b trails a by 0.5 on every block (its differences 0.5, 0.5, 0.6, 0.45); c is a's twin.
+    blocks = {"a": [1.0, 1.1, 0.9, 1.0], "b": [0.5, 0.6, 0.3, 0.55], "c": [1.1, 1.0, 0.9, 0.95]}
+    sizes = {"n_block": 100, "n_so_far": 400, "n_all": 1000}
+    assert separated_below(blocks, {"a": 1.0, "b": 0.5, "c": 0.99}, **sizes) == ["b"]
+    # The margin shrinks from 0.5 (a block) to m (four blocks): extrapolated to 1,000 texts,
+    # m + (m - 0.5) * 0.2; b stops only while that, less the t half-width, stays above 0.
+    diffs = np.array([0.5, 0.5, 0.6, 0.45])
+    half = t.ppf(0.975, 3) * diffs.std(ddof=1) / 2
+    for m in (0.2, 0.1):
+        at_all = m + (m - diffs.mean()) * (1 / 1000 - 1 / 400) / (1 / 400 - 1 / 100)
+        stops = separated_below(blocks, {"a": 1.0, "b": 1.0 - m, "c": 0.99}, **sizes)
+        assert stops == (["b"] if min(m, at_all) - half > 0 else [])
+    assert separated_below(blocks, {"a": 1.0, "b": 0.95, "c": 0.99}, **sizes) == []
 
 
 def test_a_model_behind_stops_after_the_first_round_and_runs_no_more():
