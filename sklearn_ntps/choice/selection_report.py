@@ -172,7 +172,8 @@ def racing_verdict(selector) -> str:
         return ""
     saved = 1 - racing["block_passes"] / racing["block_passes_without_racing"]
     return (f"Racing stopped {racing['stopped']} of {racing['pairs']} pairs, separated below the "
-            f"leader on the blocks read so far (95% paired t); their scores are on fewer texts. "
+            f"leader on the texts read so far and extrapolated to all of them (docs/selection.md); "
+            f"their scores are on fewer texts, and a score moves with the number of texts. "
             f"Blocks read by a pair: {racing['block_passes']} of "
             f"{racing['block_passes_without_racing']} ({saved:.0%} saved; --no-racing reads all).")
 
@@ -250,7 +251,14 @@ def selection_figure(selector):
         layers = selector.layers_[model]
         cells = [by_pair[model, layer] for layer in layers]
         color = f"C{i % 10}"
-        lines.plot(layers, scores, "o-", color=color, ms=3, lw=1.6, label=_short(model))
+        lines.plot(layers, scores, "-", color=color, lw=1.6, label=_short(model))
+        # Filled: read every block; hollow: stopped by racing, scored on fewer texts.
+        full = [c.get("stopped_after") is None for c in cells]
+        for keep, style in ((True, {"mfc": color}), (False, {"mfc": "white"})):
+            at = [k for k, f in enumerate(full) if f == keep]
+            if at:
+                lines.plot([layers[k] for k in at], [scores[k] for k in at], "o", ms=4,
+                           color=color, **style)
         lines.fill_between(layers, [c["low"] for c in cells], [c["high"] for c in cells],
                            color=color, alpha=0.18, lw=0)
         chance = [c["chance"] for c in cells]
@@ -265,7 +273,8 @@ def selection_figure(selector):
                    mfc="none", mec="k", zorder=5, label="runner-up")
     lines.set(xlabel="layer (0 = embeddings)", ylabel=f"{name} (higher is better)",
               title=f"{name} of every layer; bands: 95% intervals over "
-                    f"{len(selector.blocks_)} blocks of texts")
+                    f"{len(selector.blocks_)} blocks of texts\n(hollow: stopped by racing, "
+                    "scored on fewer texts)")
     lines.grid(alpha=0.3)
     lines.legend(fontsize="small")
     lines.xaxis.get_major_locator().set_params(integer=True)
@@ -273,21 +282,25 @@ def selection_figure(selector):
     y = np.arange(len(top))
     for i, r in zip(y, top):
         # The pick, the pairs it cannot be told apart from, and the rest.
-        color = "tab:orange" if r["picked"] else "tab:olive" if r["within_noise"] else "tab:blue"
+        color = "tab:orange" if r["picked"] else "tab:olive" if r["within_noise"] else \
+            "0.6" if r.get("stopped_after") is not None else "tab:blue"
         if np.isfinite(r["low"]):
             ranks.plot([r["low"], r["high"]], [i, i], color=color, lw=2.5, alpha=0.7)
         ranks.plot(r["score"], i, "o", color=color, ms=7)
         if np.isfinite(r["chance"]):
             ranks.plot(r["chance"], i, "x", color="0.4", ms=6)
     ranks.axvline(selector.best_score_, color="tab:orange", lw=0.8, ls="--")
-    ranks.set_yticks(y, [f"{_short(r['model'])} · layer {r['layer']}" for r in top],
+    ranks.set_yticks(y, [f"{_short(r['model'])} · layer {r['layer']}"
+                         + (f" (stopped, {r['n_texts']} texts)"
+                            if r.get("stopped_after") is not None else "") for r in top],
                      fontsize="small")
     ranks.invert_yaxis()
     ranks.grid(alpha=0.3, axis="x")
     cell = selector.margin_interval_
     verdict = "separated" if cell["low"] > 0 else "not separated"
     ranks.set(xlabel=f"{name} (x: chance level)",
-              title=f"top pairs (orange: pick; olive: not told apart)\n"
+              title=f"top pairs (orange: pick; olive: not told apart; grey: stopped)\n"
                     f"margin over the runner-up {selector.margin_:+.3g}: {verdict}")
-    ranks.title.set_fontsize("medium")
+    ranks.title.set_fontsize("small")
+    lines.title.set_fontsize("medium")
     return fig
