@@ -18,6 +18,18 @@ this library's model cache; the same weights our side loads), and the texts as a
     HF_HUB_OFFLINE=1 python benchmarks/bench_select.py --n-texts 600 3000 \
         --estimator hscore logme [--explain] [--venv PATH]
 
+--bf16 adds a fourth side, ``select --torch-dtype bfloat16``, and says whether its pick lies
+in the float32 full run's "cannot be told apart" set. --together ranks all the --model's in
+one run on each side (for each --aggregate: best-layer, layer-mean), the peer with its own
+aggregators (``bestlayer``, ``layermean``: the score of the mean over layers, where ours is the
+mean of the layers' scores), and prints the picked model of each:
+
+    HF_HUB_OFFLINE=1 python benchmarks/bench_select.py --together --n-texts 3000 \
+        --model SmolLM2-135M all-MiniLM-L6-v2 all-mpnet-base-v2 --estimator hscore \
+        --aggregate best-layer layer-mean
+
+Every run is printed as it ends (side, wall time, peak memory, pick).
+
 --explain also rescores the peer's own pooled features with our scorer, raw and rescaled by
 1/sd (our "probe footing"), to tell a different pick's causes apart: the estimator, the
 footing, or the pooling. Timings are only as clean as the machine is quiet.
@@ -27,6 +39,7 @@ embeddings and counts the first block as its layer 0, so its layer i is our i + 
 """
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -83,11 +96,16 @@ def child_peer(job):
     data = Dataset.from_dict({"text": job["texts"], "label": job["labels"]})
     tr = TransformerRanker(data, dataset_downsample=None, text_column="text",
                            label_column="label")
-    tr.run(models=[job["peer_model"]], estimator=job["estimator"], layer_aggregator="bestlayer",
-           batch_size=job["batch_size"], device="cpu")
+    paths = job["peer_models"]
+    aggregator = {"best-layer": "bestlayer", "layer-mean": "layermean"}[job["aggregate"]]
+    result = tr.run(models=paths, estimator=job["estimator"], layer_aggregator=aggregator,
+                    batch_size=job["batch_size"], device="cpu")
     best = max(range(len(scores)), key=scores.__getitem__)
+    # The peer names a model by its folder's last part; ours by the name it was given.
+    model = next(i for i, path in enumerate(paths) if path.rstrip("/").endswith(
+        result.best_model()))
     return {"n_used": len(tr.texts), "layer": best + 1, "scores": scores, "fits": fits,
-            "phases": phases, "total": time.perf_counter() - t0}
+            "model": model, "phases": phases, "total": time.perf_counter() - t0}
 
 
 def child_ours(job):
@@ -109,17 +127,22 @@ def child_ours(job):
         kept["selector"] = self
         return fit(self, *a, **k)
     selection.LayerSelector.fit = fit_and_keep
-    argv = ["select", "--data", job["data"], "--model", job["model"], "--score",
-            job["estimator"], "--aggregate", "best-layer", "--no-plot", "--no-progress",
-            "--batch-size", str(job["batch_size"]), "--output-dir", job["out"],
+    models = job["models"]
+    argv = ["select", "--data", job["data"], *[a for m in models for a in ("--model", m)],
+            "--score", job["estimator"], "--aggregate", job["aggregate"],
+            "--no-plot", "--no-progress", "--batch-size", str(job["batch_size"]),
+            "--output-dir", job["out"], "--torch-dtype", job.get("dtype", "auto"),
             *(["--no-racing"] if job.get("no_racing") else [])]
     if cli.main(argv) != 0:
         raise SystemExit("sklearn-ntps select failed")
     sel = kept["selector"]
-    scores = sel.scores_[job["model"]]
+    scores = sel.scores_[models[0]]
     within = [r["layer"] for r in sel.results_ if r["within_noise"]]
+    within_models = sorted({models.index(r["model"]) for r in sel.results_
+                            if r["within_noise"]})
     return {"n_used": len(job["texts"]), "layer": int(sel.best_layer_),
-            "layers": list(map(int, sel.layers_[job["model"]])), "scores": scores.tolist(),
+            "model": models.index(sel.best_model_), "within_models": within_models,
+            "layers": list(map(int, sel.layers_[models[0]])), "scores": scores.tolist(),
             "layer_times": layer_times, "whole_fits": layer_times, "block_fits": block_times,
             "racing": sel.racing_, "within_noise": within,
             "phases": phases, "total": time.perf_counter() - t0}
@@ -218,6 +241,86 @@ def spearman(a, b):
     return float(spearmanr(np.asarray(a), np.asarray(b)).statistic)
 
 
+def alternate(args, peer_python, job, tmp, env, sides=("peer", "ours", "full")):
+    """Every side ``args.repeat`` times, in alternating order, each run cold; every run printed."""
+    extras = {"peer": {}, "ours": {}, "full": {"no_racing": True}, "bf16": {"dtype": "bfloat16"}}
+    sides = [*sides, *(["bf16"] if args.bf16 else [])]
+    runs = defaultdict(list)
+    for rep in range(args.repeat):
+        for side in (sides if rep % 2 == 0 else sides[::-1]):
+            python = peer_python if side == "peer" else sys.executable
+            out = run_side(python, "peer" if side == "peer" else "ours",
+                           {**job, **extras[side]}, tmp, env)
+            runs[side].append(out)
+            print(f"run {rep + 1} {side:<5} {out['wall']:7.1f} s {out['rss_mb']:6.0f} MB  pick "
+                  f"model {out.get('model', 0)} layer {out['layer']}", flush=True)
+            cold_cache(tmp)  # every run cold
+    return runs
+
+
+def banking77(n):
+    """``n`` BANKING77 texts and their labels, the same for every run."""
+    from sklearn_ntps.datasets import load_dataset
+    d = load_dataset("banking77", split="all", n_samples=n, random_state=0)
+    return list(d.data), [int(v) for v in d.target]
+
+
+def prepared(tmp, texts, labels):
+    """The texts as a JSON-lines file, and the environment both sides run in (a cold store)."""
+    data = tmp / "texts.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n"
+                            for t, y in zip(texts, labels)))
+    # Same threads for both. TQDM_DISABLE silences our bars; the peer passes disable= itself,
+    # so its bars go to its log (a few ms).
+    return data, dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                      TQDM_DISABLE="1", SKLEARN_NTPS_CACHE=str(cold_cache(tmp)))
+
+
+def measure(args, peer_python):
+    """Every comparison the arguments ask for: ``(n, models, estimator, aggregate, runs)``.
+
+    ``models`` is every --model at once with --together, else one at a time."""
+    groups = [args.model] if args.together else [[m] for m in args.model]
+    aggregates = args.aggregate if args.together else ["best-layer"]
+    for n in args.n_texts:
+        texts, labels = banking77(n)
+        for models, est, aggregate in itertools.product(groups, args.estimator, aggregates):
+            with tempfile.TemporaryDirectory(prefix="bench-select-") as tmp:
+                tmp = Path(tmp)
+                data, env = prepared(tmp, texts, labels)
+                job = {"texts": texts, "labels": labels, "estimator": est, "models": models,
+                       "aggregate": aggregate,
+                       "peer_models": [peer_model_path(m) for m in models],
+                       "batch_size": args.batch_size, "data": str(data),
+                       "out": str(tmp / "out"), "explain": args.explain}
+                # layer-mean scores every pair, so its racing side is its full side.
+                sides = ("peer", "ours", "full") if aggregate == "best-layer" else ("peer", "ours")
+                runs = {k: best(v) for k, v in
+                        alternate(args, peer_python, job, tmp, env, sides).items()}
+                if args.explain:
+                    runs["peer"]["explain"] = explain(job, runs["peer"])
+            print(f"done: n={n} {models} {est} {aggregate}", file=sys.stderr, flush=True)
+            yield n, models, est, aggregate, runs
+
+
+def print_together(args, rows):
+    """One line per side of each comparison of models ranked together."""
+    print(f"\nModels ranked together: {', '.join(args.model)} (indices 0..). Best of "
+          f"{args.repeat} cold processes, alternating; ratios transformer-ranker / ours.")
+    for n, _, est, aggregate, sides in rows:
+        peer = sides["peer"]
+        for name, side in sides.items():
+            if name == "peer":
+                continue
+            racing = side.get("racing") or {}
+            print(f"{n:>5} {est:<6} {aggregate:<10} {name:<5} {side['wall']:7.1f} s "
+                  f"({peer['wall'] / side['wall']:.2f}x; peer {peer['wall']:.1f} s) "
+                  f"{side['rss_mb']:6.0f} MB (peer {peer['rss_mb']:.0f}) pick model "
+                  f"{side['model']} (peer {peer['model']}; not told apart: "
+                  f"{side['within_models']}) blocks read {racing.get('block_passes')}/"
+                  f"{racing.get('block_passes_without_racing')}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n-texts", type=int, nargs="+", default=[600, 3000])
@@ -232,6 +335,12 @@ def main():
                    "with our scorer, raw and rescaled, to explain a different pick")
     p.add_argument("--repeat", type=int, default=2, help="runs of each side, alternating; "
                    "the best wall time and the lowest peak are kept (default 2)")
+    p.add_argument("--bf16", action="store_true", help="also run select --torch-dtype "
+                   "bfloat16, and say whether its pick lies in the float32 run's set")
+    p.add_argument("--together", action="store_true", help="rank every --model in one run "
+                   "on each side (for each --aggregate), not one model at a time")
+    p.add_argument("--aggregate", nargs="+", choices=["best-layer", "layer-mean"],
+                   default=["best-layer"], help="with --together")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:  # a side of one comparison, run by run_side
@@ -241,41 +350,14 @@ def main():
         Path(out_file).write_text(json.dumps(result))
         return
 
-    from sklearn_ntps.datasets import load_dataset
     peer_python = ensure_venv(args.venv.expanduser().resolve())
-    rows = []
-    for n in args.n_texts:
-        d = load_dataset("banking77", split="all", n_samples=n, random_state=0)
-        texts, labels = list(d.data), [int(v) for v in d.target]
-        for model in args.model:
-            for est in args.estimator:
-                with tempfile.TemporaryDirectory(prefix="bench-select-") as tmp:
-                    tmp = Path(tmp)
-                    data = tmp / "texts.jsonl"
-                    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n"
-                                            for t, y in zip(texts, labels)))
-                    # Same threads for both. TQDM_DISABLE silences our bars; the peer passes
-                    # disable= itself, so its bars go to its log (a few ms).
-                    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                               TQDM_DISABLE="1", SKLEARN_NTPS_CACHE=str(cold_cache(tmp)))
-                    job = {"texts": texts, "labels": labels, "estimator": est,
-                           "model": model, "peer_model": peer_model_path(model),
-                           "batch_size": args.batch_size, "data": str(data),
-                           "out": str(tmp / "out"), "explain": args.explain}
-                    runs = defaultdict(list)
-                    for rep in range(args.repeat):
-                        sides = [("peer", peer_python, {}), ("ours", sys.executable, {}),
-                                 ("full", sys.executable, {"no_racing": True})]
-                        for side, python, extra in (sides if rep % 2 == 0 else sides[::-1]):
-                            out = run_side(python, "peer" if side == "peer" else "ours",
-                                           {**job, **extra}, tmp, env)
-                            runs[side].append(out)
-                            cold_cache(tmp)  # every run cold
-                    peer, ours, full = (best(runs[side]) for side in ("peer", "ours", "full"))
-                    if args.explain:
-                        peer["explain"] = explain(job, peer)
-                rows.append((n, model, est, peer, ours, full))
-                print(f"done: n={n} {model} {est}", file=sys.stderr, flush=True)
+    found = list(measure(args, peer_python))
+    if args.together:
+        return print_together(args, found)
+    rows = [(n, models[0], est, runs["peer"], runs["ours"], runs["full"])
+            for n, models, est, _, runs in found]
+    bf16s = [(n, est, runs["bf16"], runs["peer"], runs["full"])
+             for n, _, est, _, runs in found if "bf16" in runs]
 
     print(f"\nBest of {args.repeat} cold processes, alternating. Wall s and peak RSS MB of "
           "each process; ratios are transformer-ranker / ours (> 1: ours faster or smaller).\n"
@@ -308,6 +390,11 @@ def main():
               f"{peer['rss_mb'] / ours['rss_mb']:>5.2f} {mean(peer['fits']):>10.3f} "
               f"{mean(ours['layer_times']):>9.3f} [{mean(ours['whole_fits']):.3f}] "
               f"{peer['layer']:>9} {ours['layer']:>9} {spearman(peer['scores'], common):>5.2f}")
+    for n, est, bf, peer, full in bf16s:
+        inside = bf["layer"] == full["layer"] or bf["layer"] in full["within_noise"]
+        print(f"{n:>5} {est:<6} bfloat16: {bf['wall']:.1f} s ({peer['wall'] / bf['wall']:.2f}x "
+              f"the peer), {bf['rss_mb']:.0f} MB, pick {bf['layer']} (float32 full run: "
+              f"{full['layer']}; inside its set: {inside})")
     print("\nWhere the time goes, s (in-process; the rest of the wall time is interpreter "
           "start and exit). Ours: forward = forward pass + moments; store = statistics "
           "store write.")

@@ -252,12 +252,13 @@ def test_select_on_json_lines_with_other_columns(tiny_llama, ntps_cache, tmp_pat
     status = run("select", "--data", str(path), "--text-column", "utterance", "--label-column",
                  "intent", "--model", tiny_llama, "--layers=-2,-1", "--score", "hscore",
                  "--aggregate", "layer-mean", "--n-blocks", "2", "--no-plot", "--output-dir",
-                 str(out), "--no-progress")
+                 str(out), "--no-progress", "--torch-dtype", "bfloat16")
     assert status == 0
     assert capsys.readouterr().out.startswith("hscore on 36 texts, 2 classes")
     assert sorted(p.name for p in out.iterdir()) == ["select.csv", "select.json"]
     data = json.loads((out / "select.json").read_text())
     assert data["score"] == "hscore" and data["aggregate"] == "layer-mean"
+    assert data["dtype"] == "bfloat16"
     assert sorted(r["layer"] for r in data["rows"]) == [1, 2]
 
 

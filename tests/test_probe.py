@@ -182,3 +182,14 @@ def test_the_probe_fits_with_every_blas_pool_on_one_thread():
     order = _canonical_order(X, y)
     plain = Pipeline(clone(default_probe()).steps).fit(X[order], y[order])
     assert np.array_equal(probe.fit(X, y).predict_proba(X), plain.predict_proba(X))
+
+
+def test_folds_in_processes_give_the_same_bits():
+    X, y = classes(150, 12, 4, 0.4, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        here = default_probe(n_jobs=None).fit(X, y)[-1]
+        apart = default_probe(n_jobs=2).fit(X, y)[-1]
+    assert here.n_jobs is None and apart.n_jobs == 2
+    np.testing.assert_array_equal(apart.coef_, here.coef_)
+    np.testing.assert_array_equal(apart.C_, here.C_)

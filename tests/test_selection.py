@@ -169,6 +169,15 @@ def test_a_scorer_by_name_or_as_an_estimator(tiny_llama, ntps_cache):
                               selector([tiny_llama]).fit(TEXTS, LABELS).scores_[tiny_llama])
 
 
+def test_torch_dtype_reaches_the_model_and_keys_the_store(tiny_llama, ntps_cache):
+    full = selector([tiny_llama], scorer="hscore").fit(TEXTS, LABELS)
+    half = selector([tiny_llama], scorer="hscore", torch_dtype="bfloat16").fit(TEXTS, LABELS)
+    assert half.embedding_.dtype_ == "bfloat16" and full.embedding_.dtype_ == "float32"
+    # bfloat16 keeps 8 bits of mantissa: the scores move, but not far.
+    assert not np.array_equal(half.scores_[tiny_llama], full.scores_[tiny_llama])
+    np.testing.assert_allclose(half.scores_[tiny_llama], full.scores_[tiny_llama], rtol=0.2)
+
+
 def test_one_model_defaults_to_logme_several_to_hscore(tiny_llama, tiny_bert, ntps_cache):
     assert isinstance(selector([tiny_llama]).fit(TEXTS, LABELS).scorer_, LogMEScorer)
     assert isinstance(selector([tiny_llama, tiny_bert]).fit(TEXTS, LABELS).scorer_, HScoreScorer)

@@ -48,6 +48,7 @@ def selector(**changes):
         best_score_=0.9, best_layer_=2, runner_up_=("org/A", 1), margin_=0.02,
         margin_interval_={"se": 0.01, "low": -0.005, "high": 0.045, "block_mean": 0.02},
         margin_blocks_=np.array([0.01, 0.03, 0.02, 0.0, 0.04]),
+        embedding_=SimpleNamespace(dtype_="float32"),
         leaves_chance_=True, chance_threshold_=3.5)
     for name, value in changes.items():
         setattr(fitted, name, value)

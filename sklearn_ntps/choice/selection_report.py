@@ -202,6 +202,7 @@ def selection_json(selector, *, source="", n_classes=None) -> str:
         "data": source, "n_texts": int(sum(b.size for b in selector.blocks_)),
         "n_classes": n_classes, "score": score_name(selector), "aggregate": selector.aggregate,
         "n_blocks": len(selector.blocks_), "models": list(selector.scores_),
+        "dtype": selector.embedding_.dtype_,
         "pick": {"model": _pick(selector)["model"], "layer": selector.best_layer_,
                  "score": selector.best_score_},
         "runner_up": None if runner is None else {"model": runner[0], "layer": runner[1]},

@@ -23,9 +23,9 @@ from .chance import CHANCE_CONSTRAINTS, N_PERMUTATIONS
 class LogMEScorer(BaseScorer):
     """LogME (You et al., ICML 2021): mean log evidence per sample of Bayesian linear models.
 
-    Evidence maximisation by the paper's fixed point, in float64, on one SVD
-    of the features, for each class's one-hot target; the score is the mean
-    over classes. See :func:`sklearn_ntps.scores.peers.logme`.
+    Evidence maximised in float64 (at the paper's fixed point, found by a Newton
+    search on ``alpha / beta``) on one SVD of the features, for each class's
+    one-hot target; the score is the mean over classes. See :func:`sklearn_ntps.scores.peers.logme`.
 
     Parameters
     ----------
