@@ -126,6 +126,30 @@ def test_the_racing_pick_is_the_full_runs_or_cannot_be_told_apart(tiny_llama, ti
     assert raced.racing_["block_passes"] <= full.racing_["block_passes"]
 
 
+def test_several_models_are_held_one_at_a_time(tiny_llama, tiny_bert, ntps_cache, monkeypatch):
+    pytest.importorskip("transformers")
+    from builders import LABELS as TINY_LABELS
+    from builders import TEXTS as TINY_TEXTS
+
+    from sklearn_ntps.states import models
+    held = []
+    load = models.load_model
+
+    def counted(*a, **k):
+        loaded = load(*a, **k)
+        held.append(len({key[0] for key in models._LOADED}))
+        return loaded
+    monkeypatch.setattr("sklearn_ntps.states.embedding.load_model", counted)
+    models.clear_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fitted = selector([tiny_llama, tiny_bert], scorer="hscore", cache=False).fit(
+            np.repeat(TINY_TEXTS, 5).tolist(), np.repeat(TINY_LABELS, 5))
+    assert fitted.racing_["block_passes"] > 0
+    # Both are loaded to check their layers; from the first forward pass on, one at a time.
+    assert held[:2] == [1, 2] and set(held[2:]) == {1}
+
+
 @pytest.mark.slow
 def test_on_a_bundled_model_the_racing_pick_is_inside_the_full_runs_set():
     from builders import require_bundled

@@ -31,6 +31,7 @@ import numpy as np
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
+from ..states.models import release_models
 from .protocol import block_score, task_interval, whole_score
 
 __all__ = ["CONFIDENCE", "ROUNDS", "race", "round_ends", "separated_below"]
@@ -174,6 +175,7 @@ def race(embeddings, texts, blocks, y_blocks, scorer, *, racing=True, fractions=
             if not layers:
                 continue
             emb = embeddings[name]
+            _hold_only(embeddings, name)
             if layers != list(emb.layers_):  # only the layers still in contention
                 emb = clone(emb).set_params(layers=layers, layer=layers[0]).fit()
             for b in range(start, end):
@@ -202,3 +204,15 @@ def race(embeddings, texts, blocks, y_blocks, scorer, *, racing=True, fractions=
             parts[pair] = None
         start = end
     return [rows[pair] for pair in scores], parts
+
+
+def _hold_only(embeddings, name):
+    """Let the other models' weights go before ``name`` runs: one model in memory at a time.
+
+    The three bundled models together held 1.1 GB that the peer, which drops each model
+    after its pass, does not (docs/performance.md); reloading costs about a second each.
+    """
+    own = getattr(embeddings[name], "model_fingerprint_", None)
+    others = {getattr(e, "model_fingerprint_", None) for e in embeddings.values()} - {own, None}
+    if others:
+        release_models(others)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -44,6 +45,7 @@ __all__ = [
     "cache_dir",
     "clear_cache",
     "load_model",
+    "release_models",
     "resolve_model",
 ]
 
@@ -176,6 +178,26 @@ def clear_cache() -> None:
         _LOADED.clear()
 
 
+def release_models(fingerprints) -> None:
+    """Drop from the loaded-model memo the models with these weights' fingerprints.
+
+    Their memory goes now, not when the memo is full; a later :func:`load_model`
+    loads them again (from the page cache: about a second for a bundled model).
+    Where several models run one after another, as in a race over models, only
+    the one running is then held.
+
+    Parameters
+    ----------
+    fingerprints : iterable of str
+        ``ResolvedModel.fingerprint`` values (an embedding's ``model_fingerprint_``).
+    """
+    fingerprints = set(fingerprints)
+    with _LOCK:
+        for key in [k for k in _LOADED if k[0] in fingerprints]:
+            del _LOADED[key]
+    gc.collect()  # a transformers model holds reference cycles
+
+
 def resolve_model(model_name_or_path: str | os.PathLike) -> ResolvedModel:
     """Find a model's files without loading anything.
 
@@ -233,8 +255,8 @@ def load_model(
     device : str or torch.device, default="auto"
         "auto" picks cuda, then mps, then cpu.
     torch_dtype : str or torch.dtype, default="auto"
-        "float32", "bfloat16" or "float16"; "auto" is float32 on CPU (bfloat16 is slow there)
-        and the checkpoint's dtype elsewhere.
+        "float32", "bfloat16" or "float16"; "auto" is float32 on CPU (bfloat16 is slow on
+        processors without bfloat16 units) and the checkpoint's dtype elsewhere.
     trust_remote_code : bool, default=False
         Passed to transformers.
     progress : bool, default=True
