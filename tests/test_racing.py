@@ -128,10 +128,10 @@ def test_the_racing_pick_is_the_full_runs_or_cannot_be_told_apart(tiny_llama, ti
 
 def test_several_models_are_held_one_at_a_time(tiny_llama, tiny_bert, ntps_cache, monkeypatch):
     pytest.importorskip("transformers")
+    from sklearn_ntps.states import models
+
     from builders import LABELS as TINY_LABELS
     from builders import TEXTS as TINY_TEXTS
-
-    from sklearn_ntps.states import models
     held = []
     load = models.load_model
 
