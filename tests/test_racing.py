@@ -27,6 +27,7 @@ class FakeEmbedding(BaseEstimator):
 
     def fit(self):
         self.layers_ = list(range(len(self.signal))) if self.layers is None else self.layers
+        self.model_fingerprint_ = f"fake-{self.name}"  # never in the loaded-model memo
         return self
 
     def transform_layers(self, texts):

@@ -212,7 +212,5 @@ def _hold_only(embeddings, name):
     The three bundled models together held 1.1 GB that the peer, which drops each model
     after its pass, does not (docs/performance.md); reloading costs about a second each.
     """
-    own = getattr(embeddings[name], "model_fingerprint_", None)
-    others = {getattr(e, "model_fingerprint_", None) for e in embeddings.values()} - {own, None}
-    if others:
-        release_models(others)
+    own = embeddings[name].model_fingerprint_
+    release_models({e.model_fingerprint_ for e in embeddings.values()} - {own})

@@ -193,9 +193,11 @@ def release_models(fingerprints) -> None:
     """
     fingerprints = set(fingerprints)
     with _LOCK:
-        for key in [k for k in _LOADED if k[0] in fingerprints]:
+        dropped = [k for k in _LOADED if k[0] in fingerprints]
+        for key in dropped:
             del _LOADED[key]
-    gc.collect()  # a transformers model holds reference cycles
+    if dropped:  # a full collection costs time: only when weights were let go
+        gc.collect()  # a transformers model holds reference cycles
 
 
 def resolve_model(model_name_or_path: str | os.PathLike) -> ResolvedModel:
