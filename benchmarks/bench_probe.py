@@ -1,4 +1,5 @@
 """Does the probe's C, and so its held-out accuracy, depend on the order of the training rows?
+And what does starting each fold's path at the class priors save?
 
 The probe before issue 23 (``old_probe()``, rebuilt here: C by accuracy on one shuffled
 stratified 3-fold split) against ``default_probe()`` (C by log-loss over 3 repeats of 3
@@ -10,6 +11,11 @@ the SD of held-out accuracy (2,000 test rows); and, since a permutation cannot m
 probe, how much its C and accuracy move when its folds are drawn with ``--runs`` other seeds,
 for each number of repeats in ``--repeats`` (what a reshuffle did to the old probe, and what
 fewer repeats would cost). The machine's load average is printed before and after.
+
+``zero`` is issue 23's probe as it was up to issue 25: the same folds and scoring in
+scikit-learn's ``LogisticRegressionCV``, whose paths start at zero; ``default_probe()`` starts
+them at the log class frequencies (``LogisticRegressionPathCV``). With ``--banking77`` the three
+are compared per layer.
 
 With ``--banking77`` it measures the report's own features instead: BANKING77 at the report's
 defaults (900 texts, the first replicate's 7 training blocks, 3 test blocks) at every layer of
@@ -27,6 +33,7 @@ row permutations (old) and fold seeds (new).
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import time
 import warnings
@@ -40,7 +47,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_ntps import default_probe
-from sklearn_ntps.choice.probe import PROBE_CS, _l2_only, _OneBLASThreadPipeline
+from sklearn_ntps.choice.probe import PROBE_CS, _OneBLASThreadPipeline, _ProbePipeline
 
 D = 576
 N_TEST = 2000
@@ -54,6 +61,25 @@ def old_probe():
     cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
     return _OneBLASThreadPipeline(make_pipeline(StandardScaler(), LogisticRegressionCV(
         Cs=list(PROBE_CS), cv=cv, max_iter=1000, scoring="accuracy", **_l2_only())).steps)
+
+
+def zero_start_probe():
+    """``default_probe()`` of issues 23-25: the same folds and scoring, paths started at zero."""
+    probe = default_probe()
+    lr = probe[-1]
+    return _ProbePipeline(make_pipeline(StandardScaler(), LogisticRegressionCV(
+        Cs=list(PROBE_CS), cv=lr.cv, max_iter=1000, scoring="neg_log_loss", n_jobs=lr.n_jobs,
+        **_l2_only())).steps)
+
+
+def _l2_only() -> dict:
+    """Pure L2 and plain attributes, said the way this scikit-learn version wants it said."""
+    defaults = {k: p.default for k, p in
+                inspect.signature(LogisticRegressionCV).parameters.items()}
+    out = {"l1_ratios": (0.0,)} if defaults.get("l1_ratios") == "warn" else {}
+    if "use_legacy_attributes" in defaults:
+        out["use_legacy_attributes"] = False
+    return out
 
 
 def new_probe(n_repeats=None, seed=0):
@@ -143,7 +169,8 @@ def run_banking77(repeats, runs, stability_layers):
     print(f"BANKING77, SmolLM2-135M, {len(layers)} layers: {X0.shape[0]} x {X0.shape[1]} "
           f"training features, {len(y_test)} test texts, {np.unique(y).size} classes (forward "
           f"pass {time.perf_counter() - start:.0f} s)")
-    variants = {"old": old_probe, **{f"r={r}": (lambda r=r: new_probe(r)) for r in repeats}}
+    variants = {"old": old_probe, "zero": zero_start_probe,
+                **{f"r={r}": (lambda r=r: new_probe(r)) for r in repeats}}
     totals = {name: np.zeros(3) for name in variants}  # seconds, iterations, accuracy
     chosen = {name: [] for name in variants}
     for layer, (X, X_test) in layers.items():
@@ -161,8 +188,9 @@ def run_banking77(repeats, runs, stability_layers):
     for name, (seconds, iterations, accuracy) in totals.items():
         same = sum(a == b for a, b in zip(chosen[name], chosen[last]))
         print(f"  {name}: {seconds:.0f} s over {len(layers)} layers "
-              f"({seconds / totals['old'][0]:.2f}x old), {iterations:.0f} iterations "
-              f"({iterations / totals['old'][1]:.2f}x old); "
+              f"({seconds / totals['old'][0]:.2f}x old, {seconds / totals['zero'][0]:.2f}x "
+              f"zero), {iterations:.0f} iterations ({iterations / totals['old'][1]:.2f}x old, "
+              f"{iterations / totals['zero'][1]:.2f}x zero); "
               f"mean held-out accuracy {accuracy / len(layers):.2f}%; "
               f"{same} of {len(layers)} layers choose {last}'s C")
     rng = np.random.default_rng(1)

@@ -12,6 +12,7 @@ from sklearn.externals.array_api_compat import (
     is_array_api_obj,
     is_numpy_array,
 )
+from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
@@ -20,12 +21,15 @@ from sklearn.utils._param_validation import (
     validate_params,
 )
 from sklearn.utils._set_output import _wrap_data_with_container
+from sklearn.utils.validation import _check_sample_weight
 
 __all__ = [
     "HasMethods",
     "Interval",
+    "LinearClassifierMixin",
     "RealNotInt",
     "StrOptions",
+    "_check_sample_weight",
     "_fit_context",
     "_wrap_data_with_container",
     "array_namespace",

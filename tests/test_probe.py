@@ -74,9 +74,9 @@ def test_duplicated_rows_and_sample_weights_follow_their_rows():
     y = np.concatenate([y, y[:2], [(y[2] + 1) % 3]])
     w = np.linspace(0.5, 2.0, len(y))
     w[-1] = 3.0
-    reference = fit(X, y, logisticregressioncv__sample_weight=w)
+    reference = fit(X, y, logisticregressionpathcv__sample_weight=w)
     order = np.random.default_rng(1).permutation(len(y))
-    probe = fit(X[order], y[order], logisticregressioncv__sample_weight=w[order])
+    probe = fit(X[order], y[order], logisticregressionpathcv__sample_weight=w[order])
     assert np.array_equal(probe[-1].coef_, reference[-1].coef_)
     unweighted = fit(X, y)
     assert not np.array_equal(unweighted[-1].coef_, reference[-1].coef_)
@@ -121,8 +121,8 @@ def test_C_is_chosen_by_log_loss_over_3_repeats_of_3_stratified_folds():
 def test_a_tie_goes_to_the_smallest_C():
     X, y = classes(60, 5, 3, 1.0)
     probe = clone(default_probe())
-    assert list(probe[-1].Cs) == sorted(PROBE_CS)  # LogisticRegressionCV keeps the first best
-    probe.set_params(logisticregressioncv__scoring=lambda estimator, X, y: 0.0)
+    assert list(probe[-1].Cs) == sorted(PROBE_CS)  # the first best is kept
+    probe.set_params(logisticregressionpathcv__scoring=lambda estimator, X, y: 0.0)
     assert chosen_c(probe.fit(X, y)) == min(PROBE_CS)
 
 

@@ -13,9 +13,9 @@ from sklearn_ntps import _sklearn_compat as compat
 
 def test_every_name_is_exported():
     assert sorted(compat.__all__) == sorted([
-        "HasMethods", "Interval", "RealNotInt", "StrOptions", "_fit_context",
-        "_wrap_data_with_container", "array_namespace", "device", "is_array_api_obj",
-        "is_numpy_array", "validate_params"])
+        "HasMethods", "Interval", "LinearClassifierMixin", "RealNotInt", "StrOptions",
+        "_check_sample_weight", "_fit_context", "_wrap_data_with_container", "array_namespace",
+        "device", "is_array_api_obj", "is_numpy_array", "validate_params"])
     for name in compat.__all__:
         assert getattr(compat, name) is not None, name
 
@@ -35,6 +35,22 @@ def test_the_constraints():
 
     assert fits.is_satisfied_by(type("Model", (), {"fit": method, "predict": method})())
     assert not fits.is_satisfied_by(type("Half", (), {"fit": method})())
+
+
+def test_the_linear_classifier_mixin_and_sample_weight_check():
+    class Linear(compat.LinearClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            return self
+
+    est = Linear()
+    est.coef_, est.intercept_, est.classes_ = np.array([[1.0, -1.0]]), np.array([0.5]), \
+        np.array(["no", "yes"])
+    est.n_features_in_ = 2
+    np.testing.assert_allclose(est.decision_function(np.array([[2.0, 1.0]])), [1.5])
+    assert est.predict(np.array([[0.0, 1.0], [1.0, 0.0]])).tolist() == ["no", "yes"]
+    np.testing.assert_array_equal(compat._check_sample_weight(None, np.zeros((3, 2))), np.ones(3))
+    with pytest.raises(ValueError):
+        compat._check_sample_weight(np.ones(2), np.zeros((3, 2)))
 
 
 def test_validate_params_rejects_with_a_value_error():
