@@ -45,12 +45,14 @@ PLAN = {
     "centroid_texts": 60,  # per class (the first 60 in a seeded order); None: every one
     "eligible": (0.5, 0.9),  # the probe's 3-fold CV accuracy on the training texts
     "n_blocks": 5,
-    "lora": {"random_state": SEED, "max_length": 64},  # HFLoRAClassifier's defaults otherwise
+    # HFLoRAClassifier's defaults otherwise, as they were when v2 ran: 300 steps, no early stop.
+    "lora": {"random_state": SEED, "max_length": 64, "max_steps": 300, "n_iter_no_change": None},
     "embedding": {"max_length": 64, "batch_size": 16, "cache": False, "progress": False},
 }
 SMOKE = {"whole": {"trec": (30, 30), "rotten_tomatoes": (20, 20)}, "groups": {"banking77": 1},
          "per_class": {"train": 6, "test": 6}, "centroid_texts": 2, "eligible": (0.0, 1.0),
-         "lora": {"random_state": SEED, "max_length": 64, "max_steps": 3}}
+         "lora": {"random_state": SEED, "max_length": 64, "max_steps": 3,
+                  "n_iter_no_change": None}}
 PEERS = ("logme", "knn", "ridge_loo")
 COLUMNS = ["task", "source", "model", "n_classes", "n_train", "n_test", "probe_cv_accuracy",
            "eligible", "probe_C", "probe_accuracy", "lora_step0_accuracy", "lora_accuracy",

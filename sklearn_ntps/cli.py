@@ -121,14 +121,16 @@ def _parser():
     _add_dask_options(rep)
     pre = sub.add_parser(
         "lora-prescreen",
-        help="Will LoRA fine-tuning pay off? The frozen model's scores, the probe, the "
-        "recommendation and, unless --no-lora, LoRA's measured gain.",
-        description="For each data set (and, with --subtasks, the 5-class sub-tasks of the "
+        help="Will LoRA fine-tuning pay off? Measures it: the frozen model's scores, the "
+        "probe and, unless --no-lora, LoRA's gain over the probe.",
+        description="For each data set (and, with --subtasks, random 5-class sub-tasks of the "
         "intent sets) or your own --data: NTPS and the peers on the training texts, the test "
-        "accuracy of a frozen linear probe, the gain the LoRA study v2 (docs/lora.md section 4) "
-        "predicts from the score that predicted it best there, and its recommendation; unless "
-        "--no-lora, the test accuracy of a LoRA fine-tune (HFLoRAClassifier's recipe), the "
-        "measured gain and NTPS after LoRA. Writes prescreen.csv, prescreen.json and "
+        "accuracy of a frozen linear probe and, unless --no-lora, the test accuracy of a LoRA "
+        "fine-tune (HFLoRAClassifier's recipe), the measured gain and NTPS after LoRA. No gain "
+        "is predicted: the LoRA study v2 (docs/lora.md section 5; 20 rows, 12 tasks) could not "
+        "detect whether NTPS, or any score of the frozen model, relates to the gain, so the "
+        "command recommends nothing and prints the study's gains at the study's own sizes (100 "
+        "or 300 training texts per task). Writes prescreen.csv, prescreen.json and "
         "prescreen.png.",
     )
     pre.add_argument("--model", default="SmolLM2-135M", metavar="NAME_OR_PATH")
@@ -141,13 +143,18 @@ def _parser():
                      "stratified --n-test of --data's rows (at most a fifth) is held out")
     pre.add_argument("--subtasks", action="store_true",
                      help="add 4 disjoint 5-class sub-tasks of each intent set (banking77, "
-                     "clinc150), drawn with seed 0, as docs/lora.md's study does")
+                     "clinc150), classes drawn at random (seed --random-state), as the first "
+                     "LoRA study did (docs/lora.md section 1). Not study v2's groups: v2 chose "
+                     "them by all-MiniLM-L6-v2's class centroids (greedy groups of mutually "
+                     "close classes, choose_groups in docs/lora_study.py), not at random")
     pre.add_argument("--n-train", type=int, default=500)
     pre.add_argument("--n-test", type=int, default=300)
     pre.add_argument("--no-lora", action="store_true",
-                     help="the frozen model's scores, the probe and the recommendation only")
+                     help="the frozen model's scores and the probe only; no gain is "
+                     "measured")
     pre.add_argument("--max-steps", type=int, default=None,
-                     help="LoRA's optimizer steps (default: HFLoRAClassifier's)")
+                     help="LoRA's most optimizer steps (default: HFLoRAClassifier's, 10 passes "
+                          "over the texts, stopped early on a validation split)")
     pre.add_argument("--learning-rate", type=float, default=None,
                      help="LoRA adapters' peak learning rate (default: HFLoRAClassifier's)")
     _add_run_options(pre, output_dir="ntps-prescreen", max_length=64)

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("peft")
 pytest.importorskip("transformers")
 
-from sklearn_ntps.lora.adapters import resolve_target_modules
+from sklearn_ntps.lora.adapters import fold_scaler, probe_head, resolve_target_modules
 from sklearn_ntps.lora.classifier import HFLoRAClassifier
 
 from builders import FAST_LORA as FAST
@@ -68,6 +68,42 @@ def test_no_default_target_modules():
                                          "fc1, fc2"):
         resolve_target_modules(torch.nn.ModuleDict({"fc1": torch.nn.Linear(2, 2),
                                                     "fc2": torch.nn.Linear(2, 2)}))
+
+
+def test_all_linear_is_every_linear_module_inside_the_blocks(tiny_bert):
+    torch = pytest.importorskip("torch")
+    from transformers import AutoModel
+
+    bert = AutoModel.from_pretrained(tiny_bert)
+    names = resolve_target_modules(bert, "all-linear")
+    assert names == ["attention.self.query", "attention.self.key", "attention.self.value",
+                     "attention.output.dense", "intermediate.dense", "output.dense"]
+    assert any(n.startswith("pooler.") for n, m in bert.named_modules()
+               if isinstance(m, torch.nn.Linear))  # there is a pooler, and it gets none
+    flat = torch.nn.ModuleDict({"fc1": torch.nn.Linear(2, 2)})
+    with pytest.raises(ValueError, match=r"no linear module inside numbered blocks.*fc1"):
+        resolve_target_modules(flat, "all-linear")
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_the_probe_head_on_standardised_features_folds_into_the_probe(k):
+    from sklearn_ntps.choice.probe import default_probe
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % k
+    X = 5 + 3 * rng.normal(size=(60, 4)) + np.eye(k, 4)[y]
+    probe = default_probe(n_jobs=None).fit(X, y)
+    weight, bias, mean, scale = probe_head(probe, k)
+    np.testing.assert_allclose(mean, probe[0].mean_)
+    standardised = (X - mean) / scale @ weight.T + bias
+    raw = X @ fold_scaler(weight, bias, mean, scale)[0].T + fold_scaler(weight, bias, mean,
+                                                                         scale)[1]
+    np.testing.assert_allclose(standardised, raw, atol=1e-10)
+    decision = probe.decision_function(X)
+    if k == 2:  # the two rows' difference is the binary logit
+        np.testing.assert_allclose(raw[:, 1] - raw[:, 0], decision, atol=1e-10)
+    else:
+        np.testing.assert_allclose(raw, decision, atol=1e-10)
 
 
 def test_empty_target_modules(tiny_llama):

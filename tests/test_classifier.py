@@ -140,9 +140,10 @@ def test_max_steps_whatever_the_number_of_texts(tiny_llama):
 def test_early_stopping_keeps_the_best_weights(tiny_llama):
     # labels at random: the validation loss soon rises as the fit learns the training texts
     texts, labels = TEXTS * 3, np.random.default_rng(0).permutation(np.tile(LABELS, 3))
-    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=270, n_iter_no_change=2,
-                           eval_every=2, validation_fraction=0.25, random_state=0,
-                           **{**FAST, "learning_rate": 0.05}).fit(texts, labels)
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=270, eval_every=2,
+                           validation_fraction=0.25, random_state=0,
+                           **{**FAST, "n_iter_no_change": 2, "learning_rate": 0.05})
+    clf.fit(texts, labels)
     steps, scores = clf.validation_steps_, clf.validation_scores_
     losses = clf.validation_loss_curve_
     assert len(steps) == len(scores) == len(losses) >= 3
@@ -154,10 +155,10 @@ def test_early_stopping_keeps_the_best_weights(tiny_llama):
 
 def test_early_stopping_can_keep_the_probe(tiny_llama):
     # a learning rate that wrecks the fit: step 0, the probe, stays the best
-    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=20, n_iter_no_change=3,
-                           eval_every=1, validation_fraction=0.25, random_state=0,
-                           **{**FAST, "learning_rate": 5.0, "head_learning_rate": 5.0,
-                              "max_grad_norm": None})
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=20, eval_every=1,
+                           validation_fraction=0.25, random_state=0,
+                           **{**FAST, "n_iter_no_change": 3, "learning_rate": 5.0,
+                              "head_learning_rate": 5.0, "max_grad_norm": None})
     clf.fit(TEXTS * 2, LABELS.tolist() * 2)
     assert clf.best_step_ == 0 and clf.n_steps_ == 3
     assert all(np.abs(w).max() == 0 for k, w in clf.adapter_weights_.items() if "lora_B" in k)
@@ -166,11 +167,67 @@ def test_early_stopping_can_keep_the_probe(tiny_llama):
                                atol=1e-5)
 
 
+def test_early_stopping_ends_the_fit_on_a_validation_plateau(tiny_llama):
+    # Rates too small to move a float32 weight: every evaluation equals step 0's, so the fit
+    # stops after n_iter_no_change of them, however many steps were allowed.
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=None, max_epochs=50,
+                           eval_every=2, validation_fraction=0.25, random_state=0,
+                           **{**FAST, "n_iter_no_change": 3, "learning_rate": 1e-30,
+                              "head_learning_rate": 1e-30})
+    clf.fit(TEXTS, LABELS)
+    assert clf.validation_steps_.tolist() == [0, 2, 4, 6]
+    assert clf.n_steps_ == 6 and clf.best_step_ == 0
+    assert len(set(clf.validation_loss_curve_.tolist())) == 1
+
+
+def test_the_fitted_classifier_holds_both_arms_text_by_text(tiny_llama):
+    texts, labels = TEXTS * 2, LABELS.tolist() * 2
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=8, eval_every=2,
+                           validation_fraction=0.25, random_state=0,
+                           **{**FAST, "n_iter_no_change": 5}).fit(texts, labels)
+    val = clf.validation_indices_
+    assert len(val) == 8 and len(set(val.tolist())) == 8
+    held_out = [texts[i] for i in val]
+    train = np.setdiff1d(np.arange(len(texts)), val)
+    # the start arm: the stored probe on the frozen features of the same texts, same order
+    frozen = features(clf.model_name_or_path, held_out)
+    np.testing.assert_array_equal(clf.validation_start_predictions_, clf.probe_.predict(frozen))
+    np.testing.assert_array_equal(clf.predict_start(held_out), clf.probe_.predict(frozen))
+    # the LoRA arm: the kept weights' predictions
+    np.testing.assert_array_equal(clf.validation_predictions_, clf.predict(held_out))
+    assert set(clf.validation_predictions_) <= set(clf.classes_)
+    # the first loss is the probe's cross-entropy on its own training texts
+    from sklearn.metrics import log_loss
+
+    on_train = features(clf.model_name_or_path, [texts[i] for i in train])
+    expected = log_loss(np.array(labels)[train], clf.probe_.predict_proba(on_train))
+    assert clf.start_loss_ == pytest.approx(expected, rel=1e-6)
+    assert clf.probe_C_ == clf.probe_[-1].C_
+
+
+def test_training_length_scales_with_the_number_of_texts(tiny_llama):
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=None, max_epochs=2,
+                           random_state=0, **FAST)
+    assert clf.fit(TEXTS, LABELS).n_steps_ == 2 * 4  # 16 texts in batches of 4
+    assert clf.fit(TEXTS * 2, LABELS.tolist() * 2).n_steps_ == 2 * 8
+    assert clf.validation_indices_ is None and clf.validation_predictions_ is None
+
+
+def test_adapters_on_every_linear_module_of_the_blocks(tiny_llama):
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=2, random_state=0,
+                           target_modules="all-linear", **FAST).fit(TEXTS, LABELS)
+    assert clf.target_modules_ == ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                   "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+                                   "mlp.down_proj"]
+    lora_b = [k for k in clf.adapter_weights_ if "lora_B" in k]
+    assert len(lora_b) == 2 * 7  # 2 blocks of the tiny model, 7 linear modules each
+
+
 def test_early_stopping_with_more_classes_than_validation_texts(tiny_llama):
     y = np.arange(len(TEXTS)) % 8  # 8 classes of 2 texts; 4 validation texts
-    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=4, n_iter_no_change=2,
-                           eval_every=2, validation_fraction=0.25, random_state=0,
-                           **FAST).fit(TEXTS, y)
+    clf = HFLoRAClassifier(model_name_or_path=tiny_llama, max_steps=4, eval_every=2,
+                           validation_fraction=0.25, random_state=0,
+                           **{**FAST, "n_iter_no_change": 2}).fit(TEXTS, y)
     assert clf.validation_steps_.tolist() == [0, 2, 4]
     assert clf.probe_[-1].classes_.tolist() == list(range(8))  # every class kept a text
     assert clf.probe_train_accuracy_ > 0

@@ -115,6 +115,29 @@ def test_console_script_help():
     assert "--model" in result.stdout and "--full" in result.stdout
 
 
+def test_lora_prescreen_help_says_what_was_measured(capsys, monkeypatch):
+    from pathlib import Path
+
+    from sklearn_ntps.lora.prescreen import RULE
+
+    monkeypatch.setenv("COLUMNS", "1000")  # one line each: no break inside a hyphenated name
+    with pytest.raises(SystemExit):
+        run("lora-prescreen", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "predicts" not in text and "recommendation only" not in text
+    assert "could not detect whether NTPS, or any score of the frozen model, relates to the " \
+        "gain" in text
+    sizes = " or ".join(str(n) for n in RULE["n_train"])
+    assert f"at the study's own sizes ({sizes} training texts per task)" in text
+    assert f"section 5; {RULE['n_rows']} rows, {RULE['n_tasks']} tasks)" in text
+    # --subtasks: random groups, and how study v2 chose its own instead
+    assert "classes drawn at random" in text
+    assert "v2 chose them by all-MiniLM-L6-v2's class centroids (greedy groups of mutually " \
+        "close classes, choose_groups in docs/lora_study.py), not at random" in text
+    study = (Path(__file__).parents[1] / "docs/lora_study.py").read_text()
+    assert "def choose_groups(" in study and '"centroid_model": "all-MiniLM-L6-v2"' in study
+
+
 def test_cache_command_info_and_clear(tmp_path, monkeypatch, capsys):
     import os
     import time

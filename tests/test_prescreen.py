@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from sklearn_ntps.lora.prescreen import (
+    RULE,
     WORTH_IT_POINTS,
     Prescreen,
     intent_subtasks,
+    read_score,
     recommend,
     rule_text,
+    spearman_power,
 )
 
 from builders import LABELS, TEXTS
@@ -61,11 +64,15 @@ def test_each_outcome_of_the_study_is_said_as_the_protocol_words_it():
     assert "no score of the frozen model (NTPS or a peer) predicted the gain better than " \
         "headroom" in text and "NTPS is printed for information" in text
     nothing = rule(beats_mean_gain=False)
-    assert recommend({"logme": 0.0}, nothing) == ("gain not predictable", None)
+    assert recommend({"logme": 0.0}, nothing) == ("no recommendation", None)
+    assert read_score(nothing) is None and read_score(None) is None
+    assert read_score(rule()) == "logme"
     text = rule_text(nothing)
-    assert "no predictor beat the mean gain" in text and "could not be predicted" in text
+    assert "beat the mean gain of the other tasks" in text and "nothing is recommended" in text
     assert "median +1.2 points, from -3.4 to +7.5" in text and "without --no-lora" in text
-    assert recommend({"logme": 0.0}, None) == ("gain not predictable", None)
+    # A rule dict without the study's sizes or NTPS's Spearman claims neither.
+    assert "training texts per task" not in text and "Spearman" not in text
+    assert recommend({"logme": 0.0}, None) == ("no recommendation", None)
     assert "No fitted rule" in rule_text(None)
 
 
@@ -91,11 +98,98 @@ def test_spearman_interval_and_outputs():
 def test_the_text_shows_the_score_the_rule_reads():
     result = prescreen(n=3)
     header = result.to_text().splitlines()[1].split()
-    assert header[:5] == ["task", "NTPS", "after", "logme", "probe"]
-    assert "over these 3 tasks: -1.00 (no interval under 4 tasks)" in result.to_text()
+    assert header[:6] == ["task", "NTPS", "after", "logme", "probe", "pred."]
+    assert "Spearman(logme, gain) omitted: 3 tasks, 4 needed" in result.to_text()
     result.rule = rule("ntps")
-    assert result.to_text().splitlines()[1].split()[:4] == ["task", "NTPS", "after", "probe"]
+    assert result.to_text().splitlines()[1].split()[:5] == ["task", "NTPS", "after", "probe",
+                                                            "pred."]
     assert "Spearman(logme" not in result.to_text()
+
+
+@pytest.mark.parametrize("fallback", [RULE, rule(beats_mean_gain=False), None])
+def test_no_score_is_shown_as_read_when_the_rule_reads_none(fallback):
+    # The bundled rule names headroom as its best predictor, but headroom did not beat the
+    # mean gain: the recommendation reads no score, so neither headroom nor a predicted gain
+    # is shown as what it rests on.
+    result = prescreen()
+    result.rule = fallback
+    text = result.to_text()
+    assert text.splitlines()[1].split() == ["task", "NTPS", "after", "probe", "start", "LoRA",
+                                            "gain", "recommendation"]
+    assert "Spearman(ntps, gain) over these 13 tasks" in text
+    assert "Spearman(headroom" not in text and "Spearman(logme" not in text
+    assert "pred." not in text and "predicts" not in text
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_spearman_under_four_tasks(n):
+    result = prescreen(n=n)
+    rho = result.spearman("ntps")
+    assert rho["n_tasks"] == n and np.isnan(rho["estimate"]) and np.isnan(rho["low"])
+    text = result.to_text()
+    task_s = "task" if n == 1 else "tasks"
+    assert f"Spearman(ntps, gain) omitted: {n} {task_s}, 4 needed" in text
+    assert f"Spearman(logme, gain) omitted: {n} {task_s}, 4 needed" in text
+    assert "over these" not in text
+    assert json.loads(result.to_json())["spearman"]["ntps"]["estimate"] is None
+    if n == 3:
+        from sklearn_ntps.lora.prescreen import plot_prescreen
+
+        result.rule = RULE
+        assert plot_prescreen(result).startswith(b"\x89PNG")
+
+
+def test_spearman_from_four_tasks_and_none_without_gains():
+    # gain = 10 - 20 x NTPS exactly: rank correlation -1 from the fourth task on.
+    result = prescreen(n=4)
+    assert "Spearman(ntps, gain) over these 4 tasks: -1.00 " in result.to_text()
+    assert "Spearman(logme, gain) over these 4 tasks: +1.00 " in result.to_text()
+    for r in result.rows:  # --no-lora: no gain, no line at all
+        del r["gain"]
+    assert "Spearman" not in result.to_text()
+
+
+def test_the_studys_gains_are_at_its_own_training_sizes():
+    import csv
+    from pathlib import Path
+
+    rows = [row for f in sorted((Path(__file__).parents[1] / "docs/lora_v2/rows").glob("*.csv"))
+            for row in csv.DictReader(f.read_text().splitlines())]
+    sizes = sorted({int(r["n_train"]) for r in rows if r["eligible"] == "1"})
+    assert len(rows) == 24 and sizes == RULE["n_train"] == [100, 300]
+    assert "The study's gains, at n = 100 or 300 training texts per task: median +0.7" \
+        in rule_text(RULE)
+    result = prescreen(n=2)
+    result.rule = RULE
+    for r, n in zip(result.rows, (60, 500)):
+        r["n_train"] = n
+    assert result.to_text().splitlines()[-1] == (
+        "This run: 60 or 500 training texts per task. The study's gains were measured at 100 "
+        "or 300 and are not a forecast for these tasks or sizes.")
+    result.rule = rule()  # a rule without recorded sizes: no such line
+    assert "This run:" not in result.to_text()
+
+
+def test_power_of_a_spearman_test_matches_a_simulation():
+    from scipy.stats import rankdata
+    from scipy.stats import t as student_t
+
+    assert spearman_power(0.0, 20) == pytest.approx(0.05)
+    assert spearman_power(-0.40, 20) == pytest.approx(0.396, abs=0.005)  # study v2's 20 rows
+    assert spearman_power(-0.40, 20) < spearman_power(-0.65, 20) < spearman_power(-0.65, 40)
+    # Jointly normal with Pearson r = 2 sin(pi rho / 6) has Spearman rho.
+    rho, n, reps = -0.40, 20, 4000
+    r = 2 * np.sin(np.pi * rho / 6)
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((reps, n, 2))
+    x, y = z[..., 0], r * z[..., 0] + np.sqrt(1 - r**2) * z[..., 1]
+    rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
+    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
+    rs = (rx * ry).sum(1) / np.sqrt((rx**2).sum(1) * (ry**2).sum(1))
+    t = rs * np.sqrt((n - 2) / (1 - rs**2))
+    simulated = np.mean(np.abs(t) > student_t.ppf(0.975, n - 2))
+    # the simulation's own sd is about 0.008
+    assert spearman_power(rho, n) == pytest.approx(simulated, abs=0.03)
 
 
 def test_spearman_with_noise_finds_the_correlation_built_in():
@@ -171,6 +265,12 @@ def test_command_without_lora(tiny_llama, ntps_cache, tmp_path, capsys, monkeypa
     assert status == 0
     printed = capsys.readouterr().out
     assert prescreen.rule_text(prescreen.RULE) in printed
+    # No gain measured: no correlation; the rule reads no score: no headroom or pred. column
+    assert "Spearman(ntps, gain)" not in printed and "omitted" not in printed
+    assert printed.splitlines()[1].split() == ["task", "NTPS", "after", "probe", "start", "LoRA",
+                                               "gain", "recommendation"]
+    assert "This run: 60 training texts per task. The study's gains were measured at 100 or " \
+        "300" in printed
     data = json.loads((out / "prescreen.json").read_text())
     assert [r["task"] for r in data["rows"]] == ["sms_spam", "trec"]
     assert [r["n_train"] for r in data["rows"]] == [60, 60] and len(seen) == 2
@@ -196,7 +296,8 @@ def test_ntps_after_lora_in_one_line_equals_the_merged_weights(tiny_llama, ntps_
 
     texts, labels = TEXTS * 3, LABELS * 3
     lora = HFLoRAClassifier(model_name_or_path=tiny_llama, r=4, max_steps=6, batch_size=4,
-                            learning_rate=5e-2, random_state=0, progress=False).fit(texts, labels)
+                            learning_rate=5e-2, n_iter_no_change=None, random_state=0,
+                            progress=False).fit(texts, labels)
     before = HFEmbeddingTransformer(model_name_or_path=tiny_llama, output="tokens",
                                     progress=False).fit_transform(texts)
     after = HFEmbeddingTransformer(model_name_or_path=lora, output="tokens",
@@ -273,6 +374,8 @@ def test_command_with_lora(tiny_llama, ntps_cache, tmp_path, capsys, monkeypatch
     from sklearn_ntps.lora.prescreen import RULE
 
     assert rule_text(RULE) in printed
+    assert "Spearman(ntps, gain) omitted: 1 task, 4 needed" in printed
+    assert "Spearman(headroom" not in printed and "This run: 40 training texts" in printed
     data = json.loads((out / "prescreen.json").read_text())
     row = data["rows"][0]
     assert row["task"] == "trec" and row["n_train"] == 40 and row["n_test"] == 20
@@ -335,7 +438,14 @@ def test_the_bundled_rule_is_the_studys_and_says_it_predicts_nothing():
             assert refit[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float)
                                   else value), key
     assert not RULE["beats_mean_gain"] and RULE["mae"] > RULE["mean_gain_mae"]
-    assert recommend({"ntps": 0.9, "headroom": 0.3}) == ("gain not predictable", None)
+    assert recommend({"ntps": 0.9, "headroom": 0.3}) == ("no recommendation", None)
     text = rule_text(RULE)
-    assert "12 tasks, 20 (task, model) rows" in text and "no predictor beat the mean gain" in text
+    assert "12 tasks, 20 (task, model) rows" in text
+    assert "no predictor (NTPS, the peers or headroom) beat the mean gain of the other tasks " \
+        "when each task was left out (the best, headroom, missed by 4.0 points" in text
     assert "median +0.7 points, from -5.1 to +16.4" in text
+    assert "Spearman(NTPS, gain) was -0.16 [-0.83, +0.51] (p = 0.49): the study could not " \
+        "detect whether NTPS relates to the gain" in text
+    assert "with 20 rows it would have detected the paper's weakest, -0.40, with a " \
+        "probability of about 0.40" in text
+    assert "predicts" not in text and "negative" not in text

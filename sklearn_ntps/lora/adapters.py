@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import re
 import warnings
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .._utils import optional_import
+from ..splits import stratified_split
 from ..states.extraction import (
     encode,
     in_input_order,
@@ -31,6 +33,7 @@ __all__ = [
     "Trainer",
     "encoded_texts",
     "fit_start_probe",
+    "fold_scaler",
     "import_peft",
     "lora_config",
     "lr_factor",
@@ -39,6 +42,7 @@ __all__ = [
     "resolve_target_modules",
     "seeded",
     "training_flags",
+    "validation_split",
     "with_adapter",
 ]
 
@@ -63,7 +67,10 @@ def resolve_target_modules(model, target_modules=None):
     model : torch.nn.Module
     target_modules : str or list of str, default=None
         Module names or dotted name suffixes; None picks the first group of
-        ``DEFAULT_TARGET_MODULES`` that the model has.
+        ``DEFAULT_TARGET_MODULES`` that the model has; "all-linear" every
+        linear module inside the model's repeated blocks, named from the
+        block down ("self_attn.q_proj", "mlp.down_proj", ...), so that a
+        pooler or an output head outside the blocks gets none.
 
     Returns
     -------
@@ -86,6 +93,13 @@ def resolve_target_modules(model, target_modules=None):
             f"No default LoRA target modules for {type(model).__name__}; pass "
             f"target_modules= with some of them: {listing}."
         )
+    if target_modules == "all-linear":
+        inside = list(dict.fromkeys(m.group(1) for n in linear
+                                    if (m := re.search(r"\.\d+\.(.+)$", n))))
+        if not inside:
+            raise ValueError(f"{type(model).__name__} has no linear module inside numbered "
+                             f"blocks; pass target_modules= with some of them: {listing}.")
+        return inside
     wanted = [target_modules] if isinstance(target_modules, str) else list(target_modules)
     if not wanted or not all(isinstance(w, str) and w for w in wanted):
         raise ValueError(
@@ -160,24 +174,54 @@ def lora_config(peft, model, targets, *, r, lora_alpha, lora_dropout):
 
 
 def probe_head(probe, n_classes):
-    """The weight and bias of a linear head that gives the logits of a fitted probe.
+    """The weight and bias of a linear head on standardised features that gives a probe's logits.
 
-    ``probe`` is a ``StandardScaler`` then a logistic regression; the scaler is
-    folded into the head (``W / scale``, ``b - W mean / scale``), so the head
-    reads the raw pooled features. A binary regression's single row ``w``
-    becomes ``(-w / 2, w / 2)``: the same softmax, and the same difference of
-    logits as the probe's ``decision_function``.
+    ``probe`` is a ``StandardScaler`` then a logistic regression; the head reads
+    features standardised by that scaler (:func:`fold_scaler` turns it into a head on
+    the raw pooled features). A binary regression's single row ``w`` becomes
+    ``(-w / 2, w / 2)``: the same softmax, and the same difference of logits as the
+    probe's ``decision_function``.
+
+    Returns
+    -------
+    weight, bias : ndarray
+        The head's, on standardised features.
+    mean, scale : ndarray
+        The scaler's, to standardise with.
     """
     scaler, linear = probe[0], probe[-1]
     if len(linear.classes_) != n_classes:
         raise ValueError(f"The probe saw {len(linear.classes_)} classes, the head has {n_classes}.")
     mean = np.zeros(linear.coef_.shape[1]) if scaler.mean_ is None else scaler.mean_
     scale = np.ones_like(mean) if scaler.scale_ is None else scaler.scale_
-    weight = linear.coef_ / scale
-    bias = linear.intercept_ - weight @ mean
+    weight, bias = linear.coef_, np.asarray(linear.intercept_, dtype=float)
     if n_classes == 2:
         weight, bias = np.vstack([-weight / 2, weight / 2]), np.concatenate([-bias / 2, bias / 2])
-    return weight, bias
+    return weight, bias, mean, scale
+
+
+def fold_scaler(weight, bias, mean, scale):
+    """A head on standardised features as one on raw ones: ``W / scale``, ``b - W mean / scale``."""
+    raw = weight / scale
+    return raw, bias - raw @ mean
+
+
+def validation_split(yi, fraction, seed):
+    """Training and validation indices, stratified, every class keeping a training text.
+
+    The probe and the head need each class; ``fraction`` None: no validation split.
+    """
+    everything = np.arange(len(yi))
+    if fraction is None:
+        return everything, None
+    n_spare = len(yi) - (yi.max() + 1)
+    if n_spare < 1:
+        raise ValueError("Early stopping needs validation texts besides one training text "
+                         "per class, and every class has a single text; use "
+                         "n_iter_no_change=None.")
+    n_val = min(math.ceil(fraction * len(yi)), n_spare)
+    val, train = stratified_split(yi, n_val, random_state=seed, keep_each_class=True)
+    return train, val
 
 
 def lr_factor(step, total, warmup, schedule):
@@ -223,9 +267,15 @@ class Trainer:
     It keeps the loss of every step and stops early on a validation split.
     """
 
-    def __init__(self, est, model, head, base, encoded, y, layer):
+    def __init__(self, est, model, head, base, encoded, y, layer, footing):
+        import torch
+
         self.est, self.model, self.head, self.base = est, model, head, base
         self.encoded, self.y, self.layer = encoded, y.to(base.device), layer
+        # The head reads features on the starting probe's footing (its scaler's mean and
+        # scale), so its weights start, and are updated, in the units the probe was fitted in.
+        self.mean, self.scale = (torch.as_tensor(v, dtype=torch.float32, device=base.device)
+                                 for v in footing)
         self.lengths = np.array([len(ids) for ids in encoded])
         self.flags = training_flags(model, est.base_dropout)
 
@@ -274,7 +324,9 @@ class Trainer:
         dict
             The fitted history: ``loss_curve_`` (every step's training loss),
             ``validation_scores_``, ``validation_loss_curve_`` and ``validation_steps_``
-            (None without evaluations), ``n_steps_`` and ``best_step_``.
+            (None without evaluations), ``n_steps_`` and ``best_step_``, and the
+            validation texts' predicted class codes at step 0 and at the kept step
+            (``validation_start_predictions_``, ``validation_predictions_``).
         """
         import torch
 
@@ -283,17 +335,18 @@ class Trainer:
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, total, warmup, est.lr_schedule))
         every = est.eval_every or math.ceil(len(train) / est.batch_size)
-        losses, evals = [], []
+        losses, evals, predicted = [], [], {}
         best, best_step, best_state, stale, step, running = None, 0, None, 0, 0, None
 
         def evaluate():
             nonlocal best, best_step, best_state, stale
-            accuracy, val_loss = self._evaluate(val)
+            accuracy, val_loss, codes = self._evaluate(val)
             evals.append((step, accuracy, val_loss))
+            predicted.setdefault("start", codes)
             # accuracy first; the loss breaks its frequent ties on small splits
             if best is None or (accuracy, -val_loss) > best:
                 best, best_step, stale = (accuracy, -val_loss), step, 0
-                best_state = self._snapshot()
+                best_state, predicted["kept"] = self._snapshot(), codes
             else:
                 stale += 1
 
@@ -330,6 +383,8 @@ class Trainer:
             "validation_steps_": steps,
             "n_steps_": step,
             "best_step_": best_step if evals else step,
+            "validation_start_predictions_": predicted.get("start"),
+            "validation_predictions_": predicted.get("kept"),
         }
 
     def _step(self, optimizer, idx):
@@ -344,7 +399,7 @@ class Trainer:
             self.est.pooling,
             model=self.model,
         )
-        loss = torch.nn.functional.cross_entropy(self.head(pooled), self.y[idx])
+        loss = torch.nn.functional.cross_entropy(self._head(pooled), self.y[idx])
         loss.backward()
         if self.est.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self._weights(), self.est.max_grad_norm)
@@ -356,11 +411,11 @@ class Trainer:
         import torch
 
         self.model.eval()
-        correct, total_loss = 0, 0.0
+        total_loss, codes = 0.0, []
         with torch.inference_mode():
             for start in range(0, len(val), self.est.batch_size):
                 idx = val[start : start + self.est.batch_size]
-                logits = self.head(
+                logits = self._head(
                     pooled_batch(
                         self.base,
                         [self.encoded[i] for i in idx],
@@ -373,8 +428,12 @@ class Trainer:
                 total_loss += float(
                     torch.nn.functional.cross_entropy(logits, target, reduction="sum")
                 )
-                correct += int((logits.argmax(dim=1) == target).sum())
-        return correct / len(val), total_loss / len(val)
+                codes.append(logits.argmax(dim=1).cpu().numpy())
+        codes = np.concatenate(codes)
+        return float(np.mean(codes == self.y[val].cpu().numpy())), total_loss / len(val), codes
+
+    def _head(self, pooled):
+        return self.head((pooled - self.mean) / self.scale)
 
     def _snapshot(self):
         return [p.detach().clone() for p in self._weights()]

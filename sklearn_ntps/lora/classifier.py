@@ -1,8 +1,9 @@
 """LoRA fine-tuning of a language model plus a linear head, as a scikit-learn classifier.
 
-NTPS predicts how much LoRA fine-tuning gains over a frozen linear probe;
-:class:`HFLoRAClassifier` measures that gain. torch, transformers and peft are
-imported inside functions, so ``import sklearn_ntps`` stays light.
+:class:`HFLoRAClassifier` measures what LoRA fine-tuning gains over the frozen
+linear probe it starts from (the paper relates that gain to NTPS; this
+package's studies could not yet detect it, docs/lora.md). torch, transformers
+and peft are imported inside functions, so ``import sklearn_ntps`` stays light.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import log_loss
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._sklearn_compat import Interval, RealNotInt, StrOptions, _fit_context
-from .._warnings import warn_at_caller
 from ..checks import check_labelled
-from ..splits import stratified_split
 from ..states.extraction import (
     check_texts,
     resolve_layer,
@@ -38,15 +38,17 @@ from .adapters import (
     Trainer,
     encoded_texts,
     fit_start_probe,
+    fold_scaler,
     import_peft,
     lora_config,
     pooled_states,
     probe_head,
     resolve_target_modules,
     seeded,
+    validation_split,
     with_adapter,
 )
-from .persistence import read_adapter, write_adapter
+from .persistence import adapted_model, read_adapter, write_adapter
 
 __all__ = ["HFLoRAClassifier"]
 
@@ -58,12 +60,17 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
     :func:`~sklearn_ntps.choice.probe.default_probe`) is fitted on the pooled
     hidden states of ``layer`` (as :class:`~sklearn_ntps.HFEmbeddingTransformer`
     gives them), and its scaler is folded into a linear head, so that at step
-    0 the classifier predicts exactly as the probe. The head and LoRA adapters
-    (``peft``) on the attention projections of every block are then trained
-    together with cross-entropy by AdamW, for ``max_steps`` steps with linear
-    warmup and a decaying learning rate, clipped gradients and weight decay.
-    Comparing its accuracy with the probe's (``probe_``) gives the gain that
-    NTPS predicts. Pickling keeps the adapter, the head and the probe, never
+    0 the classifier predicts exactly as the probe. The head reads features
+    standardised by the probe's scaler, so it trains in the units the probe
+    was fitted in. The head and LoRA adapters (``peft``) on the attention
+    projections of every block (or every linear module of the blocks) are
+    then trained together with cross-entropy by AdamW, with linear warmup and
+    a decaying learning rate, clipped gradients and weight decay, for
+    ``max_epochs`` passes over the texts or until the accuracy on a
+    validation split stops improving. The gain is its accuracy against that
+    of its own start on the same texts: :meth:`predict_start`, and on the
+    validation texts ``validation_start_predictions_`` against
+    ``validation_predictions_``. Pickling keeps the adapter, the head and the probe, never
     the base weights, which are loaded again with
     :func:`~sklearn_ntps.states.models.load_model`.
 
@@ -88,15 +95,19 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         Names (or dotted name suffixes) of the linear modules that get
         adapters, in every block. None picks the attention projections of the
         architecture: ``q_proj, k_proj, v_proj`` (Llama, Mistral, Qwen),
-        ``query, key, value`` (BERT, MiniLM), ``c_attn`` (GPT-2), ...
+        ``query, key, value`` (BERT, MiniLM), ``c_attn`` (GPT-2), ...;
+        "all-linear": every linear module inside the blocks (attention and MLP).
     head_init : {"probe", "zeros"}, default="probe"
         "probe" starts the head at the fitted probe (its scaler folded in);
         "zeros" at the uniform prediction, where the adapters get no gradient
         until the head has moved.
-    max_steps : int, default=300
-        Optimizer steps, whatever the number of texts (the texts are passed
-        over as often as that takes). 0 keeps the probe: the classifier
+    max_steps : int or None, default=None
+        The most optimizer steps; None: ``max_epochs`` passes over the
+        training texts, so training scales with their number. An int fixes
+        it whatever the number of texts. 0 keeps the probe: the classifier
         then predicts as ``probe_`` on the pooled features.
+    max_epochs : int, default=10
+        Passes over the training texts when ``max_steps`` is None.
     batch_size : int, default=16
     learning_rate : float, default=5e-4
         Peak learning rate of the adapters.
@@ -104,9 +115,9 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         Peak learning rate of the head; None: ``learning_rate``.
     warmup : int or float, default=0.1
         Steps of linear warmup from near zero to the peak rates: an int, or a
-        float in [0, 1), a fraction of ``max_steps``.
+        float in [0, 1), a fraction of the most steps.
     lr_schedule : {"linear", "cosine", "constant"}, default="linear"
-        The decay after warmup, to zero at the end of ``max_steps``.
+        The decay after warmup, to zero at the end of the most steps.
     weight_decay : float, default=0.01
         AdamW's decoupled weight decay, on the adapters' matrices and the
         head's weight; never on biases or norms.
@@ -122,11 +133,11 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         when every class can be; otherwise a seeded random split in which
         every class keeps a training text); used only when
         ``n_iter_no_change`` is set. The probe is then fitted on the rest.
-    n_iter_no_change : int, default=None
+    n_iter_no_change : int or None, default=3
         Stop once this many evaluations in a row have not improved the
         validation accuracy (ties broken by the validation loss), and keep the
         best weights seen, the probe's at step 0 included. None trains on
-        every text for ``max_steps`` steps.
+        every text for the most steps.
     eval_every : int, default=None
         Evaluate on the validation texts every this many steps (and at step 0
         and after the last step); None: once per pass over the training texts.
@@ -155,13 +166,21 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         The head's weights, one row per class (two rows for two classes).
     intercept_ : ndarray of shape (n_classes,)
     probe_ : Pipeline
-        The frozen probe (``StandardScaler`` and ``LogisticRegressionCV``) on
+        The frozen probe (:func:`~sklearn_ntps.choice.probe.default_probe`) on
         the pooled features of ``layer_`` of the training texts (without the
-        validation texts). Not written by :meth:`save_adapter`.
+        validation texts): the classifier's start. Not written by :meth:`save_adapter`.
     probe_C_ : float
         Its cross-validated inverse regularisation.
     probe_train_accuracy_ : float
         Its accuracy on the texts it was fitted on (no held-out text is used).
+    start_loss_ : float
+        Its mean cross-entropy on those texts: the loss training starts from
+        (near log K for a small C, near 0 for a large one).
+    validation_indices_ : ndarray or None
+        Positions in ``X`` of the validation texts; None without early stopping.
+    validation_start_predictions_, validation_predictions_ : ndarray or None
+        The predicted labels of the validation texts at step 0 (the probe's)
+        and with the weights kept: the two arms, text by text.
     adapter_weights_ : dict of str to ndarray
         The LoRA matrices, keyed as in ``peft.get_peft_model_state_dict``.
     target_modules_ : list of str
@@ -231,7 +250,8 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         "lora_dropout": [Interval(Real, 0, 1, closed="left")],
         "target_modules": [None, str, list, tuple],
         "head_init": [StrOptions({"probe", "zeros"})],
-        "max_steps": [Interval(Integral, 0, None, closed="left")],
+        "max_steps": [None, Interval(Integral, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "head_learning_rate": [None, Interval(Real, 0, None, closed="neither")],
@@ -259,10 +279,10 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self, *, model_name_or_path="SmolLM2-135M", layer=-1, pooling="mean", r=32, lora_alpha=32,
-        lora_dropout=0.05, target_modules=None, head_init="probe", max_steps=300, batch_size=16,
-        learning_rate=5e-4, head_learning_rate=1e-4, warmup=0.1, lr_schedule="linear",
-        weight_decay=0.01, max_grad_norm=1.0, base_dropout=False, validation_fraction=0.1,
-        n_iter_no_change=None, eval_every=None, max_length=128, device="auto",
+        lora_dropout=0.05, target_modules=None, head_init="probe", max_steps=None, max_epochs=10,
+        batch_size=16, learning_rate=5e-4, head_learning_rate=1e-4, warmup=0.1,
+        lr_schedule="linear", weight_decay=0.01, max_grad_norm=1.0, base_dropout=False,
+        validation_fraction=0.1, n_iter_no_change=3, eval_every=None, max_length=128, device="auto",
         torch_dtype="auto", trust_remote_code=False, random_state=None, progress=True,
     ):
         self.model_name_or_path = model_name_or_path
@@ -274,6 +294,7 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         self.target_modules = target_modules
         self.head_init = head_init
         self.max_steps = max_steps
+        self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.head_learning_rate = head_learning_rate
@@ -319,31 +340,34 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         layer = resolve_layer(self.layer, base.n_layers, self.model_name_or_path)
         targets = resolve_target_modules(base.model, self.target_modules)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        train, val = self._split(yi, seed)
+        train, val = validation_split(
+            yi, None if self.n_iter_no_change is None else self.validation_fraction, seed)
         encoded = encoded_texts(base, texts, self.max_length)
         features = pooled_states(base, [encoded[i] for i in train], layer, self.pooling,
                            self.batch_size, self.progress, "Probing").double().cpu().numpy()
         probe = fit_start_probe(features, y[train])
+        total = (self.max_epochs * math.ceil(len(train) / self.batch_size)
+                 if self.max_steps is None else self.max_steps)
         warmup = (self.warmup if isinstance(self.warmup, Integral)
-                  else round(self.warmup * self.max_steps))
+                  else round(self.warmup * total))
+        weight, bias, *footing = probe_head(probe, len(classes))
         with seeded(torch, seed, base.device) as generator:
             model = with_adapter(peft, base, self._lora_config(peft, base, targets))
             head = torch.nn.Linear(base.hidden_size, len(classes), device=base.device)
             with torch.no_grad():
-                if self.head_init == "probe":
-                    weight, bias = probe_head(probe, len(classes))
-                    head.weight.copy_(torch.from_numpy(weight))
-                    head.bias.copy_(torch.from_numpy(bias))
-                else:
-                    head.weight.zero_()
-                    head.bias.zero_()
-            history = Trainer(self, model, head, base, encoded, torch.as_tensor(yi), layer).run(
-                train, val, generator, self.max_steps, min(warmup, self.max_steps))
+                start = self.head_init == "probe"
+                head.weight.copy_(torch.from_numpy(weight * start))
+                head.bias.copy_(torch.from_numpy(bias * start))
+            history = Trainer(self, model, head, base, encoded, torch.as_tensor(yi), layer,
+                              footing).run(train, val, generator, total, min(warmup, total))
 
         self.classes_ = classes
         self.probe_ = probe
         self.probe_C_ = float(np.ravel(probe[-1].C_)[0])
         self.probe_train_accuracy_ = float(probe.score(features, y[train]))
+        self.start_loss_ = float(log_loss(y[train], probe.predict_proba(features),
+                                          labels=classes))
+        self.validation_indices_ = val
         self.layer_ = layer
         self.n_layers_ = base.n_layers
         self.hidden_size_ = base.hidden_size
@@ -351,31 +375,17 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         self.base_fingerprint_ = base.resolved.fingerprint
         self.adapter_weights_ = {k: v.detach().float().cpu().numpy().copy()
                                  for k, v in peft.get_peft_model_state_dict(model).items()}
-        self.coef_ = head.weight.detach().cpu().numpy().copy()
-        self.intercept_ = head.bias.detach().cpu().numpy().copy()
+        # On raw features, as prediction reads them; training ran on the probe's footing.
+        self.coef_, self.intercept_ = fold_scaler(head.weight.detach().double().cpu().numpy(),
+                                                  head.bias.detach().double().cpu().numpy(),
+                                                  *footing)
         for name, value in history.items():
-            setattr(self, name, value)
+            is_codes = name.startswith("validation_") and name.endswith("predictions_")
+            setattr(self, name, classes[value] if is_codes and value is not None else value)
         self.model_params_ = {name: getattr(self, name) for name in self._MODEL_PARAMS}
         self.__dict__.pop("_loaded", None)  # a refit's predictions need the new adapter
         self.fit_time_ = time.perf_counter() - start
         return self
-
-    def _split(self, yi, seed):
-        """Training and validation indices, stratified, every class keeping a training text.
-
-        The probe and the head need each class.
-        """
-        everything = np.arange(len(yi))
-        if self.n_iter_no_change is None:
-            return everything, None
-        n_spare = len(yi) - (yi.max() + 1)
-        if n_spare < 1:
-            raise ValueError("Early stopping needs validation texts besides one training text "
-                             "per class, and every class has a single text; use "
-                             "n_iter_no_change=None.")
-        n_val = min(math.ceil(self.validation_fraction * len(yi)), n_spare)
-        val, train = stratified_split(yi, n_val, random_state=seed, keep_each_class=True)
-        return train, val
 
     # -------------------------------------------------------------- predict
 
@@ -422,19 +432,33 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         logits = self._logits(X)
         return self.classes_[logits.argmax(axis=1)]
 
+    def predict_start(self, X):
+        """The labels its start, the frozen ``probe_``, gives the texts ``X`` (a sequence of str).
+
+        The other arm of the gain, text by text: the frozen base model's
+        pooled states of ``layer_`` through ``probe_``, which is what the
+        classifier predicted at step 0. Returns an ndarray of shape (n_texts,).
+        """
+        check_is_fitted(self)
+        self._check_unchanged()
+        pooled = self._pooled(self._load_base(), X, "Predicting (start)")
+        return self.probe_.predict(pooled.double().cpu().numpy())
+
     def _logits(self, X):
         check_is_fitted(self)
         self._check_unchanged()
-        texts = check_texts(X)
         import torch
 
         loaded = self.loaded_model()
-        encoded = encoded_texts(loaded, texts, self.max_length)
-        pooled = pooled_states(loaded, encoded, self.layer_, self.pooling, self.batch_size,
-                         self.progress, "Predicting")
+        pooled = self._pooled(loaded, X, "Predicting")
         weight = torch.from_numpy(self.coef_).to(loaded.device, torch.float64)
         bias = torch.from_numpy(self.intercept_).to(loaded.device, torch.float64)
         return torch.nn.functional.linear(pooled.double(), weight, bias).cpu().numpy()
+
+    def _pooled(self, loaded, X, desc):
+        encoded = encoded_texts(loaded, check_texts(X), self.max_length)
+        return pooled_states(loaded, encoded, self.layer_, self.pooling, self.batch_size,
+                             self.progress, desc)
 
     def _check_unchanged(self):
         changed = [n for n in self._MODEL_PARAMS if getattr(self, n) != self.model_params_[n]]
@@ -475,29 +499,7 @@ class HFLoRAClassifier(ClassifierMixin, BaseEstimator):
         """The base model, and a fresh copy with the fitted adapter (a peft model, unmerged)."""
         check_is_fitted(self)
         self._check_unchanged()
-        peft = import_peft()
-        import torch
-
-        base = self._load_base()
-        if base.hidden_size != self.coef_.shape[1]:
-            raise ValueError(f"{self.model_name_or_path!r} has hidden size {base.hidden_size}, but "
-                             f"the head was trained on {self.coef_.shape[1]} features.")
-        if base.resolved.fingerprint != self.base_fingerprint_:
-            warn_at_caller(f"The files of {self.model_name_or_path!r} differ from those the "
-                           "adapter was trained on (moved, re-installed, or other weights).")
-        model = with_adapter(peft, base, self._lora_config(peft, base, self.target_modules_))
-        state = {k: torch.from_numpy(v) for k, v in self.adapter_weights_.items()}
-        try:
-            result = peft.set_peft_model_state_dict(model, state)
-        except RuntimeError as exc:  # shape mismatches
-            raise ValueError(
-                f"The adapter does not fit {self.model_name_or_path!r}: {exc}"
-            ) from None
-        missing = [k for k in result.missing_keys if "lora_" in k]
-        if result.unexpected_keys or missing:
-            raise ValueError(f"The adapter does not fit {self.model_name_or_path!r}: unexpected "
-                             f"{result.unexpected_keys[:3]}, missing {missing[:3]}.")
-        return base, model.eval()
+        return adapted_model(self)
 
     def _lora_config(self, peft, base, targets):
         return lora_config(peft, base.model, targets, r=self.r, lora_alpha=self.lora_alpha,

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from .._warnings import warn_at_caller
 from ..states.models import _progress_bars
-from .adapters import import_peft
+from .adapters import import_peft, with_adapter
 
-__all__ = ["read_adapter", "write_adapter"]
+__all__ = ["adapted_model", "read_adapter", "write_adapter"]
 
 _ADAPTER_JSON = "sklearn_ntps_lora.json"
 _HEAD_FILE = "head.npz"
@@ -27,10 +28,12 @@ _HEAD_FILE = "head.npz"
 _FITTED_META = ("layer_", "n_layers_", "hidden_size_", "target_modules_", "base_fingerprint_",
                 "loss_curve_", "validation_scores_", "validation_loss_curve_",
                 "validation_steps_", "n_steps_", "best_step_", "probe_C_",
-                "probe_train_accuracy_", "fit_time_", "model_params_")
+                "probe_train_accuracy_", "start_loss_", "validation_indices_",
+                "validation_start_predictions_", "validation_predictions_", "fit_time_",
+                "model_params_")
 _FITTED_AS_IS = ("layer_", "n_layers_", "hidden_size_", "target_modules_", "base_fingerprint_",
-                 "n_steps_", "best_step_", "probe_C_", "probe_train_accuracy_", "fit_time_",
-                 "model_params_")
+                 "n_steps_", "best_step_", "probe_C_", "probe_train_accuracy_", "start_loss_",
+                 "fit_time_", "model_params_")
 
 
 def write_adapter(clf, path):
@@ -50,6 +53,32 @@ def write_adapter(clf, path):
     (path / _ADAPTER_JSON).write_text(json.dumps(
         {"params": params, "fitted": fitted, "classes": classes}, indent=1))
     return path
+
+
+def adapted_model(clf):
+    """The base model of a fitted classifier, and a fresh copy with its adapter (peft, unmerged)."""
+    peft = import_peft()
+    import torch
+
+    base = clf._load_base()
+    name = repr(clf.model_name_or_path)
+    if base.hidden_size != clf.coef_.shape[1]:
+        raise ValueError(f"{name} has hidden size {base.hidden_size}, but the head was trained "
+                         f"on {clf.coef_.shape[1]} features.")
+    if base.resolved.fingerprint != clf.base_fingerprint_:
+        warn_at_caller(f"The files of {name} differ from those the adapter was trained on "
+                       "(moved, re-installed, or other weights).")
+    model = with_adapter(peft, base, clf._lora_config(peft, base, clf.target_modules_))
+    state = {k: torch.from_numpy(v) for k, v in clf.adapter_weights_.items()}
+    try:
+        result = peft.set_peft_model_state_dict(model, state)
+    except RuntimeError as exc:  # shape mismatches
+        raise ValueError(f"The adapter does not fit {name}: {exc}") from None
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if result.unexpected_keys or missing:
+        raise ValueError(f"The adapter does not fit {name}: unexpected "
+                         f"{result.unexpected_keys[:3]}, missing {missing[:3]}.")
+    return base, model.eval()
 
 
 def read_adapter(cls, path, params):
