@@ -16,9 +16,7 @@ finishes, so a killed run resumes where it stopped. ``--tables`` writes ``study.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
 import json
 import sys
 import time
@@ -299,23 +297,17 @@ def provenance():
 
 
 def read_rows(folder=OUT):
-    rows = []
-    for path in sorted((folder / "rows").glob("*.csv")):
-        with open(path, newline="") as f:
-            rows += [{k: v if k in ("task", "source", "model") else float(v)
-                      for k, v in r.items()} for r in csv.DictReader(f)]
-    return rows
+    from sklearn_ntps.evidence.provenance import study_rows
+
+    return study_rows(folder, ("task", "source", "model"))
 
 
 def main(argv=None):
     global OUT
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", action="store_true", help="only the tables, from the rows")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--smoke", metavar="MODEL",
-                        help="a dry run of every code path on MODEL (a tiny one): three tiny "
-                        "tasks, 3 LoRA steps, every row eligible; into --out; not the study")
-    parser.add_argument("--out", type=Path, default=OUT, help=argparse.SUPPRESS)
+    from sklearn_ntps.evidence.provenance import study_parser
+
+    parser = study_parser(__doc__, OUT, workers=1,
+                          smoke="three tiny tasks, 3 LoRA steps, every row eligible")
     args = parser.parse_args(argv)
     OUT = args.out
     plan = dict(PLAN)

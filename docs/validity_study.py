@@ -14,7 +14,6 @@ time, one thread each (this machine has 2 cores). ``tables`` writes
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 import json
@@ -187,13 +186,9 @@ def run_jobs(models=MODELS, datasets=DATASETS, workers=2):
 # ----------------------------------------------------------------- the tables
 def main(argv=None):
     global OUT
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", action="store_true", help="only the tables, from the rows")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--smoke", metavar="MODEL",
-                        help="a dry run of every code path on MODEL (a tiny one), three data sets "
-                        "and 200 texts each, into --out; not the study")
-    parser.add_argument("--out", type=Path, default=OUT, help=argparse.SUPPRESS)
+    from sklearn_ntps.evidence.provenance import study_parser
+
+    parser = study_parser(__doc__, OUT, workers=2, smoke="three data sets and 200 texts each")
     args = parser.parse_args(argv)
     OUT = args.out
     models, datasets = MODELS, DATASETS

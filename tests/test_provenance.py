@@ -212,3 +212,22 @@ def test_every_committed_result_names_its_protocol_as_parent():
                     "commit brings docs/validity/reread.json)")
     problems = [p for path in paths for p in results_problems(ROOT, path)]
     assert not problems, "\n".join(problems)
+
+
+def test_the_study_command_line_and_rows(tmp_path):
+    from sklearn_ntps.evidence.provenance import study_parser, study_rows
+
+    parser = study_parser("A study.\nMore.", tmp_path / "out", workers=2, smoke="one tiny task")
+    args = parser.parse_args([])
+    assert (args.tables, args.workers, args.smoke, args.out) == (False, 2, None, tmp_path / "out")
+    assert parser.description == "A study."
+    assert "tiny task; into --out" in " ".join(parser.format_help().split())
+    args = parser.parse_args(["--tables", "--workers", "1", "--smoke", "m", "--out", "x"])
+    assert (args.tables, args.workers, args.smoke, str(args.out)) == (True, 1, "m", "x")
+    (tmp_path / "rows").mkdir()
+    (tmp_path / "rows" / "b.csv").write_text("task,gain,ntps\nt2,1.5,\n")
+    (tmp_path / "rows" / "a.csv").write_text("task,gain,ntps\nt1,-2,0.25\n")
+    rows = study_rows(tmp_path, ("task",))
+    assert [r["task"] for r in rows] == ["t1", "t2"]
+    assert rows[0] == {"task": "t1", "gain": -2.0, "ntps": 0.25}
+    assert rows[1]["gain"] == 1.5 and rows[1]["ntps"] != rows[1]["ntps"]  # NaN

@@ -8,7 +8,8 @@ study's processes to one BLAS thread each; and how a study script under
 
 from __future__ import annotations
 
-__all__ = ["LIBRARIES", "WHEELS", "one_thread_worker", "provenance", "study_module"]
+__all__ = ["LIBRARIES", "WHEELS", "one_thread_worker", "provenance", "study_module",
+           "study_parser", "study_rows"]
 
 # Whose versions a study's provenance records: the libraries that compute its numbers, and
 # the wheels that bring its models and data sets (importlib.metadata names; None when absent).
@@ -143,3 +144,51 @@ def study_module(script, name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def study_parser(doc, out, *, workers, smoke):
+    """The options every study script shares: ``--tables``, ``--workers``, ``--smoke``, ``--out``.
+
+    Parameters
+    ----------
+    doc : str
+        The script's docstring; its first line is the description.
+    out : path-like
+        Where rows and tables go by default (``--out``, hidden: the tests' dry runs use it).
+    workers : int
+        ``--workers``'s default.
+    smoke : str
+        What ``--smoke MODEL`` runs, for its help.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Add a script's own options to it, then ``parse_args``.
+    """
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--tables", action="store_true", help="only the tables, from the rows")
+    parser.add_argument("--workers", type=int, default=workers)
+    parser.add_argument("--smoke", metavar="MODEL",
+                        help=f"a dry run of every code path on MODEL (a tiny one): {smoke}; into "
+                             "--out; not the study")
+    parser.add_argument("--out", type=Path, default=Path(out), help=argparse.SUPPRESS)
+    return parser
+
+
+def study_rows(folder, text):
+    """Every row of ``folder/rows/*.csv``, in file order.
+
+    The ``text`` columns stay strings, the rest become floats (an empty cell NaN).
+    """
+    import csv
+    from pathlib import Path
+
+    rows = []
+    for path in sorted((Path(folder) / "rows").glob("*.csv")):
+        with open(path, newline="") as f:
+            rows += [{k: v if k in text else float(v) if v != "" else float("nan")
+                      for k, v in r.items()} for r in csv.DictReader(f)]
+    return rows
