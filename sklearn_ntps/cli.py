@@ -122,16 +122,16 @@ def _parser():
     pre = sub.add_parser(
         "lora-prescreen",
         help="Will LoRA fine-tuning pay off? Measures it: the frozen model's scores, the "
-        "probe and, unless --no-lora, LoRA's gain over the probe.",
+        "probe and, unless --no-lora, LoRA's gain over its own start.",
         description="For each data set (and, with --subtasks, random 5-class sub-tasks of the "
         "intent sets) or your own --data: NTPS and the peers on the training texts, the test "
         "accuracy of a frozen linear probe and, unless --no-lora, the test accuracy of a LoRA "
-        "fine-tune (HFLoRAClassifier's recipe), the measured gain and NTPS after LoRA. No gain "
-        "is predicted: the LoRA study v2 (docs/lora.md section 5; 20 rows, 12 tasks) could not "
-        "detect whether NTPS, or any score of the frozen model, relates to the gain, so the "
-        "command recommends nothing and prints the study's gains at the study's own sizes (100 "
-        "or 300 training texts per task). Writes prescreen.csv, prescreen.json and "
-        "prescreen.png.",
+        "fine-tune (HFLoRAClassifier's recipe) and of its own start, the measured gain and NTPS "
+        "after LoRA. No gain is predicted: the LoRA studies v2 (docs/lora.md section 5; 20 "
+        "rows, 12 tasks) and v3 (24 tasks, 1,000 texts each) could not detect whether NTPS, or "
+        "any score of the frozen model, relates to the gain, so the command recommends nothing "
+        "and prints the studies' gains at their own sizes. Writes prescreen.csv, prescreen.json "
+        "and prescreen.png.",
     )
     pre.add_argument("--model", default="SmolLM2-135M", metavar="NAME_OR_PATH")
     pre.add_argument("--dataset", action="append",

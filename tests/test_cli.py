@@ -118,7 +118,7 @@ def test_console_script_help():
 def test_lora_prescreen_help_says_what_was_measured(capsys, monkeypatch):
     from pathlib import Path
 
-    from sklearn_ntps.lora.prescreen import RULE
+    from sklearn_ntps.lora.prescreen import RULE, STUDY_V3
 
     monkeypatch.setenv("COLUMNS", "1000")  # one line each: no break inside a hyphenated name
     with pytest.raises(SystemExit):
@@ -127,9 +127,9 @@ def test_lora_prescreen_help_says_what_was_measured(capsys, monkeypatch):
     assert "predicts" not in text and "recommendation only" not in text
     assert "could not detect whether NTPS, or any score of the frozen model, relates to the " \
         "gain" in text
-    sizes = " or ".join(str(n) for n in RULE["n_train"])
-    assert f"at the study's own sizes ({sizes} training texts per task)" in text
+    assert "prints the studies' gains at their own sizes" in text
     assert f"section 5; {RULE['n_rows']} rows, {RULE['n_tasks']} tasks)" in text
+    assert f"v3 ({STUDY_V3['n_tasks']} tasks, {STUDY_V3['n_train']:,} texts each)" in text
     # --subtasks: random groups, and how study v2 chose its own instead
     assert "classes drawn at random" in text
     assert "v2 chose them by all-MiniLM-L6-v2's class centroids (greedy groups of mutually " \

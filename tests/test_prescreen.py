@@ -146,7 +146,7 @@ def test_spearman_from_four_tasks_and_none_without_gains():
     assert "Spearman(logme, gain) over these 4 tasks: +1.00 " in result.to_text()
     for r in result.rows:  # --no-lora: no gain, no line at all
         del r["gain"]
-    assert "Spearman" not in result.to_text()
+    assert "gain) over these" not in result.to_text() and "omitted" not in result.to_text()
 
 
 def test_the_studys_gains_are_at_its_own_training_sizes():
@@ -449,3 +449,29 @@ def test_the_bundled_rule_is_the_studys_and_says_it_predicts_nothing():
     assert "with 20 rows it would have detected the paper's weakest, -0.40, with a " \
         "probability of about 0.40" in text
     assert "predicts" not in text and "negative" not in text
+
+
+def test_study_v3_constants_are_the_committed_study():
+    from pathlib import Path
+
+    from sklearn_ntps.lora.prescreen import STUDY_V3, study_v3_from
+
+    data = json.loads((Path(__file__).parents[1] / "docs" / "lora_v3" / "study.json").read_text())
+    assert study_v3_from(data) == STUDY_V3
+    assert data["verdict"] == "not detected" and STUDY_V3["low"] <= -0.40 <= STUDY_V3["high"]
+
+
+@pytest.mark.parametrize(("low", "high", "says"), [
+    (-0.9, -0.3, "tasks with a higher NTPS gained less from LoRA"),
+    (0.1, 0.8, "gained more, the opposite of the paper"),
+    (-0.3, 0.4, "found no relation of the paper's size"),
+    (-0.97, 0.23, "could not detect a relation between NTPS and LoRA's gain"),
+])
+def test_what_the_command_says_of_study_v3_follows_the_registered_rule(low, high, says):
+    from sklearn_ntps.lora.prescreen import STUDY_V3, study_v3_text
+
+    text = study_v3_text({**STUDY_V3, "estimate": (low + high) / 2, "low": low, "high": high})
+    assert says in text and "predicts" not in text
+    assert "median +0.2 points, from -3.5 to +9.0" in text
+    assert ("0.69 or more with 80% power" in text) == (says.startswith("could not"))
+    assert study_v3_text() in prescreen().to_text()

@@ -50,6 +50,17 @@ RULE = {
 }
 # The paper's weakest Spearman(NTPS, gain); the power of a study is read at it.
 PAPER_WEAKEST = -0.40
+# LoRA study v3 (docs/lora_v3_plan.md, run 2026-12-07; docs/lora_v3/study.json, which
+# study_v3_from() turns into this, and a test holds the two equal): the primary Spearman with
+# its source-clustered interval, the gains against LoRA's own start, and the smallest |rho| the
+# design detects with 80% power (the plan's section 6). What the command says of it is the
+# plan's section 7 rule, in study_v3_text().
+STUDY_V3 = {
+    "model": "all-MiniLM-L6-v2", "n_tasks": 24, "n_sources": 10, "n_train": 1000,
+    "estimate": -0.37, "low": -0.97, "high": 0.23, "smallest_rho": 0.69,
+    "gain_median": 0.2, "gain_min": -3.5, "gain_max": 9.0, "lora_better": 2, "start_better": 1,
+    "rise_d": {"estimate": 0.022, "low": 0.002, "high": 0.042}, "rise_claimed": 14,
+}
 
 
 def read_score(rule="bundled") -> str | None:
@@ -170,6 +181,7 @@ class Prescreen:
                 lines.append(f"Spearman({name}, gain) over these {n} tasks: "
                              f"{rho['estimate']:+.2f} {interval}")
         lines += self._chance_lines()
+        lines.append(study_v3_text())
         lines.append(rule_text(self.rule))
         lines += self._sizes_lines()
         return "\n".join(lines)
@@ -274,6 +286,46 @@ def recommend(scores: dict, rule="bundled") -> tuple[str, float | None]:
     predicted = float(rule["intercept"] + rule["slope"] * scores[predictor])
     label = "LoRA likely worth it" if predicted >= WORTH_IT_POINTS else "LoRA likely not worth it"
     return label, predicted
+
+
+def study_v3_text(v3=None) -> str:
+    """What study v3 found of NTPS and the gain, said by its registered rule (plan, section 7)."""
+    v3 = STUDY_V3 if v3 is None else v3
+    where = (f"In study v3 ({v3['n_tasks']} tasks from {v3['n_sources']} sources, {v3['model']}, "
+             f"{v3['n_train']:,} training texts each)")
+    rho = f"Spearman(NTPS, gain) {v3['estimate']:+.2f} [{v3['low']:+.2f}, {v3['high']:+.2f}]"
+    if v3["high"] < 0:
+        verdict = (f"{where}, tasks with a higher NTPS gained less from LoRA: {rho} (the "
+                   "paper: -0.40 to -0.90). NTPS ranks tasks; it does not give the gain in "
+                   "points.")
+    elif v3["low"] > 0:
+        verdict = (f"{where}, tasks with a higher NTPS gained more, the opposite of the paper: "
+                   f"{rho}.")
+    elif v3["low"] > PAPER_WEAKEST:
+        verdict = (f"Study v3 found no relation of the paper's size: {rho} excludes the "
+                   "paper's -0.40 to -0.90. NTPS does not say whether LoRA pays off on tasks "
+                   "like these.")
+    else:
+        verdict = (f"{where}, the study could not detect a relation between NTPS and LoRA's "
+                   f"gain: {rho}. It detects |rho| of {v3['smallest_rho']:.2f} or more with 80% "
+                   "power; a weaker relation may exist unseen.")
+    return (f"{verdict} Its gains against LoRA's own start: median {v3['gain_median']:+.1f} "
+            f"points, from {v3['gain_min']:+.1f} to {v3['gain_max']:+.1f}; McNemar p < 0.05 for "
+            f"LoRA on {v3['lora_better']} tasks, for its start on {v3['start_better']}.")
+
+
+def study_v3_from(data: dict) -> dict:
+    """The constants of :data:`STUDY_V3` from study v3's ``study.json`` (docs/lora_v3_tables.py)."""
+    p, g, d = data["primary"], data["gain"], data["rise"]["mean_d"]
+    return {"model": ", ".join(data["models"]), "n_tasks": data["n_rows"],
+            "n_sources": data["n_sources"], "n_train": STUDY_V3["n_train"],
+            "estimate": round(p["estimate"], 2), "low": round(p["low"], 2),
+            "high": round(p["high"], 2), "smallest_rho": STUDY_V3["smallest_rho"],
+            "gain_median": round(g["median"], 1), "gain_min": round(g["min"], 1),
+            "gain_max": round(g["max"], 1), "lora_better": g["lora_better"],
+            "start_better": g["start_better"],
+            "rise_d": {k: round(d[k], 3) for k in ("estimate", "low", "high")},
+            "rise_claimed": data["rise"]["n_claimed"]}
 
 
 def rule_text(rule) -> str:
