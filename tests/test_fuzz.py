@@ -578,6 +578,9 @@ def _regression_features(scale=1.0, n=12, d=3, rank_one=False, seed=1, dtype=np.
 @example(case=(_regression_features()[0], None), shrinkage=None, eps=1e-4)  # TypeError
 @example(case=(_regression_features()[0] + 1j, np.arange(12) % 3), shrinkage=None,
          eps=1e-4)                                                   # imaginary part dropped
+# a shrinkage at the rounding level on a constant column: no Cholesky inverse of a singular cov
+@example(case=(np.array([[0.1, -0.01321049], [0.1, 0.01049001], [0.1, 0.03615951]]),
+               np.array([0, 1, 1])), shrinkage=2.7161037880151294e-107, eps=0)
 def test_peer_functions(case, shrinkage, eps):
     """peers.logme / hscore / transrate / rankme on one feature matrix."""
     count_case()

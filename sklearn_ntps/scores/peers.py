@@ -301,10 +301,13 @@ def hscore_state(X, shrinkage="ledoit-wolf") -> tuple:
         cov, a = X.T @ X / n, 0.0 if shrinkage is None else float(shrinkage)
         if a > 0:
             cov = shrunk_covariance(cov, shrinkage=a)
-    if a > 0:
-        # Shrinkage makes cov positive definite: a Cholesky factor whitens it at about
-        # two thirds of an eigendecomposition's cost (this runs per block and layer).
-        # NumPy's LAPACK, not SciPy's: their two BLAS pools thrash when alternated.
+    # Shrinkage makes cov positive definite: a Cholesky factor whitens it at about two thirds
+    # of an eigendecomposition's cost (this runs per block and layer). NumPy's LAPACK, not
+    # SciPy's: their two BLAS pools thrash when alternated. Its smallest eigenvalue is at
+    # least a tr(cov) / d and its largest at most tr(cov), so with a / d at the rounding level
+    # (a shrinkage of 1e-107, say) the inverse would amplify rounding: the eigenbasis below
+    # drops those directions instead.
+    if a / d > max(n, d) * _EPS:
         try:
             return 1.0 - a, X @ np.linalg.inv(np.linalg.cholesky(cov)).T
         except np.linalg.LinAlgError:
