@@ -117,6 +117,10 @@ def _parser():
                      help="stratified blocks the texts are dealt into (default 10)")
     rep.add_argument("--test-blocks", type=int, default=3,
                      help="blocks each replicate tests on (default 3)")
+    rep.add_argument("--n-jobs", type=int, default=-1,
+                     help="processes the layers' probes run in, each beside the next layers' "
+                     "scores (default -1: one per core; 1: here, each probe's folds in "
+                     "parallel)")
     _add_run_options(rep, output_dir="ntps-report", max_length=512)
     _add_dask_options(rep)
     pre = sub.add_parser(
@@ -364,7 +368,7 @@ def _report(args):
             embedding_params={"batch_size": args.batch_size, "max_length": args.max_length,
                               "device": args.device, "scheduler": scheduler,
                               "cache": args.cache},
-            progress=not args.no_progress,
+            n_jobs=args.n_jobs, progress=not args.no_progress,
         )
     print(report.to_text())
     paths = save_report(report, folder, plot=not args.no_plot)

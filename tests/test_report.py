@@ -78,17 +78,32 @@ def test_each_cell_is_every_score_refitted_on_its_partition(tiny_llama, ntps_cac
 
 def test_the_same_command_in_two_processes_writes_identical_files(tiny_llama, tmp_path):
     outputs = []
-    for run in ("a", "b"):
+    # The probes in worker processes (the default) and here, folds in parallel.
+    for run, jobs in (("a", []), ("b", ["--n-jobs", "1"])):
         env = {**os.environ, "SKLEARN_NTPS_CACHE": str(tmp_path / f"cache-{run}")}
         out = tmp_path / run
         subprocess.run(
             [sys.executable, "-m", "sklearn_ntps.cli", "report", "--model", tiny_llama,
              "--dataset", "sms_spam", "--n-texts", "80", "--n-replicates", "2", "--no-plot",
-             "--no-progress", "--output-dir", str(out)],
+             "--no-progress", "--output-dir", str(out), *jobs],
             check=True, env=env, capture_output=True)
         outputs.append((out / "report.csv").read_bytes())
     assert outputs[0] == outputs[1]
     assert len(outputs[0].splitlines()) == 1 + 3 * 2
+
+
+def test_probes_in_worker_processes_give_the_same_rows(tiny_llama, ntps_cache):
+    here = small_report(tiny_llama, n_replicates=2, n_jobs=1)
+    apart = small_report(tiny_llama, n_replicates=2)  # n_jobs=-1
+    # repr: every float to the bit, NaN equal to NaN, and the columns in the same order.
+    assert repr(apart.rows) == repr(here.rows)
+
+
+def test_a_failing_probe_fails_the_report(tiny_llama, ntps_cache):
+    from sklearn.dummy import DummyClassifier
+
+    with pytest.raises(ValueError, match="strategy"):
+        small_report(tiny_llama, n_jobs=2, probe=DummyClassifier(strategy="nonsense"))
 
 
 def toy_report(n_rep=1):

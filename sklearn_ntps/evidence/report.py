@@ -25,9 +25,11 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from .._utils import csv_text, json_text, write_atomic
 from ..choice.probe import default_probe
@@ -266,7 +268,7 @@ def _fmt(cell, points=False):
 
 def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_blocks=10,
                n_test_blocks=3, random_state=0, embedding_params=None, extra_columns=None,
-               progress=True) -> Report:
+               n_jobs=-1, progress=True) -> Report:
     """Every score and the held-out probe, for every layer of every model on every data set.
 
     Parameters
@@ -297,6 +299,13 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
     extra_columns : callable, default=None
         ``extra_columns(moments, y) -> dict`` of further columns per row,
         computed on the same rescaled training moments.
+    n_jobs : int or None, default=-1
+        Processes the probes run in (-1: one per core), one layer's probe per
+        process with its folds one after another, while this process goes on
+        to the next layers' scores. 1 or None fits each probe here instead,
+        its folds in the processes of its own ``n_jobs``. The rows are the same
+        to the bit either way (the probe's fits and the scores each run on one
+        BLAS thread).
     progress : bool, default=True
 
     Returns
@@ -310,28 +319,53 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
     scorers = default_scorers() if scorers is None else dict(scorers)
     probe = default_probe() if probe is None else probe
     report = Report(list(scorers), n_replicates=n_replicates)
-    for name, data in datasets.items():
-        texts, y, blocks, partitions = _partitioned(name, data, n_blocks, n_test_blocks,
-                                                    n_replicates, random_state)
-        report.datasets[name] = {
-            "n_texts": len(texts), "n_classes": int(np.unique(y).size),
-            "n_train": [int(sum(blocks[b].size for b in tr)) for tr, _ in partitions]}
-        for model in models:
-            params = dict(model_name_or_path=model, progress=progress, **(embedding_params or {}))
-            emb = HFEmbeddingTransformer(output="tokens", **params).fit()
-            group = []
-            for layer, parts in block_layers(emb, texts, blocks, progress=progress,
-                                             desc=f"{name}: layers of {model}"):
-                for rep, (train, test) in enumerate(partitions):
-                    row = {"model": model, "dataset": name, "layer": layer, "replicate": rep}
-                    row.update(_evaluate(parts, [y[b] for b in blocks], train, test, scorers,
-                                         probe, extra_columns))
-                    group.append(row)
-            _mark_noise(group, scorers)
-            report.rows.extend(group)
-            if extra_columns is not None and not report.extra:
-                report.extra = [c for c in report.rows[-1] if c not in report.columns]
+    with Parallel(n_jobs=n_jobs, pre_dispatch="all", batch_size=1) as parallel:
+        if effective_n_jobs(n_jobs) != 1:
+            # A layer's probe is one task: its folds run one after another in that process.
+            probe = clone(probe).set_params(**{k: None for k in probe.get_params()
+                                               if k.split("__")[-1] == "n_jobs"})
+        for name, data in datasets.items():
+            texts, y, blocks, partitions = _partitioned(name, data, n_blocks, n_test_blocks,
+                                                        n_replicates, random_state)
+            report.datasets[name] = {
+                "n_texts": len(texts), "n_classes": int(np.unique(y).size),
+                "n_train": [int(sum(blocks[b].size for b in tr)) for tr, _ in partitions]}
+            for model in models:
+                group = []
+                # Each probe task is sent off as soon as its layer's scores are done (pre_dispatch
+                # "all" takes the tasks as they come), so the next layer's scores are computed
+                # here while the probes of the last ones run.
+                fitted = parallel(_layer_tasks(group, model, name, texts, y, blocks, partitions,
+                                               scorers, probe, extra_columns, embedding_params,
+                                               progress))
+                for row, columns in zip(group, fitted, strict=True):
+                    row.update(columns)
+                _mark_noise(group, scorers)
+                report.rows.extend(group)
+                if extra_columns is not None and not report.extra:
+                    report.extra = [c for c in report.rows[-1] if c not in report.columns]
     return report
+
+
+def _layer_tasks(group, model, name, texts, y, blocks, partitions, scorers, probe,
+                 extra_columns, embedding_params, progress):
+    """Per layer and replicate: a row of scores appended to ``group``, and its probe's task.
+
+    The scores run on one BLAS thread: beside the probes' processes more would only contend,
+    and their bits do not depend on ``n_jobs``.
+    """
+    params = dict(model_name_or_path=model, progress=progress, **(embedding_params or {}))
+    emb = HFEmbeddingTransformer(output="tokens", **params).fit()
+    y_blocks = [y[b] for b in blocks]
+    for layer, parts in block_layers(emb, texts, blocks, progress=progress,
+                                     desc=f"{name}: layers of {model}"):
+        for rep, (train, test) in enumerate(partitions):
+            row = {"model": model, "dataset": name, "layer": layer, "replicate": rep}
+            with threadpool_limits(1, user_api="blas"):
+                scores, probe_data = _evaluate(parts, y_blocks, train, test, scorers,
+                                               extra_columns)
+            group.append({**row, **scores})
+            yield delayed(_probe_columns)(probe, *probe_data)
 
 
 def _partitioned(name, data, n_blocks, n_test_blocks, n_replicates, random_state):
@@ -352,8 +386,11 @@ def _partitioned(name, data, n_blocks, n_test_blocks, n_replicates, random_state
     return texts, y, blocks, block_partitions(n_blocks, n_test_blocks, n_replicates, rng)
 
 
-def _evaluate(parts, y_blocks, train, test, scorers, probe, extra_columns) -> dict:
-    """One replicate of one layer: every score on the training blocks, the probe on the test."""
+def _evaluate(parts, y_blocks, train, test, scorers, extra_columns):
+    """One replicate of one layer: every score on the training blocks, and the probe's data.
+
+    Returns the row's scores and ``(X_train, y_train, X_test, y_test)`` for :func:`_probe_columns`.
+    """
     moments, X_test = footed_partition(parts, train, test)
     y_train = np.concatenate([y_blocks[b] for b in train])
     y_test = np.concatenate([y_blocks[b] for b in test])
@@ -373,15 +410,19 @@ def _evaluate(parts, y_blocks, train, test, scorers, probe, extra_columns) -> di
         row = {name: row[name] for name in [*scorers, *[k for k in row if k not in scorers]]}
     if extra_columns is not None:
         row.update(extra_columns(moments, y_train))
+    return row, (moments.pooled, y_train, X_test, y_test)
+
+
+def _probe_columns(probe, X_train, y_train, X_test, y_test) -> dict:
+    """The probe trained on the training texts: its held-out and training accuracy, and its C."""
     with warnings.catch_warnings():
         # Unconverged CV folds at the largest C are expected; they are not chosen.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fitted = clone(probe).fit(moments.pooled, y_train)
-    row[PROBE] = float(fitted.score(X_test, y_test))
-    row[PROBE_TRAIN] = float(fitted.score(moments.pooled, y_train))
+        fitted = clone(probe).fit(X_train, y_train)
     last = fitted[-1] if isinstance(fitted, Pipeline) else fitted
-    row["probe_C"] = float(np.ravel(getattr(last, "C_", [np.nan]))[0])
-    return row
+    return {PROBE: float(fitted.score(X_test, y_test)),
+            PROBE_TRAIN: float(fitted.score(X_train, y_train)),
+            "probe_C": float(np.ravel(getattr(last, "C_", [np.nan]))[0])}
 
 
 def _mark_noise(rows, scorers):
