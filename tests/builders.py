@@ -221,4 +221,5 @@ LORA_LABELS = np.array(["bank"] * len(BANK) + ["film"] * len(FILM))
 # Sixteen short texts of two topics for the LoRA tests, and settings that train in a second
 # (without early stopping, so that a test's max_steps are the steps taken).
 FAST_LORA = dict(r=4, lora_alpha=8, lora_dropout=0.0, batch_size=4, learning_rate=1e-2,
-                 head_learning_rate=1e-2, warmup=0, progress=False, n_iter_no_change=None)
+                 head_learning_rate=1e-2, warmup=0, progress=False, n_iter_no_change=None,
+                 head_init="probe")

@@ -90,6 +90,17 @@ def test_the_first_loss_is_the_probes_with_base_dropout_off(tiny_bert):
     assert abs(noisy.loss_curve_[0] - expected) > 1e-3
 
 
+def test_label_smoothing_enters_the_training_loss(tiny_bert):
+    params = dict(model_name_or_path=tiny_bert, max_steps=1, random_state=0,
+                  **{**FAST, "batch_size": len(TEXTS)})
+    clf = HFLoRAClassifier(**params, label_smoothing=0.3).fit(TEXTS, LABELS)
+    log_p = np.log(clf.probe_.predict_proba(features(tiny_bert, TEXTS)))
+    codes = np.searchsorted(clf.classes_, LABELS)
+    # torch's smoothing: (1 - eps) of the target's loss, eps of the mean over the classes
+    expected = np.mean(-0.7 * log_p[np.arange(len(codes)), codes] - 0.3 * log_p.mean(axis=1))
+    assert clf.loss_curve_[0] == pytest.approx(expected, abs=1e-5)
+
+
 
 
 def test_lora_beats_the_frozen_probe_where_word_order_decides(tmp_path):
@@ -378,6 +389,7 @@ def test_layer_out_of_range(tiny_llama):
     {"r": 0}, {"pooling": "max"}, {"learning_rate": 0}, {"validation_fraction": 1.0},
     {"lora_dropout": 1}, {"max_steps": -1}, {"head_learning_rate": 0}, {"warmup": 1.5},
     {"warmup": -1}, {"lr_schedule": "step"}, {"max_grad_norm": 0}, {"head_init": "random"},
+    {"label_smoothing": 1.0}, {"label_smoothing": -0.1},
     {"base_dropout": "yes"}, {"device": 0}, {"device": None}, {"torch_dtype": "float64"},
     {"torch_dtype": np.float32}, {"torch_dtype": None},
 ])

@@ -399,7 +399,8 @@ class Trainer:
             self.est.pooling,
             model=self.model,
         )
-        loss = torch.nn.functional.cross_entropy(self._head(pooled), self.y[idx])
+        loss = torch.nn.functional.cross_entropy(self._head(pooled), self.y[idx],
+                                                 label_smoothing=self.est.label_smoothing)
         loss.backward()
         if self.est.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self._weights(), self.est.max_grad_norm)

@@ -139,7 +139,7 @@ class Prescreen:
         -------
         str
             Per task: the scores before (and NTPS after) LoRA, the probe,
-            LoRA's own start (the probe it began from, fitted without its
+            LoRA's own start (its cross-validated probe, fitted without its
             validation texts), LoRA and the measured gain (LoRA minus its
             start), and the recommendation (with the predicted
             gain and the score it reads only when the rule reads one); then the
@@ -154,7 +154,7 @@ class Prescreen:
         columns["probe_accuracy"] = "probe"
         if read is not None:
             columns["predicted_gain"] = "pred."
-        # the gain is LoRA's against its own start ("start"), the probe it began from
+        # the gain is LoRA's against its own start ("start"): its probe on the same texts
         columns.update(start_accuracy="start", lora_accuracy="LoRA", gain="gain")
         widths = {k: max(len(v), 6) for k, v in columns.items()}
         lines = [f"LoRA prescreening, {self.model} (gains in accuracy points)",
@@ -476,7 +476,7 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
                                     max_length=max_length,
                                     **(lora_params or {})).fit(X_train, y_train)
             row["lora_accuracy"] = float(lora.score(X_test, y_test))
-            # Against its own start (the probe it began from, on the same test texts): a
+            # Against its own start (its probe on the same texts and test texts): a
             # separately fitted probe saw other texts in another order, and differs from it.
             row["start_accuracy"] = float(np.mean(lora.predict_start(X_test) == y_test))
             row["gain"] = 100 * (row["lora_accuracy"] - row["start_accuracy"])
