@@ -30,6 +30,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from .._utils import csv_text, json_text, write_atomic
 from ..choice.probe import default_probe
@@ -319,7 +320,8 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
     scorers = default_scorers() if scorers is None else dict(scorers)
     probe = default_probe() if probe is None else probe
     report = Report(list(scorers), n_replicates=n_replicates)
-    with Parallel(n_jobs=n_jobs, pre_dispatch="all", batch_size=1) as parallel:
+    with Parallel(n_jobs=n_jobs, pre_dispatch="all", batch_size=1,
+                  return_as="generator") as parallel:
         if effective_n_jobs(n_jobs) != 1:
             # A layer's probe is one task: its folds run one after another in that process.
             probe = clone(probe).set_params(**{k: None for k in probe.get_params()
@@ -338,8 +340,14 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
                 fitted = parallel(_layer_tasks(group, model, name, texts, y, blocks, partitions,
                                                scorers, probe, extra_columns, embedding_params,
                                                progress))
-                for row, columns in zip(group, fitted, strict=True):
-                    row.update(columns)
+                # The first result comes once every layer is scored; the bar then counts the
+                # probes still running, which would otherwise be a silent wait.
+                with tqdm(desc=f"{name}: probes of {model}", unit="layer", delay=2,
+                          disable=not progress) as bar:
+                    for i, columns in enumerate(fitted):
+                        bar.total = len(group)
+                        group[i].update(columns)
+                        bar.update()
                 _mark_noise(group, scorers)
                 report.rows.extend(group)
                 if extra_columns is not None and not report.extra:
