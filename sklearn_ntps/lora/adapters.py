@@ -354,7 +354,7 @@ class Trainer:
             return step >= total or (evals and stale >= est.n_iter_no_change)
 
         if val is not None:
-            evaluate()  # step 0: the head's starting point (the probe) is a candidate too
+            evaluate()  # step 0, the head's start (the probe, or zeros), is a candidate too
         bar = tqdm(total=total, desc="LoRA fine-tuning", unit="step", disable=not est.progress,
                    delay=2)
         with bar:

@@ -423,8 +423,10 @@ def run_prescreen(model, tasks, *, run_lora=True, lora_params=None, rule="bundle
     run_lora : bool, default=True
         False scores the frozen model and the probe only, and recommends.
     lora_params : dict, default=None
-        :class:`~sklearn_ntps.lora.classifier.HFLoRAClassifier` parameters (its defaults,
-        the study's recipe, otherwise).
+        :class:`~sklearn_ntps.lora.classifier.HFLoRAClassifier` parameters; its defaults
+        otherwise, which since the calibration of docs/lora.md section 6 are no longer the
+        recipe study v3 ran (``head_init="probe"``, ``learning_rate=5e-4``,
+        ``head_learning_rate=1e-4``, ``n_iter_no_change=3``).
     rule : dict, "bundled" or None, default="bundled"
         The recommendation rule; "bundled" is :data:`RULE`, the study's.
     embedding_params : dict, default=None
