@@ -101,8 +101,6 @@ def test_label_smoothing_enters_the_training_loss(tiny_bert):
     assert clf.loss_curve_[0] == pytest.approx(expected, abs=1e-5)
 
 
-
-
 def test_lora_beats_the_frozen_probe_where_word_order_decides(tmp_path):
     from builders import TINY_WORDS, make_order_blind_llama
 

@@ -340,8 +340,10 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
                 fitted = parallel(_layer_tasks(group, model, name, texts, y, blocks, partitions,
                                                scorers, probe, extra_columns, embedding_params,
                                                progress))
-                # The first result comes once every layer is scored; the bar then counts the
-                # probes still running, which would otherwise be a silent wait.
+                # In processes the first result comes once every layer is scored; the bar then
+                # counts the probes still running, which would otherwise be a silent wait. With
+                # n_jobs=1 joblib runs the tasks lazily as they are read, so group grows as the
+                # loop goes: hence its length read at every step.
                 with tqdm(desc=f"{name}: probes of {model}", unit="layer", delay=2,
                           disable=not progress) as bar:
                     for i, columns in enumerate(fitted):
