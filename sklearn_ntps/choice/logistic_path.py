@@ -7,8 +7,10 @@ L-BFGS crawls. Its optimum there is, to within the penalty, weights near zero an
 the log class frequencies; starting at that point took the first C on BANKING77's features
 (600 x 576, 77 classes) from 114-135 iterations to 10-18 and a layer's nine folds from 9.0-15.7 s
 to 5.2-11.5 s, with the same C at every layer tried (docs/performance.md). The objective, the
-folds, the scoring and the refit are ``LogisticRegressionCV``'s; only where each path starts
-differs, so the coefficients agree with it to the solver's tolerance, not to the bit.
+folds, the scoring and the refit are ``LogisticRegressionCV``'s, and so are the solver's steps
+(:mod:`._lbfgs` takes L-BFGS-B's on this unbounded problem, in a third less time); only where
+each path starts differs, so the coefficients agree with it to the solver's tolerance, not to
+the bit.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import check_cv
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from .._sklearn_compat import LinearClassifierMixin, _check_sample_weight
+from ._lbfgs import LogisticObjective, minimize_lbfgs
 
 __all__ = ["LogisticRegressionPathCV"]
 
@@ -138,8 +142,9 @@ class LogisticRegressionPathCV(LinearClassifierMixin, BaseEstimator):
         present = np.array([p["present"] for p in paths])  # (folds, classes)
         weights = np.array([p["weights"][best] for p in paths])  # (folds, classes, d + 1)
         start = (weights * present[..., None]).sum(axis=0) / np.maximum(present.sum(0), 1)[:, None]
-        final, self.refit_n_iter_ = _fit_from(X, codes, sample_weight, np.arange(len(codes)),
-                                              self.C_, start, self.max_iter, self.tol)
+        with threadpool_limits(1, user_api="blas"):
+            final, self.refit_n_iter_ = next(_path(X, codes, sample_weight, [self.C_], start,
+                                                   self.max_iter, self.tol))
         self.coef_, self.intercept_ = final.coef_, final.intercept_
         self.n_iter_ = np.array([p["n_iter"] for p in paths])
         return self
@@ -177,16 +182,13 @@ class LogisticRegressionPathCV(LinearClassifierMixin, BaseEstimator):
 
 def _fold_path(X, codes, sample_weight, train, test, n_classes, Cs, max_iter, tol, scoring):
     """One fold's path over ``Cs``: scores, iterations and weights (full-class rows) per C."""
-    from threadpoolctl import threadpool_limits
-
     present = np.isin(np.arange(n_classes), codes[train])
     start = np.zeros((n_classes, X.shape[1] + 1))
     start[:, -1] = _log_frequencies(codes[train], sample_weight[train], n_classes)
     out = {"present": present, "scores": [], "n_iter": [], "weights": []}
-    lr = None
     with threadpool_limits(1, user_api="blas"):
-        for C in Cs:
-            lr, n_iter = _fit_from(X, codes, sample_weight, train, C, start, max_iter, tol, lr)
+        for lr, n_iter in _path(X[train], codes[train], sample_weight[train], Cs, start,
+                                max_iter, tol):
             weights = _full_weights(lr, present)
             out["scores"].append(_score(lr, weights, X[test], codes[test], sample_weight[test],
                                         n_classes, scoring))
@@ -195,22 +197,30 @@ def _fold_path(X, codes, sample_weight, train, test, n_classes, Cs, max_iter, to
     return out
 
 
-def _fit_from(X, codes, sample_weight, rows, C, start, max_iter, tol, warm=None):
-    """A logistic regression on ``rows`` at ``C``, from ``warm``'s weights or else ``start``.
+def _path(X, codes, sample_weight, Cs, start, max_iter, tol):
+    """Logistic regressions of ``codes`` on ``X`` along ``Cs``, each C started at the last's.
 
-    ``start`` holds one row of weights and intercept per class (all classes); only the rows of
-    the classes present in ``rows`` are used, in the binary form when two are present.
+    ``start`` holds one row of weights and intercept per class (all classes), the first C's
+    starting point; only the rows of the classes present are used, in the binary form when
+    two are. Yields a fitted :class:`~sklearn.linear_model.LogisticRegression` and its
+    iterations per C: scikit-learn's ``lbfgs`` objective, solved by :mod:`._lbfgs`.
     """
-    lr = warm
-    if lr is None:
-        lr = LogisticRegression(warm_start=True, max_iter=max_iter, tol=tol)
-        present = np.unique(codes[rows])
-        rows_start = start[present]
-        if present.size == 2:  # one row: the second class's logit against the first's
-            rows_start = rows_start[1:] - rows_start[:1]
-        lr.coef_, lr.intercept_ = rows_start[:, :-1].copy(), rows_start[:, -1].copy()
-    lr.set_params(C=C).fit(X[rows], codes[rows], sample_weight=sample_weight[rows])
-    return lr, int(np.max(lr.n_iter_))
+    present = np.unique(codes)
+    binary = present.size == 2
+    objective = LogisticObjective(X, np.searchsorted(present, codes), sample_weight,
+                                  present.size, binary=binary)
+    params = start[present]
+    if binary:  # one row: the second class's logit against the first's
+        params = params[1:] - params[:1]
+    params = params.ravel()
+    for C in Cs:
+        objective.l2 = 1.0 / (C * sample_weight.sum())
+        params, n_iter = minimize_lbfgs(objective, params, tol=tol, max_iter=max_iter)
+        weights = params.reshape(objective.shape)
+        lr = LogisticRegression(C=C, max_iter=max_iter, tol=tol)
+        lr.classes_, lr.n_features_in_, lr.n_iter_ = present, X.shape[1], np.array([n_iter])
+        lr.coef_, lr.intercept_ = weights[:, :-1].copy(), weights[:, -1].copy()
+        yield lr, n_iter
 
 
 def _full_weights(lr, present):
