@@ -272,6 +272,21 @@ def test_progress_false_prints_no_bar_and_restores_settings(tiny, capfd):
 
 
 @pytest.mark.slow
+def test_one_parse_of_a_gguf_file_serves_the_whole_copy():
+    _needs_bundle("SmolLM2-135M")
+    import gguf
+
+    resolved = resolve_model("SmolLM2-135M")
+    path = resolved.path / resolved.gguf_file
+    raw_reader, raw_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with models._gguf_parsed_once():
+        assert gguf.GGUFReader(path) is gguf.GGUFReader(path)
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 30) is \
+            gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 30)
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (raw_reader, raw_map)
+
+
+@pytest.mark.slow
 def test_smollm2_dequantized_copy_matches_gguf(monkeypatch, capfd):
     _needs_bundle("SmolLM2-135M")
     resolved = resolve_model("SmolLM2-135M")

@@ -513,8 +513,8 @@ def _dtype_kwarg() -> str:
 
 
 def _dequantized_copy(resolved: ResolvedModel, trust_remote_code: bool, progress: bool) -> Path:
-    # transformers parses the GGUF file three times (tokenizer, config, weights): ~25 s for 135M
-    # parameters on two CPU cores, while reading the float32 copy takes well under a second.
+    # De-quantising 135M parameters takes about 9 s on two CPU cores (17 s before
+    # _gguf_parsed_once), while reading the float32 copy takes well under a second.
     target = cache_dir() / "dequantized" / f"{Path(resolved.gguf_file).stem}-{resolved.fingerprint}"
     if (target / "config.json").is_file():
         return target
@@ -528,7 +528,7 @@ def _dequantized_copy(resolved: ResolvedModel, trust_remote_code: bool, progress
         "trust_remote_code": trust_remote_code,
         "local_files_only": True,
     }
-    with _progress_bars(progress):
+    with _progress_bars(progress), _gguf_parsed_once():
         tokenizer = transformers.AutoTokenizer.from_pretrained(resolved.path, **kwargs)
         model = transformers.AutoModel.from_pretrained(
             resolved.path, **{_dtype_kwarg(): torch.float32}, **kwargs
@@ -542,6 +542,25 @@ def _dequantized_copy(resolved: ResolvedModel, trust_remote_code: bool, progress
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
     return target
+
+
+@contextlib.contextmanager
+def _gguf_parsed_once():
+    """In the block, one parse of each GGUF file and one tensor-name map per architecture.
+
+    transformers reads the file anew for the tokenizer, the config and the weights, and builds
+    gguf's name map once per tensor; sharing both took SmolLM2's copy from 16.8-18.0 s to
+    8.8-9.2 s on 2 idle cores, with the same bytes in every file written. Both are only read.
+    """
+    import gguf
+
+    raw_reader, raw_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = functools.lru_cache(maxsize=None)(raw_reader)
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(raw_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = raw_reader, raw_map
 
 
 @contextlib.contextmanager
