@@ -83,6 +83,27 @@ def against(rev: str, repeats: int, n_texts: int):
     here, there = min(seconds["here"]), min(seconds[rev])
     print(f"best: here {here:.0f} s, {rev} {there:.0f} s; ratio ({rev} / here) "
           f"{there / here:.2f}x; the same report.csv: {files['here'] == files[rev]}")
+    for line in differences(files["here"], files[rev]):
+        print(line)
+
+
+def differences(a: bytes, b: bytes) -> list:
+    """Per column of two report.csv files: in how many rows it differs, and by how much at most."""
+    import csv
+    import io
+
+    rows_a, rows_b = (list(csv.DictReader(io.StringIO(f.decode()))) for f in (a, b))
+    lines = []
+    for column in rows_a[0]:
+        pairs = [(r[column], s[column]) for r, s in zip(rows_a, rows_b) if r[column] != s[column]]
+        if pairs:
+            try:
+                most = max(abs(float(x) - float(y)) for x, y in pairs)
+            except ValueError:
+                most = float("nan")
+            lines.append(f"  {column}: {len(pairs)} of {len(rows_a)} rows differ, "
+                         f"by at most {most:.3g}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 
 __all__ = ["atomic_dir", "cache_dir", "csv_text", "discard_dir", "finite_json",
            "format_bytes", "json_text", "log_grid", "one_blas_pool", "optional_import",
-           "sync_folder", "write_atomic"]
+           "results_as_read", "sync_folder", "worker_pool", "write_atomic"]
 
 
 def log_grid(start, stop, num) -> tuple:
@@ -286,6 +286,44 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def worker_pool(n_jobs):
+    """Worker processes for ``n_jobs`` (-1: one per core) as a context, or None for one job."""
+    from joblib import effective_n_jobs
+
+    if effective_n_jobs(n_jobs) == 1:
+        return contextlib.nullcontext()
+    # loky's (spawned, robust to a dying worker), but not joblib's shared reusable executor,
+    # which expects its own bookkeeping on whatever it reuses.
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=effective_n_jobs(n_jobs))
+
+
+def results_as_read(tasks, pool):
+    """Each ``(function, args, kwargs)`` task's result, in order.
+
+    With no ``pool`` each runs here as it is read. Otherwise each goes to a worker process the
+    moment it is read, so the workers run while the generator computes the next task (the
+    report's probes of the layers already scored, while it scores the next). joblib's
+    ``Parallel`` does not: its workers' completion callback waits for the lock under which
+    ``Parallel`` reads the generator, and while it waits no further task reaches a worker; in
+    the bundled report the probes of layers 2 to 30 all started after the last layer was
+    scored (docs/performance.md).
+    """
+    if pool is None:
+        for function, args, kwargs in tasks:
+            yield function(*args, **kwargs)
+        return
+    futures = []
+    try:
+        futures.extend(pool.submit(function, *args, **kwargs) for function, args, kwargs in tasks)
+        for future in futures:
+            yield future.result()
+    finally:
+        for future in futures:  # after a failure, the tasks not yet started are dropped
+            future.cancel()
 
 
 @contextlib.contextmanager

@@ -1,12 +1,16 @@
 """sklearn_ntps._utils: where files go, how they are written, what to install, how many BLAS
-threads the solver gets. Known answers, on temporary folders."""
+threads the solver gets, when tasks reach worker processes. Known answers, on temporary
+folders."""
 
 import json
 import math
 import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from joblib import delayed
 
 from sklearn_ntps._utils import (
     atomic_dir,
@@ -18,7 +22,9 @@ from sklearn_ntps._utils import (
     json_text,
     log_grid,
     optional_import,
+    results_as_read,
     sync_folder,
+    worker_pool,
     write_atomic,
 )
 
@@ -190,3 +196,27 @@ def test_nested_and_concurrent_fits_restore_the_blas_threads_when_the_last_one_l
     for w in workers:
         w.join()
     assert threads() == before
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_task_runs_while_the_next_is_computed(tmp_path, n_jobs):
+    started, seen = tmp_path / "the first task ran", []
+
+    def tasks():  # the report's: a layer's probe, then the next layer's scores, and so on
+        yield delayed(Path.touch)(started)
+        deadline = time.monotonic() + 60  # joblib's Parallel never ran it before the end
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.append(started.exists())
+        yield delayed(len)("ab")
+
+    with worker_pool(n_jobs) as pool:
+        assert list(results_as_read(tasks(), pool)) == [None, 2]
+    assert seen == [True]
+
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_failing_task_raises_where_its_result_is_read(n_jobs):
+    with worker_pool(n_jobs) as pool, pytest.raises(ZeroDivisionError):
+        list(results_as_read([delayed(len)("ab"), delayed(divmod)(1, 0)], pool))

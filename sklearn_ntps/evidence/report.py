@@ -25,14 +25,14 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import delayed, effective_n_jobs
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .._utils import csv_text, json_text, write_atomic
+from .._utils import csv_text, json_text, results_as_read, worker_pool, write_atomic
 from ..choice.probe import default_probe
 from ..choice.protocol import (
     BASELINES,
@@ -320,12 +320,11 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
     scorers = default_scorers() if scorers is None else dict(scorers)
     probe = default_probe() if probe is None else probe
     report = Report(list(scorers), n_replicates=n_replicates)
-    with Parallel(n_jobs=n_jobs, pre_dispatch="all", batch_size=1,
-                  return_as="generator") as parallel:
-        if effective_n_jobs(n_jobs) != 1:
-            # A layer's probe is one task: its folds run one after another in that process.
-            probe = clone(probe).set_params(**{k: None for k in probe.get_params()
-                                               if k.split("__")[-1] == "n_jobs"})
+    if effective_n_jobs(n_jobs) != 1:
+        # A layer's probe is one task: its folds run one after another in that process.
+        probe = clone(probe).set_params(**{k: None for k in probe.get_params()
+                                           if k.split("__")[-1] == "n_jobs"})
+    with worker_pool(n_jobs) as pool:
         for name, data in datasets.items():
             texts, y, blocks, partitions = _partitioned(name, data, n_blocks, n_test_blocks,
                                                         n_replicates, random_state)
@@ -334,16 +333,13 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
                 "n_train": [int(sum(blocks[b].size for b in tr)) for tr, _ in partitions]}
             for model in models:
                 group = []
-                # Each probe task is sent off as soon as its layer's scores are done (pre_dispatch
-                # "all" takes the tasks as they come), so the next layer's scores are computed
-                # here while the probes of the last ones run.
-                fitted = parallel(_layer_tasks(group, model, name, texts, y, blocks, partitions,
-                                               scorers, probe, extra_columns, embedding_params,
-                                               progress))
+                tasks = _layer_tasks(group, model, name, texts, y, blocks, partitions, scorers,
+                                     probe, extra_columns, embedding_params, progress)
+                fitted = results_as_read(tasks, pool)
                 # In processes the first result comes once every layer is scored; the bar then
                 # counts the probes still running, which would otherwise be a silent wait. With
-                # n_jobs=1 joblib runs the tasks lazily as they are read, so group grows as the
-                # loop goes: hence its length read at every step.
+                # n_jobs=1 each probe runs as its layer's task is read, so group grows as the loop
+                # goes: hence its length read at every step.
                 with tqdm(desc=f"{name}: probes of {model}", unit="layer", delay=2,
                           disable=not progress) as bar:
                     for i, columns in enumerate(fitted):
