@@ -60,7 +60,8 @@ def test_it_takes_l_bfgs_bs_steps():
     ours, n_iter = minimize_lbfgs(objective, start, tol=1e-6)
     theirs = minimize(objective, start, jac=True, method="L-BFGS-B",
                       options={"gtol": 1e-6, "ftol": 64 * np.finfo(float).eps, "maxls": 50})
-    assert abs(n_iter - theirs.nit) <= 2
+    # Equal here; round-off on another processor's BLAS kernels may part the paths late.
+    assert abs(n_iter - theirs.nit) <= 5
     assert objective(ours)[0] == pytest.approx(theirs.fun, abs=1e-10)
 
 
