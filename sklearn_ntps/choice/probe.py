@@ -44,7 +44,8 @@ def default_probe(*, n_jobs=-1):
     over C starts at the log class frequencies rather than at zero
     (:class:`~sklearn_ntps.choice.logistic_path.LogisticRegressionPathCV`):
     the same objective as ``LogisticRegressionCV``, in about 40% fewer
-    iterations (docs/performance.md).
+    iterations, each solved by the package's L-BFGS (the iterates of
+    L-BFGS-B, at about 0.72 of the time; docs/performance.md).
 
     The result does not depend on the order of the rows: ``fit`` first puts
     them in a canonical order (by a hash of each row's float64 bytes, then
@@ -59,7 +60,8 @@ def default_probe(*, n_jobs=-1):
         Processes the nine folds' fits run in (-1: one per core). Each fold
         is fitted alone, with one BLAS thread, so any value gives the same
         bits; on 2 cores two processes took a layer's fit from 9.2 to 5.9 s
-        (docs/performance.md). None runs them here, one after another.
+        with scikit-learn's solver (docs/performance.md). None runs them
+        here, one after another.
 
     Returns
     -------
