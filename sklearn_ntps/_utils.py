@@ -292,13 +292,14 @@ def worker_pool(n_jobs):
     """Worker processes for ``n_jobs`` (-1: one per core) as a context, or None for one job."""
     from joblib import effective_n_jobs
 
-    if effective_n_jobs(n_jobs) == 1:
+    workers = effective_n_jobs(n_jobs)
+    if workers == 1:
         return contextlib.nullcontext()
     # loky's (spawned, robust to a dying worker), but not joblib's shared reusable executor,
     # which expects its own bookkeeping on whatever it reuses.
     from joblib.externals.loky import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=effective_n_jobs(n_jobs))
+    return ProcessPoolExecutor(max_workers=workers)
 
 
 def results_as_read(tasks, pool):

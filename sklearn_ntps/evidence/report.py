@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from joblib import delayed, effective_n_jobs
+from joblib import delayed
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
@@ -320,11 +320,11 @@ def run_report(models, datasets, *, scorers=None, probe=None, n_replicates=1, n_
     scorers = default_scorers() if scorers is None else dict(scorers)
     probe = default_probe() if probe is None else probe
     report = Report(list(scorers), n_replicates=n_replicates)
-    if effective_n_jobs(n_jobs) != 1:
-        # A layer's probe is one task: its folds run one after another in that process.
-        probe = clone(probe).set_params(**{k: None for k in probe.get_params()
-                                           if k.split("__")[-1] == "n_jobs"})
     with worker_pool(n_jobs) as pool:
+        if pool is not None:
+            # A layer's probe is one task: its folds run one after another in that process.
+            probe = clone(probe).set_params(**{k: None for k in probe.get_params()
+                                               if k.split("__")[-1] == "n_jobs"})
         for name, data in datasets.items():
             texts, y, blocks, partitions = _partitioned(name, data, n_blocks, n_test_blocks,
                                                         n_replicates, random_state)
