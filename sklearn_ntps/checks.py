@@ -18,7 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from ._sklearn_compat import Interval
 
 __all__ = ["MAX_VALUE", "NumberInterval", "check_features", "check_finite_range",
-           "check_labelled", "class_sums", "encode_labels"]
+           "check_labelled", "class_sums", "encode_labels", "labellings_class_sums"]
 
 # Values must lie within float32's range: beyond it their float64 squares (sums
 # of squared contexts, Ledoit-Wolf's fourth moments) overflow.
@@ -184,6 +184,32 @@ def class_sums(A, codes, n_classes) -> np.ndarray:
     starts = np.r_[0, np.cumsum(counts)[:-1]][present]
     out[present] = np.add.reduceat(A[order], starts, axis=0)
     return out
+
+
+def labellings_class_sums(A, labellings, n_classes) -> tuple:
+    """:func:`class_sums` of several labellings at once, stacked, and each class's count.
+
+    One sparse product (a one-hot row per labelling and class, ``n`` entries per
+    labelling): the score of 30 shuffles of the labels then reads ``A`` once,
+    where a gather per labelling copies it 30 times.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntps.checks import labellings_class_sums
+    >>> sums, counts = labellings_class_sums(np.arange(3.0)[:, None], [[0, 1, 1], [1, 0, 0]], 2)
+    >>> sums.ravel().tolist(), counts.tolist()
+    ([0.0, 3.0, 3.0, 0.0], [1, 2, 2, 1])
+    """
+    from scipy.sparse import csr_array
+
+    codes = np.asarray(labellings)
+    n_labellings, n = codes.shape
+    rows = (np.arange(n_labellings)[:, None] * n_classes + codes).ravel()
+    onehot = csr_array((np.ones(rows.size), (rows, np.tile(np.arange(n), n_labellings))),
+                       shape=(n_labellings * n_classes, n))
+    return onehot @ np.asarray(A, dtype=np.float64), np.bincount(
+        rows, minlength=n_labellings * n_classes)
 
 
 def _unique(y, name):

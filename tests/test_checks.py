@@ -15,6 +15,7 @@ from sklearn_ntps.checks import (
     check_finite_range,
     class_sums,
     encode_labels,
+    labellings_class_sums,
 )
 
 
@@ -103,6 +104,19 @@ def test_check_features():
     for args, kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
             check_features(*args, **kwargs)
+
+
+def test_labellings_class_sums_stacks_class_sums():
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(40, 3))
+    labellings = [rng.integers(0, 5, size=40) for _ in range(4)]
+    labellings[2][labellings[2] == 1] = 0  # a class left empty in one labelling
+    sums, counts = labellings_class_sums(A, labellings, 5)
+    np.testing.assert_allclose(sums, np.vstack([class_sums(A, c, 5) for c in labellings]),
+                               rtol=1e-12, atol=1e-12)
+    assert counts.tolist() == np.concatenate([np.bincount(c, minlength=5)
+                                              for c in labellings]).tolist()
+    assert not sums[2 * 5 + 1].any()
 
 
 def test_class_sums():

@@ -268,6 +268,38 @@ def test_hscore_matches_pinv_of_np_cov(n, d, k):
     assert hscore(X, y, shrinkage=0.0) == pytest.approx(direct_hscore(X, y), abs=1e-10)
 
 
+def shrunk_hscore(X, y, shrinkage):
+    """(1 - a) tr(cov_a^-1 cov(E[f | y])), cov_a from scikit-learn's estimators."""
+    from sklearn.covariance import ledoit_wolf, shrunk_covariance
+    Z = X - X.mean(axis=0)
+    if shrinkage == "ledoit-wolf":
+        cov, a = ledoit_wolf(Z, assume_centered=True)
+    else:
+        cov, a = shrunk_covariance(Z.T @ Z / len(Z), shrinkage), shrinkage
+    means = np.array([Z[y == c].mean(axis=0) for c in np.unique(y)])
+    weights = np.bincount(y) / len(y)
+    return (1 - a) * np.trace(np.linalg.solve(cov, (means.T * weights) @ means))
+
+
+# n < d / 2 reads the n x n Gram matrix; d / 2 <= n < d and n >= d the d x d covariance.
+@pytest.mark.parametrize("n, d", [(30, 90), (45, 90), (70, 90), (90, 90), (300, 12)])
+@pytest.mark.parametrize("shrinkage", ["ledoit-wolf", 0.3])
+def test_hscore_shrunk_matches_sklearn_covariance(n, d, shrinkage):
+    y = labels(n, 5)
+    X = noise_features(n, d) @ np.diag(np.linspace(0.2, 3, d)) + np.eye(5, d)[y] + 2.0
+    assert hscore(X, y, shrinkage=shrinkage) == pytest.approx(
+        shrunk_hscore(X, y, shrinkage), rel=1e-9)
+
+
+def test_hscore_pinv_below_d_reads_the_gram_matrix():
+    y = labels(30, 5)
+    X = noise_features(30, 90) + np.eye(5, 90)[y]
+    # On n < d samples the centred features span n - 1 directions: pinv's score is the
+    # projection onto all of them, so every class mean counts, k - 1 = 4 in all.
+    assert hscore(X, y, shrinkage=None) == pytest.approx(direct_hscore(X, y), abs=1e-9)
+    assert hscore(X, y, shrinkage=None) == pytest.approx(4.0, abs=1e-9)
+
+
 def test_hscore_shrinkage_path():
     y = labels()
     X = noise_features() + np.eye(K, D)[y]

@@ -137,6 +137,9 @@ class HScoreScorer(BaseScorer):
     def _from_labels(self, state, codes):
         return peers.hscore_from_labels(state, codes)
 
+    def _from_labellings(self, state, labellings):
+        return peers.hscore_from_labellings(state, labellings)
+
 
 class TransRateScorer(BaseScorer):
     """TransRate (Huang et al., ICML 2022): the coding rate of the features minus its class part.
