@@ -406,6 +406,31 @@ def test_logme_matches_direct_implementation(n, d, signal):
     assert logme(F, y) == pytest.approx(direct_logme(F, y), abs=1e-6)
 
 
+@pytest.mark.parametrize("n, d", [(40, 90), (300, 12)])
+def test_logme_state_gram_route_matches_the_svd(n, d, monkeypatch):
+    from sklearn_ntps.scores import peers
+    y = labels(n, 5)
+    X = noise_features(n, d) + np.eye(5, d)[y]
+    fast = logme(X, y)
+    gram_state = peers.logme_state(X)
+    monkeypatch.setattr(peers, "_GRAM_CONDITION", np.inf)  # every spectrum to the SVD
+    svd_state = peers.logme_state(X)
+    np.testing.assert_allclose(gram_state[2], svd_state[2], rtol=1e-10)
+    # Singular vectors agree up to sign: compare the projector onto each.
+    np.testing.assert_allclose(np.abs(np.sum(gram_state[1] * svd_state[1], axis=0)), 1.0,
+                               rtol=1e-10)
+    assert fast == pytest.approx(logme(X, y), rel=1e-10)
+
+
+def test_logme_state_ill_conditioned_takes_the_svd():
+    from sklearn_ntps.scores import peers
+    rotation = np.linalg.qr(noise_features(12, 12, seed=3))[0]  # no graded columns
+    X = noise_features(300, 12) @ np.diag(np.logspace(0, -6, 12)) @ rotation  # s^2 1e-12
+    _, U, s2 = peers.logme_state(X)
+    np.testing.assert_allclose(s2, np.linalg.svd(X, compute_uv=False) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(U.T @ U, np.eye(12), atol=1e-12)
+
+
 def test_logme_interpolating_regime():
     # n << d: every target is fitted exactly as beta -> inf; the n - gamma rule
     # (or the iteration cap) stops the fixed point before it overflows.
