@@ -406,7 +406,7 @@ def test_logme_matches_direct_implementation(n, d, signal):
     assert logme(F, y) == pytest.approx(direct_logme(F, y), abs=1e-6)
 
 
-@pytest.mark.parametrize("n, d", [(40, 90), (300, 12)])
+@pytest.mark.parametrize("n, d", [(40, 90), (90, 90)])
 def test_logme_state_gram_route_matches_the_svd(n, d, monkeypatch):
     from sklearn_ntps.scores import peers
     y = labels(n, 5)
@@ -424,11 +424,11 @@ def test_logme_state_gram_route_matches_the_svd(n, d, monkeypatch):
 
 def test_logme_state_ill_conditioned_takes_the_svd():
     from sklearn_ntps.scores import peers
-    rotation = np.linalg.qr(noise_features(12, 12, seed=3))[0]  # no graded columns
-    X = noise_features(300, 12) @ np.diag(np.logspace(0, -6, 12)) @ rotation  # s^2 1e-12
+    rotation = np.linalg.qr(noise_features(30, 30, seed=3))[0]  # no graded rows
+    X = rotation @ np.diag(np.logspace(0, -6, 30)) @ noise_features(30, 40)  # s^2 1e-12
     _, U, s2 = peers.logme_state(X)
-    np.testing.assert_allclose(s2, np.linalg.svd(X, compute_uv=False) ** 2, rtol=1e-12)
-    np.testing.assert_allclose(U.T @ U, np.eye(12), atol=1e-12)
+    np.testing.assert_allclose(s2, np.linalg.svd(X, compute_uv=False) ** 2, rtol=1e-9)
+    np.testing.assert_allclose(U.T @ U, np.eye(30), atol=1e-12)
 
 
 def test_logme_interpolating_regime():
