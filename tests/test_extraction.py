@@ -94,6 +94,25 @@ def test_sorted_and_unsorted_batches_give_the_same_statistics(tiny_llama):
         ((0, 1, 2), 32, 0)
 
 
+def test_pooled_features_alone_pool_each_batch_at_once_with_the_same_bits(tiny_llama,
+                                                                         monkeypatch):
+    from sklearn_ntps.states import extraction, moments
+
+    loaded = load_model(tiny_llama, progress=False)
+    kw = dict(batch_size=2, max_length=32, progress=False)
+    with_moments = extract_statistics(loaded, TEXTS, **kw)
+    updates = []
+    update = moments.MomentAccumulator.update
+    monkeypatch.setattr(moments.MomentAccumulator, "update",
+                        lambda self, states, lengths: updates.append(len(lengths))
+                        or update(self, states, lengths))
+    alone = extraction.extract_statistics(loaded, TEXTS, with_moments=False, **kw)
+    assert updates == [2] * (len(TEXTS) // 2) + [1] * (len(TEXTS) % 2)  # no batch waits
+    for p in ("mean", "last"):
+        np.testing.assert_array_equal(alone.pooled[p], with_moments.pooled[p])
+    assert alone.c0 is None
+
+
 def test_moments_summed_on_the_model_device_equal_the_host_path(tiny_llama):
     # The CUDA path (states stay on the device, float64 sums there), run on the CPU device.
     loaded = load_model(tiny_llama, progress=False)

@@ -343,7 +343,9 @@ def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=
     if on_device is None:
         on_device = model.device.type == "cuda"
     host = (lambda t: t) if on_device else (lambda t: t.cpu().numpy())
-    pending = _Pending(acc, _STATS_BUFFER_BYTES)
+    # Pooled features alone need no products to batch, and gathering the batches cost more
+    # than pooling them (2.3 of 24.7 s at 1,200 texts of SmolLM2): each batch goes at once.
+    pending = _Pending(acc, _STATS_BUFFER_BYTES if with_moments else 0)
     with torch.inference_mode():
         for idx in tqdm(split_batches(order, batch_size), desc="Embedding", unit="batch",
                         disable=not progress, delay=2):
