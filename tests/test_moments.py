@@ -101,6 +101,19 @@ def test_last_token_pooling():
     np.testing.assert_array_equal(pooled_features(X), [[2, 3], [7, 8]])
 
 
+def test_pooled_rows_place_each_text_where_asked():
+    X, _ = make_texts(n_texts=7, n_features=3)
+    acc = MomentAccumulator(pooling=("mean", "last"), autoregressive=False)
+    for batch in (X[:3], X[3:5], X[5:]):
+        acc.update(np.concatenate(batch), [len(h) for h in batch])
+    rows = np.array([4, 0, 6, 2, 1, 5, 3])  # the i-th text added goes to row rows[i]
+    for p in ("mean", "last"):
+        placed = acc.pooled(p, rows=rows)
+        np.testing.assert_array_equal(placed[:, rows], acc.pooled(p))
+    np.testing.assert_array_equal(acc.statistics(rows=rows).pooled["mean"][:, rows],
+                                  acc.statistics().pooled["mean"])
+
+
 def test_one_token_texts_add_no_pairs():
     m = compute_moments([np.ones((1, 3)), np.ones((1, 3))])
     assert m.n_pairs == 0 and not m.c0.any() and len(m) == 2

@@ -357,7 +357,7 @@ def extract_statistics(loaded, texts, *, layers=None, batch_size=16, max_length=
             pending.add(host(torch.stack([hidden[i] for i in kept])[:, mask].float()),
                         mask.sum(dim=1).cpu().numpy())
         pending.flush()
-    return replace(acc.statistics().reordered(in_input_order(order)), layers=kept,
+    return replace(acc.statistics(rows=order), layers=kept,
                    truncation_limit=limit, n_truncated=n_truncated)
 
 
