@@ -28,7 +28,7 @@ from sklearn.utils import check_consistent_length
 
 from .._sklearn_compat import StrOptions, validate_params
 from .._utils import one_blas_pool
-from ..checks import NumberInterval, class_sums, encode_labels
+from ..checks import NumberInterval, encode_labels, labellings_class_sums
 from ..states.moments import compute_moments
 from ..states.statistics import Moments
 from .subspaces import (
@@ -198,9 +198,12 @@ def permuted_ntps(fit: Fit, pooled, labellings, n_classes, k, *, variant, option
         basis, dims = nested_basis(wh.root.T @ fit.V[:, :k])
         B = X @ wh.whitener
         A = B @ basis[:, : dims[-1]]
-        for i, codes in enumerate(labellings):
-            den = np.sum(class_sums(B, codes, n_classes) ** 2)
-            num = np.sum(class_sums(A, codes, n_classes) ** 2)
+        # Both sides' class sums, for every labelling, in one sparse product.
+        sums = labellings_class_sums(np.hstack([B, A]), labellings, n_classes)[0]
+        squares = (sums**2).reshape(len(labellings), n_classes, -1)
+        dens = squares[..., : B.shape[1]].sum(axis=(1, 2))
+        nums = squares[..., B.shape[1]:].sum(axis=(1, 2))
+        for i, (num, den) in enumerate(zip(nums, dens)):
             out[i] = min(max(num / den, 0.0), 1.0) if den > 0 else np.nan
         return out
     basis = fit.components(k)
